@@ -1,0 +1,29 @@
+"""vit-ft: fine-tune Vision Transformers with the Hugging Face stack.
+
+Importing the package registers vit_ft's config and models with transformers' Auto classes.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    ViTImageProcessor,
+)
+
+from .configuration_vit_ft import PRESETS, ViTConfig
+from .modeling_vit_ft import ViTForImageClassification, ViTModel, ViTPreTrainedModel
+
+__version__ = "0.1.0"
+
+AutoConfig.register(ViTConfig.model_type, ViTConfig, exist_ok=True)
+AutoModel.register(ViTConfig, ViTModel, exist_ok=True)
+AutoModelForImageClassification.register(ViTConfig, ViTForImageClassification, exist_ok=True)
+AutoImageProcessor.register(ViTConfig, image_processor_classes={"torchvision": ViTImageProcessor}, exist_ok=True)
+# `save_pretrained` then writes `auto_map` and copies the modeling files, so saved models load with
+# `trust_remote_code=True` where vit_ft is not installed.
+ViTConfig.register_for_auto_class()
+ViTModel.register_for_auto_class("AutoModel")
+ViTForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+
+__all__ = ["PRESETS", "ViTConfig", "ViTForImageClassification", "ViTModel", "ViTPreTrainedModel", "__version__"]
