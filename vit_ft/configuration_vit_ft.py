@@ -36,11 +36,12 @@ def _build_presets() -> dict[str, dict]:
         )
     # Registers (Darcet et al. 2024, "Vision Transformers Need Registers"), as timm's `*_reg4_gap_256` models build
     # them: no class token, positions on patches only, mean pooling.
-    for size in ("small", "base"):
-        presets[f"vit_{size}_patch16_reg4_gap_256"] = dict(
-            _SIZES[size], patch_size=16, image_size=256, class_token=False, num_register_tokens=4,
-            prefix_position_embeddings=False, pooling="mean",
-        )  # fmt: skip
+    registers = dict(patch_size=16, image_size=256, class_token=False, num_register_tokens=4,
+                     prefix_position_embeddings=False, pooling="mean")  # fmt: skip
+    presets["vit_medium_patch16_reg4_gap_256"] = dict(
+        hidden_size=512, num_hidden_layers=12, num_attention_heads=8, layer_scale_init_value=1e-5, **registers
+    )
+    presets["vit_base_patch16_reg4_gap_256"] = dict(_SIZES["base"], **registers)
     for preset in presets.values():
         preset["intermediate_size"] = 4 * preset["hidden_size"]
     return presets
@@ -195,13 +196,16 @@ class ViTConfig(PretrainedConfig):
     def from_preset(cls, name: str, **overrides) -> "ViTConfig":
         """
         Builds the configuration of a named architecture, e.g. `ViTConfig.from_preset("vit_base_patch16_224",
-        num_labels=10)`. Names follow timm's; `overrides` set any other field. A timm pretrained tag after a dot
+        num_labels=10)`. Names follow timm's; `overrides` set any other field. Without labels the head has timm's
+        1,000 classes. A timm pretrained tag after a dot
         (`vit_base_patch16_224.augreg_in21k`) is ignored.
         """
         arch = name.split(".", 1)[0]
         if arch not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}. Known presets: {', '.join(sorted(PRESETS))}.")
-        return cls(**{**PRESETS[arch], **overrides})
+        # timm's default head: the 1,000 ImageNet classes, unless labels are given.
+        labels = {} if "id2label" in overrides else {"num_labels": 1000}
+        return cls(**{**labels, **PRESETS[arch], **overrides})
 
 
 __all__ = ["PRESETS", "ViTConfig"]

@@ -374,9 +374,9 @@ class ViTPreTrainedModel(PreTrainedModel):
             probe = cls.config_class(**fields)
             overrides = {key: kwargs.pop(key) for key in list(kwargs)
                          if hasattr(probe, key) and key != "attn_implementation"}  # fmt: skip
-            config = cls.config_class(**{**fields, **overrides})
             if "num_labels" in overrides and "id2label" not in overrides:
-                config.num_labels = overrides["num_labels"]
+                fields = {k: v for k, v in fields.items() if k not in ("id2label", "label2id")}
+            config = cls.config_class(**{**fields, **overrides})
         table = state_dict.get("vit.embeddings.position_embeddings")
         if table is not None and config.position_embedding_type == "learned":
             num_prefix = config.num_prefix_tokens if config.prefix_position_embeddings else 0
@@ -401,7 +401,8 @@ class ViTModel(ViTPreTrainedModel):
         super().__init__(config)
         self.embeddings = ViTEmbeddings(config)
         # Stochastic depth grows linearly with depth, from 0 to drop_path_rate (as DeiT and timm).
-        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        depth = config.num_hidden_layers
+        rates = [config.drop_path_rate * index / max(depth - 1, 1) for index in range(depth)]
         self.layers = nn.ModuleList([ViTLayer(config, rate) for rate in rates])
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.post_init()

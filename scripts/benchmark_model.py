@@ -1,0 +1,469 @@
+"""Speed and memory of vit_ft's ViT against transformers' and timm's, all three built with the same architecture.
+
+For each preset the three models are created once (same parameter count, asserted), then for each batch size:
+warm-up steps, then `--repeats` rounds in which every model runs `--steps` training steps, the order of the models
+rotating from round to round so that drift (thermal, clocks, other processes) hits all three alike. A training step
+is forward, `F.cross_entropy(logits, labels)`, backward, `torch.optim.AdamW.step()` and `zero_grad(set_to_none=True)`;
+an inference step is a forward in eval mode under `torch.inference_mode()`. The reported time per step is the median
+over the rounds; throughput is batch / that time. A ratio above 1 means vit_ft is faster.
+
+Peak memory: on CUDA, the increase of `torch.cuda.max_memory_allocated` over the memory allocated before one step
+(after warm-up, so AdamW's state is already there and not counted; the three models share the GPU, so absolute peaks
+would include the others' weights). On CPU it is "n/a" unless `--cpu-memory` is given: then each model's training
+step runs in a fresh subprocess (this script, re-invoked) and the figure is its peak RSS (`ru_maxrss`) after one
+training step minus the peak RSS right after building the model, optimizer and inputs. That first step also creates
+AdamW's state (2 x parameters x 4 bytes, equal for the three models) and, with `--compile`, includes the compiler's
+own memory.
+
+Commands used for the reported numbers:
+
+    # CPU
+    python scripts/benchmark_model.py --models vit_tiny_patch16_224,vit_small_patch16_224 --batch-sizes 8,32
+    # GPU, eager then compiled
+    python scripts/benchmark_model.py --device cuda --dtype bfloat16 \
+        --models vit_small_patch16_224,vit_base_patch16_224 --batch-sizes 128,256
+    python scripts/benchmark_model.py --device cuda --dtype bfloat16 \
+        --models vit_small_patch16_224,vit_base_patch16_224 --batch-sizes 128,256 --compile
+
+Quick smoke test: `--models vit_tiny_patch16_224 --batch-sizes 8 --repeats 2 --steps 1 --warmup 1`.
+"""
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import timm
+import torch
+import torch.nn.functional as F
+import transformers
+from torch import nn
+
+import vit_ft
+from vit_ft.configuration_vit_ft import PRESETS
+
+IMPLEMENTATIONS = ("vit_ft", "transformers", "timm")
+NUM_LABELS = 1000
+SEED = 0
+# The attention kernel all three use: timm calls F.scaled_dot_product_attention by default, so the Hugging Face
+# models are pinned to "sdpa" too rather than left to whatever default the installed transformers picks.
+ATTN_IMPLEMENTATION = "sdpa"
+# Preset fields transformers' ViTConfig can express; other presets (registers, distillation token, mean pooling)
+# have no transformers equivalent of identical architecture.
+_PLAIN_VIT_FIELDS = {"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size",
+                     "image_size"}  # fmt: skip
+_PROBE_MARKER = "MEMORY_PROBE_RESULT "
+
+Step = Callable[[], None]
+
+
+@dataclass
+class Row:
+    """Results of one (preset, batch size, dtype, mode) combination."""
+
+    model: str
+    batch: int
+    dtype: str
+    mode: str
+    train_step_s: dict[str, list[float]]
+    infer_step_s: dict[str, list[float]]
+    train_images_per_s: dict[str, float] = field(default_factory=dict)
+    infer_images_per_s: dict[str, float] = field(default_factory=dict)
+    ratios: dict[str, float] = field(default_factory=dict)
+    train_memory_mib: dict[str, float] | None = None
+    infer_memory_mib: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        for phase in ("train", "infer"):
+            step_s = getattr(self, f"{phase}_step_s")
+            throughput = {impl: self.batch / statistics.median(times) for impl, times in step_s.items()}
+            setattr(self, f"{phase}_images_per_s", throughput)
+            for other in ("timm", "transformers"):
+                self.ratios[f"{phase}_vit_ft/{other}"] = throughput["vit_ft"] / throughput[other]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="vit_tiny_patch16_224,vit_small_patch16_224",
+                        help="Comma-separated vit_ft presets (timm names).")  # fmt: skip
+    parser.add_argument("--batch-sizes", default="8,32", help="Comma-separated batch sizes.")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="bfloat16: autocast around forward and loss, weights stay float32.")  # fmt: skip
+    parser.add_argument("--compile", action="store_true", help="torch.compile each model after creation.")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
+    parser.add_argument("--repeats", type=int, default=7, help="Rounds; the median round is reported.")
+    parser.add_argument("--steps", type=int, default=3, help="Steps per model in each round.")
+    parser.add_argument("--warmup", type=int, default=3, help="Untimed steps per model, batch size and phase.")
+    parser.add_argument("--cpu-memory", action="store_true",
+                        help="On CPU, measure each training step's peak RSS increase in a subprocess.")  # fmt: skip
+    parser.add_argument("--output", default=None, help="Write the results as JSON to this path.")
+    # Internal: set when the script re-invokes itself to measure one model's RSS in a fresh process.
+    parser.add_argument("--memory-probe", choices=IMPLEMENTATIONS, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.models = [name.strip() for name in args.models.split(",") if name.strip()]
+    args.batch_sizes = [int(size) for size in args.batch_sizes.split(",") if size.strip()]
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but CUDA is not available.")
+    if min(args.repeats, args.steps) < 1 or args.warmup < 0:
+        parser.error("--repeats and --steps must be at least 1, --warmup at least 0.")
+    for name in args.models:
+        check_preset(name, parser)
+    return args
+
+
+def check_preset(name: str, parser: argparse.ArgumentParser) -> None:
+    if name not in PRESETS:
+        parser.error(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    extra = set(PRESETS[name]) - _PLAIN_VIT_FIELDS
+    if extra:
+        parser.error(f"{name} uses {sorted(extra)}, which transformers' ViT cannot build identically.")
+
+
+def seed_everything(seed: int = SEED) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def synchronize(device: torch.device) -> None:
+    # CUDA kernels run asynchronously: without this the clock would stop before the work is done.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast_context(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
+    if dtype == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def build_vit_ft(name: str) -> nn.Module:
+    config = vit_ft.ViTConfig.from_preset(name, num_labels=NUM_LABELS)
+    config._attn_implementation = ATTN_IMPLEMENTATION
+    return vit_ft.ViTForImageClassification(config)
+
+
+def build_transformers(name: str) -> nn.Module:
+    preset = PRESETS[name]
+    config = transformers.ViTConfig(
+        hidden_size=preset["hidden_size"],
+        num_hidden_layers=preset["num_hidden_layers"],
+        num_attention_heads=preset["num_attention_heads"],
+        intermediate_size=preset["intermediate_size"],
+        image_size=preset["image_size"],
+        patch_size=preset["patch_size"],
+        layer_norm_eps=1e-6,  # timm's and vit_ft's value (transformers defaults to 1e-12); no effect on speed
+        num_labels=NUM_LABELS,
+    )
+    # Set on the config before construction: works on transformers 5.17 (GPU machine) as well as later 5.x.
+    config._attn_implementation = ATTN_IMPLEMENTATION
+    return transformers.ViTForImageClassification(config)
+
+
+def build_timm(name: str) -> nn.Module:
+    return timm.create_model(name, pretrained=False, num_classes=NUM_LABELS)
+
+
+BUILDERS: dict[str, Callable[[str], nn.Module]] = {
+    "vit_ft": build_vit_ft,
+    "transformers": build_transformers,
+    "timm": build_timm,
+}
+
+
+def build_model(impl: str, name: str, device: torch.device, compile_model: bool) -> nn.Module:
+    seed_everything()  # the same seed before each model, so their initialisation draws the same way
+    model = BUILDERS[impl](name).to(device)
+    if impl != "timm":
+        # Guards against a transformers version silently falling back to another attention kernel.
+        actual = model.config._attn_implementation
+        assert actual == ATTN_IMPLEMENTATION, f"{impl} uses attention {actual!r}, not {ATTN_IMPLEMENTATION!r}"
+    if compile_model:
+        # Static shapes: otherwise the second batch size would trigger a dynamic-shape recompile, slower than the
+        # per-size graphs a training run with a fixed batch size gets.
+        model = torch.compile(model, dynamic=False)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def build_models(name: str, device: torch.device, compile_model: bool) -> tuple[dict[str, nn.Module], int]:
+    models = {impl: build_model(impl, name, device, compile_model) for impl in IMPLEMENTATIONS}
+    counts = {impl: count_parameters(model) for impl, model in models.items()}
+    print(f"{name}: parameters {counts}", flush=True)
+    assert len(set(counts.values())) == 1, f"{name}: the three models differ in parameter count: {counts}"
+    return models, counts["vit_ft"]
+
+
+def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    # The learning rate does not change the cost of a step; a small one keeps the weights from blowing up to
+    # inf/NaN over the run, which could change the speed of the arithmetic.
+    return torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+
+def logits_of(output: torch.Tensor | transformers.utils.ModelOutput) -> torch.Tensor:
+    # timm returns the logits; the Hugging Face models an output object holding them.
+    return output if isinstance(output, torch.Tensor) else output.logits
+
+
+def make_train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    dtype: str,
+) -> Step:
+    def step() -> None:
+        with autocast_context(pixels.device, dtype):
+            # The loss is computed here, identically for all three, rather than by the Hugging Face models.
+            loss = F.cross_entropy(logits_of(model(pixels)), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def make_infer_step(model: nn.Module, pixels: torch.Tensor, dtype: str) -> Step:
+    def step() -> None:
+        with torch.inference_mode(), autocast_context(pixels.device, dtype):
+            model(pixels)
+
+    return step
+
+
+def make_inputs(name: str, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    seed_everything()
+    size = PRESETS[name]["image_size"]
+    pixels = torch.randn(batch, 3, size, size, device=device)
+    labels = torch.randint(0, NUM_LABELS, (batch,), device=device)
+    return pixels, labels
+
+
+def set_mode(models: dict[str, nn.Module], training: bool) -> None:
+    for model in models.values():
+        model.train(training)
+
+
+def warm_up(steps: dict[str, Step], count: int, device: torch.device) -> None:
+    # Untimed: first calls pay for allocator growth, kernel selection, AdamW state and, with --compile, compiling.
+    for step in steps.values():
+        for _ in range(count):
+            step()
+    synchronize(device)
+
+
+def time_per_step(step: Step, count: int, device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(count):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - start) / count
+
+
+def measure_interleaved(steps: dict[str, Step], repeats: int, count: int, device: torch.device) -> dict[str, list]:
+    """Seconds per step of each model in each round; the starting model rotates from round to round."""
+    order = list(steps)
+    times: dict[str, list[float]] = {impl: [] for impl in order}
+    for round_index in range(repeats):
+        shift = round_index % len(order)
+        for impl in order[shift:] + order[:shift]:
+            times[impl].append(time_per_step(steps[impl], count, device))
+    return times
+
+
+def cuda_peak_increase_mib(step: Step, device: torch.device) -> float:
+    gc.collect()
+    synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    step()
+    synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
+def max_rss_mib() -> float:
+    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return max_rss / 2**20 if sys.platform == "darwin" else max_rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def run_memory_probe(args: argparse.Namespace) -> None:
+    """In a fresh process: peak RSS increase of one training step of one model."""
+    device = torch.device("cpu")
+    name, batch, impl = args.models[0], args.batch_sizes[0], args.memory_probe
+    model = build_model(impl, name, device, args.compile).train()
+    optimizer = make_optimizer(model)
+    pixels, labels = make_inputs(name, batch, device)
+    step = make_train_step(model, optimizer, pixels, labels, args.dtype)
+    gc.collect()
+    baseline = max_rss_mib()
+    step()
+    print(_PROBE_MARKER + json.dumps({"rss_increase_mib": max_rss_mib() - baseline}), flush=True)
+
+
+def cpu_peak_increase_mib(args: argparse.Namespace, name: str, batch: int, impl: str) -> float:
+    # ru_maxrss only ever grows, so each measurement needs its own process.
+    command = [sys.executable, os.path.abspath(__file__), "--device", "cpu", "--models", name,
+               "--batch-sizes", str(batch), "--dtype", args.dtype, "--memory-probe", impl]  # fmt: skip
+    if args.compile:
+        command.append("--compile")
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    for line in result.stdout.splitlines():
+        if line.startswith(_PROBE_MARKER):
+            return json.loads(line[len(_PROBE_MARKER):])["rss_increase_mib"]
+    raise RuntimeError(f"memory probe {impl} {name} batch {batch} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def measure_memory(
+    args: argparse.Namespace, name: str, batch: int, train_steps: dict[str, Step], infer_steps: dict[str, Step],
+    models: dict[str, nn.Module], device: torch.device,
+) -> tuple[dict[str, float] | None, dict[str, float] | None]:  # fmt: skip
+    if device.type == "cuda":
+        set_mode(models, True)
+        train = {impl: cuda_peak_increase_mib(step, device) for impl, step in train_steps.items()}
+        set_mode(models, False)
+        infer = {impl: cuda_peak_increase_mib(step, device) for impl, step in infer_steps.items()}
+        return train, infer
+    if args.cpu_memory:
+        return {impl: cpu_peak_increase_mib(args, name, batch, impl) for impl in IMPLEMENTATIONS}, None
+    return None, None
+
+
+def benchmark_batch(
+    args: argparse.Namespace, name: str, batch: int, models: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer], device: torch.device,
+) -> Row:  # fmt: skip
+    pixels, labels = make_inputs(name, batch, device)
+    train_steps = {impl: make_train_step(models[impl], optimizers[impl], pixels, labels, args.dtype)
+                   for impl in IMPLEMENTATIONS}  # fmt: skip
+    infer_steps = {impl: make_infer_step(models[impl], pixels, args.dtype) for impl in IMPLEMENTATIONS}
+
+    set_mode(models, True)
+    warm_up(train_steps, args.warmup, device)
+    train_times = measure_interleaved(train_steps, args.repeats, args.steps, device)
+    set_mode(models, False)
+    warm_up(infer_steps, args.warmup, device)
+    infer_times = measure_interleaved(infer_steps, args.repeats, args.steps, device)
+
+    train_memory, infer_memory = measure_memory(args, name, batch, train_steps, infer_steps, models, device)
+    return Row(name, batch, args.dtype, "compile" if args.compile else "eager", train_times, infer_times,
+               train_memory_mib=train_memory, infer_memory_mib=infer_memory)  # fmt: skip
+
+
+def cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def hardware_info(device: torch.device) -> dict:
+    info = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device.type,
+        "device_name": cpu_name(),
+    }
+    if device.type == "cuda":
+        info.update(
+            device_name=torch.cuda.get_device_name(device),
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+            tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+        )
+    return info
+
+
+def format_row(row: Row) -> str:
+    def phase(label: str, throughput: dict[str, float]) -> str:
+        values = ", ".join(f"{impl} {throughput[impl]:.1f}" for impl in IMPLEMENTATIONS)
+        return (f"{label} img/s: {values} | vit_ft/timm {row.ratios[f'{label}_vit_ft/timm']:.3f}, "
+                f"vit_ft/transformers {row.ratios[f'{label}_vit_ft/transformers']:.3f}")  # fmt: skip
+
+    memory = ""
+    if row.train_memory_mib is not None:
+        memory = "\n    train peak MiB: " + ", ".join(f"{k} {v:.0f}" for k, v in row.train_memory_mib.items())
+    return (f"{row.model} batch {row.batch} {row.dtype} {row.mode}\n    {phase('train', row.train_images_per_s)}"
+            f"\n    {phase('infer', row.infer_images_per_s)}{memory}")  # fmt: skip
+
+
+def _memory_cells(memory: dict[str, float] | None) -> list[str]:
+    return [f"{memory[impl]:.0f}" if memory else "n/a" for impl in IMPLEMENTATIONS]
+
+
+def markdown_tables(rows: list[Row]) -> str:
+    speed = ["| model | batch | dtype | mode | phase | vit_ft img/s | transformers img/s | timm img/s "
+             "| vit_ft/timm | vit_ft/transformers |", "|" + "---|" * 10]  # fmt: skip
+    memory = ["| model | batch | dtype | mode | phase | vit_ft MiB | transformers MiB | timm MiB |", "|" + "---|" * 8]
+    for row in rows:
+        key = f"| {row.model} | {row.batch} | {row.dtype} | {row.mode} "
+        for label in ("train", "infer"):
+            throughput = getattr(row, f"{label}_images_per_s")
+            cells = [f"{throughput[impl]:.1f}" for impl in IMPLEMENTATIONS]
+            cells += [f"{row.ratios[f'{label}_vit_ft/{other}']:.3f}" for other in ("timm", "transformers")]
+            speed.append(key + f"| {label} | " + " | ".join(cells) + " |")
+            memory.append(key + f"| {label} | " + " | ".join(_memory_cells(getattr(row, f"{label}_memory_mib"))) + " |")
+    return "\n".join(speed) + "\n\nPeak memory increase of one step (MiB):\n\n" + "\n".join(memory)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.memory_probe:
+        run_memory_probe(args)
+        return
+    device = torch.device(args.device)
+    hardware = hardware_info(device)
+    print(json.dumps(hardware, indent=2), flush=True)
+
+    rows: list[Row] = []
+    parameters: dict[str, int] = {}
+    for name in args.models:
+        models, parameters[name] = build_models(name, device, args.compile)
+        optimizers = {impl: make_optimizer(model) for impl, model in models.items()}
+        for batch in args.batch_sizes:
+            rows.append(benchmark_batch(args, name, batch, models, optimizers, device))
+            print(format_row(rows[-1]), flush=True)
+        del models, optimizers  # free before the next preset's models are built
+        gc.collect()
+
+    print("\n" + markdown_tables(rows))
+    if args.output:
+        settings = {key: value for key, value in vars(args).items() if key != "memory_probe"}
+        result = {"hardware": hardware, "settings": settings, "parameters": parameters,
+                  "rows": [asdict(row) for row in rows]}  # fmt: skip
+        with open(args.output, "w") as output:
+            json.dump(result, output, indent=2)
+        print(f"\nWrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
