@@ -10,10 +10,11 @@ over the rounds; throughput is batch / that time. A ratio above 1 means vit_ft i
 Peak memory: on CUDA, the increase of `torch.cuda.max_memory_allocated` over the memory allocated before one step
 (after warm-up, so AdamW's state is already there and not counted; the three models share the GPU, so absolute peaks
 would include the others' weights). On CPU it is "n/a" unless `--cpu-memory` is given: then each model's training
-step runs in a fresh subprocess (this script, re-invoked) and the figure is its peak RSS (`ru_maxrss`) after one
-training step minus the peak RSS right after building the model, optimizer and inputs. That first step also creates
-AdamW's state (2 x parameters x 4 bytes, equal for the three models) and, with `--compile`, includes the compiler's
-own memory.
+step runs in a fresh subprocess (this script, re-invoked) and the figure is its peak RSS (VmHWM on Linux, where
+`ru_maxrss` would include the parent's peak; `ru_maxrss` elsewhere) after one training step minus the peak RSS right
+after building the model, optimizer and inputs. That first step also creates AdamW's state (2 x parameters x 4
+bytes, equal for the three models) and, with `--compile`, the compilation (what it allocates in this process; its
+worker processes are not counted).
 
 Commands used for the reported numbers:
 
@@ -299,8 +300,16 @@ def cuda_peak_increase_mib(step: Step, device: torch.device) -> float:
 
 
 def max_rss_mib() -> float:
+    """Peak resident set size of this process so far."""
+    # On Linux ru_maxrss carries over the parent's peak through fork and exec (the kernel keeps the larger of the
+    # two), so a probe started by the benchmark, which holds three models, would read the parent's size. VmHWM
+    # belongs to the process's own address space, created fresh by exec.
+    with contextlib.suppress(OSError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # KiB
     max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return max_rss / 2**20 if sys.platform == "darwin" else max_rss / 2**10  # bytes on macOS, KiB on Linux
+    return max_rss / 2**20 if sys.platform == "darwin" else max_rss / 2**10  # bytes on macOS, KiB elsewhere
 
 
 def run_memory_probe(args: argparse.Namespace) -> None:
@@ -328,7 +337,7 @@ def cpu_peak_increase_mib(args: argparse.Namespace, name: str, batch: int, impl:
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     for line in result.stdout.splitlines():
         if line.startswith(_PROBE_MARKER):
-            return json.loads(line[len(_PROBE_MARKER):])["rss_increase_mib"]
+            return json.loads(line.removeprefix(_PROBE_MARKER))["rss_increase_mib"]
     raise RuntimeError(f"memory probe {impl} {name} batch {batch} failed:\n{result.stdout}\n{result.stderr}")
 
 
@@ -390,6 +399,8 @@ def hardware_info(device: torch.device) -> dict:
         "torch_threads": torch.get_num_threads(),
         "device": device.type,
         "device_name": cpu_name(),
+        # Other processes share the CPUs; a high load average before or after the run flags a noisy measurement.
+        "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
     if device.type == "cuda":
         info.update(
@@ -429,7 +440,8 @@ def markdown_tables(rows: list[Row]) -> str:
             cells = [f"{throughput[impl]:.1f}" for impl in IMPLEMENTATIONS]
             cells += [f"{row.ratios[f'{label}_vit_ft/{other}']:.3f}" for other in ("timm", "transformers")]
             speed.append(key + f"| {label} | " + " | ".join(cells) + " |")
-            memory.append(key + f"| {label} | " + " | ".join(_memory_cells(getattr(row, f"{label}_memory_mib"))) + " |")
+            memory_cells = _memory_cells(getattr(row, f"{label}_memory_mib"))
+            memory.append(key + f"| {label} | " + " | ".join(memory_cells) + " |")
     return "\n".join(speed) + "\n\nPeak memory increase of one step (MiB):\n\n" + "\n".join(memory)
 
 
@@ -455,6 +467,8 @@ def main(argv: list[str] | None = None) -> None:
         del models, optimizers  # free before the next preset's models are built
         gc.collect()
 
+    if hasattr(os, "getloadavg"):
+        hardware["load_average_end"] = os.getloadavg()
     print("\n" + markdown_tables(rows))
     if args.output:
         settings = {key: value for key, value in vars(args).items() if key != "memory_probe"}

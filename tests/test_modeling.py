@@ -207,3 +207,13 @@ def test_return_dict_false_gives_tuples(pixel_values):
     logits = model(pixel_values, return_dict=False)[0]
     torch.testing.assert_close(logits, model(pixel_values).logits)
     assert isinstance(ViTConfig.from_preset("vit_tiny_patch16_224.augreg_in21k"), ViTConfig)
+
+
+@pytest.mark.slow
+def test_flex_attention_matches_sdpa(pixel_values):
+    # torch's flex attention compiles its kernel (tens of seconds on CPU) and has no CPU backward: inference only.
+    model = ViTForImageClassification(tiny_config()).eval()
+    with torch.no_grad():
+        sdpa = model(pixel_values).logits
+        model.set_attn_implementation("flex_attention")
+        torch.testing.assert_close(model(pixel_values).logits, sdpa, rtol=1e-5, atol=1e-5)

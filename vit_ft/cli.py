@@ -19,6 +19,20 @@ def _convert(args: argparse.Namespace) -> None:
     print(f"Wrote {type(model).__name__} ({params / 1e6:.2f}M parameters) to {args.output}")
 
 
+def _train(args: argparse.Namespace) -> None:
+    from .recipe import read_recipe
+    from .training import run_training
+
+    if args.recipe in ("-h", "--help"):
+        from transformers import HfArgumentParser
+
+        from .recipe import DATACLASSES
+
+        HfArgumentParser(DATACLASSES).print_help()
+        return
+    run_training(*read_recipe(args.recipe, args.overrides))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vit-ft", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -31,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--image-std", type=float, nargs=3, help="Override the normalisation std (--from timm).")
     convert.add_argument("--output", required=True, help="Directory to write the vit_ft model to.")
     convert.set_defaults(handler=_convert)
+
+    train = commands.add_parser(
+        "train", help="Train with a recipe: vit-ft train RECIPE.yaml [--field value ...].", add_help=False
+    )
+    train.add_argument("recipe", help="YAML recipe of ModelArguments, DataArguments and ViTTrainingArguments fields.")
+    train.add_argument("overrides", nargs=argparse.REMAINDER, help="--field value flags that override the recipe.")
+    train.set_defaults(handler=_train)
     return parser
 
 

@@ -311,6 +311,8 @@ class ViTPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # The loss is a mean over the batch; the Trainer then scales it for gradient accumulation itself.
+    accepts_loss_kwargs = False
 
     def _init_weights(self, module: nn.Module) -> None:
         # Truncated normal for weights and tokens, zero biases, as timm's and transformers' ViT.

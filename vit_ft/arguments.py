@@ -1,0 +1,94 @@
+"""The configuration of `vit-ft train`: model, data and training dataclasses, parsed by HfArgumentParser."""
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A vit_ft directory or Hub id, a transformers ViT/DeiT checkpoint (converted on the fly) or "
+                          "a timm-converted directory. Leave empty to train `preset` from scratch."},
+    )  # fmt: skip
+    preset: str | None = field(
+        default=None, metadata={"help": "Architecture to train from scratch, e.g. vit_tiny_patch16_224."}
+    )
+    model_overrides: str | None = field(
+        default=None,
+        metadata={"help": 'JSON object of ViTConfig fields set on the model, e.g. \'{"image_size": 32, "patch_size": '
+                          '4, "drop_path_rate": 0.1}\'.'},
+    )  # fmt: skip
+    image_processor_name: str | None = field(
+        default=None, metadata={"help": "Image processor to size and normalise with; defaults to the model's."}
+    )
+    freeze_backbone: bool = field(
+        default=False, metadata={"help": "Train the classifier head(s) only (a linear probe)."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+    model_revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
+    token: str | None = field(default=None, metadata={"help": "Hub token; HF_TOKEN is used when unset."})
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "A Hub dataset id (e.g. uoft-cs/cifar10), or `digits` for scikit-learn's built-in 8x8 "
+                          "digits (offline)."},
+    )  # fmt: skip
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
+    train_dir: str | None = field(default=None, metadata={"help": "Image folder (one folder per class) to train on."})
+    validation_dir: str | None = field(default=None, metadata={"help": "Image folder to evaluate on."})
+    test_dir: str | None = field(default=None, metadata={"help": "Image folder to test on."})
+    image_column_name: str | None = field(
+        default=None, metadata={"help": "Column holding the images; detected among image, img, pixel_values, ..."}
+    )
+    label_column_name: str | None = field(
+        default=None, metadata={"help": "Column holding the labels; detected among label, labels, fine_label, ..."}
+    )
+    train_val_split: float = field(
+        default=0.15, metadata={"help": "Share of train carved out for validation when there is no validation split."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training examples."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep only this many validation and test examples."}
+    )
+    skip_bad_images: bool = field(
+        default=True,
+        metadata={"help": "Replace an image that cannot be decoded by another example of the batch and warn, instead "
+                          "of stopping the run."},
+    )  # fmt: skip
+
+
+@dataclass
+class ViTTrainingArguments(TrainingArguments):
+    """TrainingArguments plus what ViT fine-tuning needs: augmentation, layer decay, EMA."""
+
+    layer_decay: float | None = field(
+        default=None,
+        metadata={"help": "Layer-wise learning-rate decay (BEiT, Bao et al. 2022): block i of L gets lr * "
+                          "layer_decay^(L - i); the head gets lr. None turns it off."},
+    )  # fmt: skip
+    ema_decay: float | None = field(
+        default=None,
+        metadata={"help": "Keep an exponential moving average of the weights with this decay (e.g. 0.999); the "
+                          "average is what is evaluated and saved."},
+    )  # fmt: skip
+    auto_augment: str | None = field(
+        default=None, metadata={"help": "`randaugment` or `trivialaugment` (TrivialAugmentWide); None for neither."}
+    )
+    random_resized_crop_min_scale: float = field(
+        default=0.08, metadata={"help": "Smallest share of the image area RandomResizedCrop keeps (timm: 0.08)."}
+    )
+    horizontal_flip: bool = field(default=True, metadata={"help": "Random horizontal flips (off for digits)."})
+    random_erasing: float = field(default=0.0, metadata={"help": "Probability of RandomErasing per image."})
+    mixup_alpha: float = field(default=0.0, metadata={"help": "MixUp Beta(alpha, alpha); 0 turns it off."})
+    cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha); 0 turns it off."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Kept False: images are decoded and transformed on the fly."}
+    )
+    metric_for_best_model: str | None = field(
+        default="accuracy", metadata={"help": "Metric that picks the best checkpoint (with load_best_model_at_end)."}
+    )

@@ -1,0 +1,90 @@
+"""Reading a recipe: a YAML file of dataclass fields, overridden by `--field value` flags, parsed by
+HfArgumentParser into (ModelArguments, DataArguments, ViTTrainingArguments)."""
+
+import difflib
+import json
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+from .arguments import DataArguments, ModelArguments, ViTTrainingArguments
+
+DATACLASSES = (ModelArguments, DataArguments, ViTTrainingArguments)
+
+
+def _field_names(dataclasses=DATACLASSES) -> list[str]:
+    return [f.name for dataclass in dataclasses for f in fields(dataclass) if f.init]
+
+
+def _unknown_key_error(key: str, source: str, names: list[str]) -> ValueError:
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else " See `vit-ft train --help` for the fields."
+    return ValueError(f"Unknown field {key!r} in {source}.{hint}")
+
+
+def _as_flags(recipe: dict) -> list[str]:
+    """Turns YAML values into the flags HfArgumentParser reads: lists as several values, dicts as JSON."""
+    flags = []
+    for key, value in recipe.items():
+        flags.append(f"--{key}")
+        if isinstance(value, (list, tuple)):
+            flags.extend(str(item) for item in value)
+        elif isinstance(value, dict):
+            flags.append(json.dumps(value))
+        elif value is None:
+            flags.append("None")
+        else:
+            flags.append(str(value))
+    return flags
+
+
+def read_recipe(path: str | Path | None, overrides: list[str] | None = None, dataclasses=DATACLASSES) -> tuple:
+    """
+    Parses the recipe at `path` (YAML) and the `overrides` flags (`--field value`, later wins) into the
+    dataclasses. An unknown key, in the file or the flags, is an error naming it and the closest valid field.
+    """
+    names = _field_names(dataclasses)
+    recipe = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Recipe {path} does not exist.")
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(recipe, dict):
+            raise ValueError(f"Recipe {path} must be a mapping of field: value, not {type(recipe).__name__}.")
+        for key in recipe:
+            if key not in names:
+                raise _unknown_key_error(key, str(path), names)
+    overrides = list(overrides or [])
+    for flag in overrides:
+        if flag.startswith("--") and flag[2:].split("=", 1)[0] not in names:
+            raise _unknown_key_error(flag[2:].split("=", 1)[0], "the command line", names)
+    parser = HfArgumentParser(dataclasses)
+    return parser.parse_args_into_dataclasses(args=_as_flags(recipe) + overrides, look_for_args_file=False)
+
+
+def save_resolved_recipe(parsed: tuple, output_dir: str | Path) -> Path:
+    """Writes every field's final value to `output_dir/vit_ft_recipe.yaml`, with the command that ran."""
+    resolved = {}
+    for arguments in parsed:
+        values = arguments.to_dict() if hasattr(arguments, "to_dict") else asdict(arguments)
+        resolved.update({key: value for key, value in values.items() if key in _field_names((type(arguments),))})
+    path = Path(output_dir) / "vit_ft_recipe.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# Resolved configuration of: {' '.join(sys.argv)}\n"
+    path.write_text(header + yaml.safe_dump(_plain(resolved), sort_keys=True), encoding="utf-8")
+    return path
+
+
+def _plain(value):
+    """Enums and other objects as YAML-safe values."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return getattr(value, "value", str(value))

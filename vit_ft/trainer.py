@@ -1,0 +1,53 @@
+"""`ViTTrainer`: the transformers Trainer with batch mixing, layer-wise learning-rate decay and EMA evaluation."""
+
+import contextlib
+
+from transformers import Trainer
+
+from .optimization import EMACallback, parameter_groups
+from .transforms import BatchMixer
+
+
+class ViTTrainer(Trainer):
+    """
+    A `Trainer` that, in training steps only, mixes batches (MixUp/CutMix, label smoothing) into soft targets the
+    model's loss takes; builds AdamW groups with layer decay and weight-decay exclusions; and evaluates with the EMA
+    weights when `ema` is given.
+    """
+
+    def __init__(self, *args, batch_mixer: BatchMixer | None = None, ema: EMACallback | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batch_mixer = batch_mixer
+        self.ema = ema
+        if ema is not None:
+            self.add_callback(ema)
+        # Label smoothing lives in `batch_mixer`'s targets: the Trainer's own smoother expects class ids.
+        self.label_smoother = None
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            model = self.model if model is None else model
+            groups = parameter_groups(
+                model, self.args.learning_rate, self.args.weight_decay, self.args.layer_decay,
+                self.model.config.num_hidden_layers,
+            )  # fmt: skip
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training and self.batch_mixer is not None and self.batch_mixer.active:
+            pixel_values, labels = self.batch_mixer(inputs["pixel_values"], inputs["labels"])
+            inputs = {**inputs, "pixel_values": pixel_values, "labels": labels}
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def evaluate(self, *args, **kwargs):
+        with self._ema_weights():
+            return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        with self._ema_weights():
+            return super().predict(*args, **kwargs)
+
+    def _ema_weights(self):
+        return self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()

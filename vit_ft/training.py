@@ -1,0 +1,86 @@
+"""`vit-ft train`: one run, from recipe to saved model, metrics and plots."""
+
+import logging
+from pathlib import Path
+
+import transformers
+from transformers import set_seed
+
+from .arguments import DataArguments, ModelArguments, ViTTrainingArguments
+from .classification_metrics import ClassificationMetrics, first_logits
+from .data import load_image_datasets
+from .model_loading import build_model, freeze_backbone
+from .optimization import EMACallback
+from .recipe import save_resolved_recipe
+from .trainer import ViTTrainer
+from .training_plots import plot_confusion_matrix, plot_training_curves
+from .transforms import BatchMixer, ExampleTransform, build_eval_transform, build_train_transform, collate_images
+
+logger = logging.getLogger(__name__)
+
+
+def _check(args: ViTTrainingArguments) -> None:
+    if args.ema_decay is not None and args.load_best_model_at_end:
+        raise ValueError("ema_decay with load_best_model_at_end is not supported: checkpoints hold the trained "
+                         "weights, the EMA sits beside them. Turn one of them off.")  # fmt: skip
+
+
+def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViTTrainingArguments) -> dict:
+    """Trains, evaluates on validation and test, saves the model, metrics and plots in `args.output_dir`."""
+    _check(args)
+    transformers.utils.logging.set_verbosity(args.get_process_log_level())
+    set_seed(args.seed)
+    data, label_names = load_image_datasets(data_args, args.seed, model_args.cache_dir, model_args.token)
+    model, processor = build_model(model_args, label_names)
+    if model_args.freeze_backbone:
+        freeze_backbone(model)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.warning(f"Model: {sum(p.numel() for p in model.parameters()):,} parameters, {trainable:,} trainable.")
+
+    strict = not data_args.skip_bad_images
+    if "train" in data:
+        data["train"].set_transform(ExampleTransform(build_train_transform(processor, args), strict))
+    for split in ("validation", "test"):
+        if split in data:
+            data[split].set_transform(ExampleTransform(build_eval_transform(processor), strict))
+
+    ema = EMACallback(args.ema_decay) if args.ema_decay is not None else None
+    trainer = ViTTrainer(
+        model=model,
+        args=args,
+        train_dataset=data.get("train"),
+        eval_dataset=data.get("validation"),
+        data_collator=collate_images,
+        processing_class=processor,
+        compute_metrics=ClassificationMetrics(len(label_names)),
+        preprocess_logits_for_metrics=first_logits,
+        batch_mixer=BatchMixer(len(label_names), args.mixup_alpha, args.cutmix_alpha, args.label_smoothing_factor),
+        ema=ema,
+    )
+    if args.should_save:
+        save_resolved_recipe((model_args, data_args, args), args.output_dir)
+    results = {}
+    if "train" in data:
+        outcome = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+        if ema is not None:
+            ema.copy_to(trainer.model)
+        trainer.save_model()
+        metrics = {**outcome.metrics, "train_trainable_parameters": trainable}
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)  # also gathered into all_results.json
+        results.update(metrics)
+    if "validation" in data:
+        metrics = trainer.evaluate(data["validation"], metric_key_prefix="eval")
+        trainer.save_metrics("eval", metrics)
+        results.update(metrics)
+    if "test" in data:
+        prediction = trainer.predict(data["test"], metric_key_prefix="test")
+        trainer.save_metrics("test", prediction.metrics)
+        results.update(prediction.metrics)
+        if args.should_save:
+            predicted = prediction.predictions.argmax(-1)
+            plot_confusion_matrix(prediction.label_ids, predicted, label_names,
+                                  Path(args.output_dir) / "confusion_matrix.png")  # fmt: skip
+    if args.should_save:
+        plot_training_curves(trainer.state.log_history, Path(args.output_dir) / "training_curves.png")
+    return results

@@ -1,0 +1,143 @@
+"""Image decoding, torchvision.transforms.v2 pipelines sized from the image processor, and batch-level mixing."""
+
+import io
+import logging
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+from torchvision.transforms import v2
+
+logger = logging.getLogger(__name__)
+
+
+def to_rgb(image: PILImage.Image) -> PILImage.Image:
+    """Converts any PIL mode to RGB: 16-bit and float images are rescaled to 8 bits, transparency over white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        image = PILImage.fromarray(np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = PILImage.new("RGBA", image.size, (255, 255, 255, 255))
+        image = PILImage.alpha_composite(background, image.convert("RGBA"))
+    return image.convert("RGB")
+
+
+def decode_image(value) -> PILImage.Image:
+    """Decodes an undecoded `datasets.Image` value (`{"bytes", "path"}`) or a PIL image into RGB."""
+    if isinstance(value, PILImage.Image):
+        return to_rgb(value)
+    source = io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
+    with PILImage.open(source) as image:
+        image.load()
+        return to_rgb(image)
+
+
+def _sizes(processor) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(resize, crop) sizes from a transformers image processor: ViT resizes only, DeiT resizes then crops."""
+    size = processor.size
+    resize = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
+    crop = getattr(processor, "crop_size", None)
+    if getattr(processor, "do_center_crop", False) and crop:
+        return resize, (crop["height"], crop["width"])
+    return resize, resize
+
+
+def build_train_transform(processor, args) -> v2.Compose:
+    """RandomResizedCrop, flip, optional RandAugment/TrivialAugmentWide, normalisation, RandomErasing."""
+    _, crop = _sizes(processor)
+    crop_scale = (args.random_resized_crop_min_scale, 1.0)
+    steps = [
+        v2.PILToTensor(),
+        v2.RandomResizedCrop(crop, scale=crop_scale, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+    ]
+    if args.horizontal_flip:
+        steps.append(v2.RandomHorizontalFlip())
+    if args.auto_augment == "randaugment":
+        steps.append(v2.RandAugment(interpolation=v2.InterpolationMode.BILINEAR))
+    elif args.auto_augment == "trivialaugment":
+        steps.append(v2.TrivialAugmentWide(interpolation=v2.InterpolationMode.BILINEAR))
+    elif args.auto_augment is not None:
+        raise ValueError(f"auto_augment={args.auto_augment!r}: use randaugment, trivialaugment or leave it unset.")
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(processor.image_mean, processor.image_std)]
+    if args.random_erasing > 0:
+        steps.append(v2.RandomErasing(p=args.random_erasing))
+    return v2.Compose(steps)
+
+
+def build_eval_transform(processor) -> v2.Compose:
+    resize, crop = _sizes(processor)
+    return v2.Compose([
+        v2.PILToTensor(),
+        v2.Resize(resize, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(crop),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(processor.image_mean, processor.image_std),
+    ])  # fmt: skip
+
+
+class ExampleTransform:
+    """
+    `datasets.set_transform` function: decodes and transforms each image of a batch on the fly (in the dataloader
+    workers). An image that fails to decode becomes `None`, dropped by `collate_images`, unless `strict`.
+    """
+
+    def __init__(self, transform: v2.Compose, strict: bool = False):
+        self.transform = transform
+        self.strict = strict
+
+    def __call__(self, batch: dict) -> dict:
+        pixel_values = []
+        for value in batch["image"]:
+            try:
+                pixel_values.append(self.transform(decode_image(value)))
+            except Exception as error:  # PIL raises many types for broken files
+                where = value.get("path") if isinstance(value, dict) else None
+                if self.strict:
+                    raise ValueError(f"Cannot decode image {where or '(in-memory bytes)'}: {error}") from error
+                logger.warning(f"Skipping image {where or '(in-memory bytes)'} that cannot be decoded: {error}")
+                pixel_values.append(None)
+        return {"pixel_values": pixel_values, "labels": batch["label"]}
+
+
+def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """Stacks examples into `pixel_values` (batch, 3, H, W) and `labels` (batch,), leaving out undecodable ones."""
+    kept = [example for example in examples if example["pixel_values"] is not None]
+    if not kept:
+        raise ValueError(f"None of the {len(examples)} images of this batch could be decoded; see the warnings above.")
+    return {
+        "pixel_values": torch.stack([example["pixel_values"] for example in kept]),
+        "labels": torch.tensor([example["labels"] for example in kept]),
+    }
+
+
+class BatchMixer:
+    """
+    MixUp (Zhang et al. 2018) or CutMix (Yun et al. 2019), one of them per batch when both are on, then label
+    smoothing (Szegedy et al. 2016); integer labels become target distributions `(batch, num_labels)`.
+    """
+
+    def __init__(self, num_labels: int, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, smoothing: float = 0.0):
+        mixers = []
+        if mixup_alpha > 0:
+            mixers.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_labels))
+        if cutmix_alpha > 0:
+            mixers.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_labels))
+        self.mix = v2.RandomChoice(mixers) if mixers else None
+        self.num_labels = num_labels
+        self.smoothing = smoothing
+
+    @property
+    def active(self) -> bool:
+        return self.mix is not None or self.smoothing > 0
+
+    def __call__(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.mix is not None:
+            pixel_values, labels = self.mix(pixel_values, labels)
+        else:
+            labels = torch.nn.functional.one_hot(labels, self.num_labels).to(pixel_values.dtype)
+        if self.smoothing > 0:
+            labels = labels * (1.0 - self.smoothing) + self.smoothing / self.num_labels
+        return pixel_values, labels
