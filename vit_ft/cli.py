@@ -1,6 +1,7 @@
 """The `vit-ft` command."""
 
 import argparse
+import json
 import sys
 
 
@@ -33,6 +34,37 @@ def _train(args: argparse.Namespace) -> None:
     run_training(*read_recipe(args.recipe, args.overrides))
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from .arguments import DataArguments
+    from .corruptions import CORRUPTIONS
+    from .evaluation import evaluate_model
+
+    data_args = DataArguments(
+        dataset_name=args.dataset_name,
+        dataset_config_name=args.dataset_config_name,
+        train_dir=args.train_dir,
+        validation_dir=args.validation_dir,
+        test_dir=args.test_dir,
+        image_column_name=args.image_column_name,
+        label_column_name=args.label_column_name,
+        max_eval_samples=args.max_eval_samples,
+    )
+    corruptions = None
+    if args.corruptions:
+        corruptions = list(CORRUPTIONS) if args.corruptions == "all" else args.corruptions.split(",")
+    results = evaluate_model(
+        args.model, data_args, args.split, corruptions, args.severity, args.batch_size, args.output, args.seed
+    )
+    print(json.dumps(results, indent=2))
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from .prediction import predict_images
+
+    for result in predict_images(args.model, args.images, args.top_k):
+        print(json.dumps(result))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vit-ft", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +84,36 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("recipe", help="YAML recipe of ModelArguments, DataArguments and ViTTrainingArguments fields.")
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="--field value flags that override the recipe.")
     train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="Metrics of a saved model on a data split, clean and under image corruptions."
+    )
+    evaluate.add_argument("--model", required=True, help="Directory of the vit_ft model to evaluate.")
+    evaluate.add_argument("--dataset_name", help="A Hub dataset id, or `digits` for scikit-learn's 8x8 digits.")
+    evaluate.add_argument("--dataset_config_name", help="Hub dataset configuration.")
+    evaluate.add_argument("--train_dir", help="Image folder (one folder per class) for the train split.")
+    evaluate.add_argument("--validation_dir", help="Image folder for the validation split.")
+    evaluate.add_argument("--test_dir", help="Image folder for the test split.")
+    evaluate.add_argument("--image_column_name", help="Column holding the images; detected when unset.")
+    evaluate.add_argument("--label_column_name", help="Column holding the labels; detected when unset.")
+    evaluate.add_argument("--max_eval_samples", type=int, help="Evaluate on the first N examples of the split only.")
+    evaluate.add_argument("--split", default="test", help="train, validation or test (default: test).")
+    evaluate.add_argument(
+        "--corruptions", help="Comma-separated gaussian_noise,gaussian_blur,jpeg,low_resolution, or `all`."
+    )
+    evaluate.add_argument("--severity", type=int, default=3, choices=range(1, 6), help="Corruption severity 1..5.")
+    evaluate.add_argument("--seed", type=int, default=0, help="Seed of the corruption noise (default: 0).")
+    evaluate.add_argument("--batch_size", type=int, default=64, help="Evaluation batch size (default: 64).")
+    evaluate.add_argument(
+        "--output", help="JSON file to write; default MODEL/robustness_SPLIT.json or MODEL/eval_SPLIT.json."
+    )
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = commands.add_parser("predict", help="Top classes of a saved model for image files, one JSON line each.")
+    predict.add_argument("--model", required=True, help="Directory of the vit_ft model.")
+    predict.add_argument("images", nargs="+", help="Image files to classify.")
+    predict.add_argument("--top_k", type=int, default=5, help="Classes to list per image (default: 5).")
+    predict.set_defaults(handler=_predict)
     return parser
 
 

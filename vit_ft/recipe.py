@@ -2,7 +2,6 @@
 HfArgumentParser into (ModelArguments, DataArguments, ViTTrainingArguments)."""
 
 import difflib
-import json
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -23,22 +22,6 @@ def _unknown_key_error(key: str, source: str, names: list[str]) -> ValueError:
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     hint = f" Did you mean {close[0]!r}?" if close else " See `vit-ft train --help` for the fields."
     return ValueError(f"Unknown field {key!r} in {source}.{hint}")
-
-
-def _as_flags(recipe: dict) -> list[str]:
-    """Turns YAML values into the flags HfArgumentParser reads: lists as several values, dicts as JSON."""
-    flags = []
-    for key, value in recipe.items():
-        flags.append(f"--{key}")
-        if isinstance(value, (list, tuple)):
-            flags.extend(str(item) for item in value)
-        elif isinstance(value, dict):
-            flags.append(json.dumps(value))
-        elif value is None:
-            flags.append("None")
-        else:
-            flags.append(str(value))
-    return flags
 
 
 def read_recipe(path: str | Path | None, overrides: list[str] | None = None, dataclasses=DATACLASSES) -> tuple:
@@ -62,8 +45,27 @@ def read_recipe(path: str | Path | None, overrides: list[str] | None = None, dat
     for flag in overrides:
         if flag.startswith("--") and flag[2:].split("=", 1)[0] not in names:
             raise _unknown_key_error(flag[2:].split("=", 1)[0], "the command line", names)
+    overrides, unset = _pop_null_flags(overrides)
     parser = HfArgumentParser(dataclasses)
-    return parser.parse_args_into_dataclasses(args=_as_flags(recipe) + overrides, look_for_args_file=False)
+    # The file's values become the parser's defaults, keeping their YAML types (lists, null); flags parse over them.
+    parser.set_defaults(**{**recipe, **unset})
+    return parser.parse_args_into_dataclasses(args=overrides, look_for_args_file=False)
+
+
+def _pop_null_flags(flags: list[str]) -> tuple[list[str], dict]:
+    """`--field None` (or null) unsets a field; argparse alone would reject it for numbers."""
+    kept, unset, index = [], {}, 0
+    while index < len(flags):
+        flag = flags[index]
+        name, _, inline = flag[2:].partition("=") if flag.startswith("--") else ("", "", "")
+        value = inline if inline else (flags[index + 1] if index + 1 < len(flags) else "")
+        if name and value in ("None", "null"):
+            unset[name] = None
+            index += 1 if inline else 2
+            continue
+        kept.append(flag)
+        index += 1
+    return kept, unset
 
 
 def save_resolved_recipe(parsed: tuple, output_dir: str | Path) -> Path:

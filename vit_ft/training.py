@@ -14,7 +14,14 @@ from .optimization import EMACallback
 from .recipe import save_resolved_recipe
 from .trainer import ViTTrainer
 from .training_plots import plot_confusion_matrix, plot_training_curves
-from .transforms import BatchMixer, ExampleTransform, build_eval_transform, build_train_transform, collate_images
+from .transforms import (
+    BatchMixer,
+    EpochCallback,
+    ExampleTransform,
+    build_eval_transform,
+    build_train_transform,
+    collate_images,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +30,9 @@ def _check(args: ViTTrainingArguments) -> None:
     if args.ema_decay is not None and args.load_best_model_at_end:
         raise ValueError("ema_decay with load_best_model_at_end is not supported: checkpoints hold the trained "
                          "weights, the EMA sits beside them. Turn one of them off.")  # fmt: skip
+    if args.dataloader_persistent_workers:
+        raise ValueError("dataloader_persistent_workers is not supported: augmentations are seeded per example and "
+                         "epoch, and persistent workers would keep the first epoch's.")  # fmt: skip
 
 
 def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViTTrainingArguments) -> dict:
@@ -38,8 +48,10 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViT
     logger.warning(f"Model: {sum(p.numel() for p in model.parameters()):,} parameters, {trainable:,} trainable.")
 
     strict = not data_args.skip_bad_images
+    train_transform = ExampleTransform(build_train_transform(processor, args), strict, seed=args.seed)
     if "train" in data:
-        data["train"].set_transform(ExampleTransform(build_train_transform(processor, args), strict))
+        data["train"] = data["train"].add_column("example_id", list(range(len(data["train"]))))
+        data["train"].set_transform(train_transform)
     for split in ("validation", "test"):
         if split in data:
             data[split].set_transform(ExampleTransform(build_eval_transform(processor), strict))
@@ -56,6 +68,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViT
         preprocess_logits_for_metrics=first_logits,
         batch_mixer=BatchMixer(len(label_names), args.mixup_alpha, args.cutmix_alpha, args.label_smoothing_factor),
         ema=ema,
+        callbacks=[EpochCallback(train_transform)],
     )
     if args.should_save:
         save_resolved_recipe((model_args, data_args, args), args.output_dir)

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 from torchvision.transforms import v2
+from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
 
@@ -16,7 +17,7 @@ def to_rgb(image: PILImage.Image) -> PILImage.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
-        image = PILImage.fromarray(np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8), mode="L")
+        image = PILImage.fromarray(np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8))
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA"):
@@ -82,17 +83,31 @@ class ExampleTransform:
     """
     `datasets.set_transform` function: decodes and transforms each image of a batch on the fly (in the dataloader
     workers). An image that fails to decode becomes `None`, dropped by `collate_images`, unless `strict`.
+
+    With a `seed`, each example's random augmentation is drawn from its own generator seeded by (seed, epoch,
+    `example_id`), not from the process's random stream: the same example gets the same augmentation whatever the
+    worker, process count or resume point, which makes a resumed run end with the weights of an uninterrupted one.
+    `EpochCallback` keeps `epoch` current.
     """
 
-    def __init__(self, transform: v2.Compose, strict: bool = False):
+    def __init__(self, transform: v2.Compose, strict: bool = False, seed: int | None = None):
         self.transform = transform
         self.strict = strict
+        self.seed = seed
+        self.epoch = 0
 
     def __call__(self, batch: dict) -> dict:
         pixel_values = []
-        for value in batch["image"]:
+        ids = batch.get("example_id") if self.seed is not None else None
+        for position, value in enumerate(batch["image"]):
             try:
-                pixel_values.append(self.transform(decode_image(value)))
+                image = decode_image(value)
+                if ids is None:
+                    pixel_values.append(self.transform(image))
+                    continue
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(_example_seed(self.seed, self.epoch, ids[position]))
+                    pixel_values.append(self.transform(image))
             except Exception as error:  # PIL raises many types for broken files
                 where = value.get("path") if isinstance(value, dict) else None
                 if self.strict:
@@ -100,6 +115,22 @@ class ExampleTransform:
                 logger.warning(f"Skipping image {where or '(in-memory bytes)'} that cannot be decoded: {error}")
                 pixel_values.append(None)
         return {"pixel_values": pixel_values, "labels": batch["label"]}
+
+
+def _example_seed(seed: int, epoch: int, example_id: int) -> int:
+    # A fixed mixing of the three numbers (Python's hash() may change across versions).
+    return ((seed * 1_000_003 + epoch) * 1_000_003 + example_id) % 2**63
+
+
+class EpochCallback(TrainerCallback):
+    """Tells a seeded `ExampleTransform` the epoch about to start (before the Trainer creates its data iterator)."""
+
+    def __init__(self, transform: ExampleTransform):
+        self.transform = transform
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # A resumed run starts mid-epoch, with state.epoch fractional.
+        self.transform.epoch = int(state.epoch + 1e-6)
 
 
 def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:

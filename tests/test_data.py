@@ -1,0 +1,115 @@
+"""Loading image datasets: built-in digits, image folders, column detection, labels and image modes."""
+
+import io
+
+import numpy as np
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Image as ImageFeature
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from vit_ft.arguments import DataArguments
+from vit_ft.data import _encode_labels, load_digits_dataset, load_image_datasets
+from vit_ft.transforms import decode_image, to_rgb
+
+
+def test_digits_split_is_sklearns():
+    digits = load_digits()
+    _, test_x, train_y, test_y = train_test_split(
+        digits.images, digits.target, test_size=0.2, random_state=0, stratify=digits.target
+    )
+    data = load_digits_dataset()
+    assert (len(data["train"]), len(data["test"])) == (1437, 360)
+    assert data["train"]["label"][:] == train_y.tolist() and data["test"]["label"][:] == test_y.tolist()
+    first = np.asarray(data["test"][0]["image"], dtype=np.float64)
+    np.testing.assert_allclose(first, np.round(test_x[0] * 255 / 16))
+
+
+def test_validation_is_carved_from_train_stratified():
+    data, names = load_image_datasets(DataArguments(dataset_name="digits", train_val_split=0.1), seed=3)
+    assert names == [str(d) for d in range(10)]
+    assert len(data["train"]) + len(data["validation"]) == 1437 and len(data["test"]) == 360
+    counts = np.bincount(data["validation"]["label"][:], minlength=10)
+    assert counts.min() >= 13 and counts.max() <= 15  # 144 images, about 14 per class
+    assert data["test"].features["image"].decode is False  # decoded on the fly by the transforms
+
+
+def test_max_samples():
+    data, _ = load_image_datasets(DataArguments(dataset_name="digits", max_train_samples=100, max_eval_samples=20))
+    assert (len(data["train"]), len(data["validation"]), len(data["test"])) == (100, 20, 20)
+
+
+def _write_folder(root, layout: dict[str, int], size=(12, 10)):
+    for label, count in layout.items():
+        (root / label).mkdir(parents=True)
+        for index in range(count):
+            Image.new("RGB", size, (index * 20, 0, 0)).save(root / label / f"{index}.png")
+    return root
+
+
+def test_image_folders_give_label_names_and_splits(tmp_path):
+    train = _write_folder(tmp_path / "train", {"cat": 4, "dog": 3})
+    test = _write_folder(tmp_path / "test", {"cat": 2, "dog": 2})
+    data, names = load_image_datasets(DataArguments(train_dir=str(train), test_dir=str(test), train_val_split=0))
+    assert names == ["cat", "dog"]
+    assert sorted(data) == ["test", "train"]
+    assert sorted(data["train"]["label"][:]) == [0, 0, 0, 0, 1, 1, 1]
+    assert decode_image(data["test"][0]["image"]).size == (12, 10)
+
+
+def test_string_labels_get_one_map_across_splits():
+    raw = DatasetDict(
+        train=Dataset.from_dict({"image": [None] * 4, "label": ["cat", "dog", "cat", "ant"]}),
+        test=Dataset.from_dict({"image": [None] * 2, "label": ["dog", "ant"]}),
+    )
+    data, names = _encode_labels(raw)
+    assert names == ["ant", "cat", "dog"]
+    assert data["train"]["label"][:] == [1, 2, 1, 0] and data["test"]["label"][:] == [2, 0]
+    assert isinstance(data["test"].features["label"], ClassLabel)
+
+
+def test_columns_are_detected_or_named(tmp_path, monkeypatch):
+    images = [{"bytes": _png(Image.new("L", (4, 4))), "path": None}] * 4
+    raw = DatasetDict(train=Dataset.from_dict({"img": images, "fine_label": [0, 1, 0, 1], "extra": [1, 2, 3, 4]}))
+    raw = raw.cast_column("img", ImageFeature())
+    monkeypatch.setattr("vit_ft.data._load_raw", lambda *args: raw)
+    data, names = load_image_datasets(DataArguments(dataset_name="any", train_val_split=0))
+    assert data["train"].column_names == ["image", "label"] and names == ["0", "1"]
+    with pytest.raises(ValueError, match=r"label_column_name='target' is not a column.*\['img', 'fine_label'"):
+        load_image_datasets(DataArguments(dataset_name="any", label_column_name="target"))
+    monkeypatch.setattr("vit_ft.data._load_raw", lambda *args: DatasetDict(train=raw["train"].remove_columns("img")))
+    with pytest.raises(ValueError, match="Could not find the image column.*set image_column_name"):
+        load_image_datasets(DataArguments(dataset_name="any"))
+
+
+def _png(image: Image.Image, fmt="PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "1"])
+def test_every_mode_becomes_rgb(mode):
+    image = Image.new(mode, (5, 3))
+    assert to_rgb(image).mode == "RGB" and to_rgb(image).size == (5, 3)
+
+
+def test_sixteen_bit_images_are_rescaled_not_clipped():
+    array = np.array([[0, 32768, 65535]], dtype=np.uint16)
+    image = Image.fromarray(array)
+    assert image.mode == "I;16"
+    rgb = np.asarray(to_rgb(image))
+    assert rgb[0, :, 0].tolist() == [0, 128, 255]
+
+
+def test_transparency_composites_over_white():
+    image = Image.new("RGBA", (2, 1), (255, 0, 0, 0))
+    image.putpixel((1, 0), (255, 0, 0, 255))
+    assert np.asarray(to_rgb(image))[0].tolist() == [[255, 255, 255], [255, 0, 0]]
+
+
+def test_decode_reads_bytes_and_paths(tmp_path):
+    Image.new("P", (3, 3)).save(tmp_path / "a.png")
+    assert decode_image({"bytes": None, "path": str(tmp_path / "a.png")}).mode == "RGB"
+    assert decode_image({"bytes": _png(Image.new("CMYK", (2, 2)), "JPEG"), "path": None}).size == (2, 2)

@@ -1,0 +1,86 @@
+"""`vit-ft train` end to end on the built-in digits: outputs, EMA, resume."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForImageClassification
+
+from vit_ft.recipe import read_recipe
+from vit_ft.training import run_training
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "full_finetune" / "digits.yaml"
+QUICK = ["--max_train_samples", "160", "--max_eval_samples", "48", "--per_device_train_batch_size", "16",
+         "--logging_steps", "1", "--disable_tqdm", "true", "--save_total_limit", "None"]  # fmt: skip
+
+
+def _train(output_dir, *flags):
+    return run_training(*read_recipe(RECIPE, [*QUICK, "--output_dir", str(output_dir), *flags]))
+
+
+@pytest.mark.slow
+def test_train_writes_model_metrics_plots_and_ema(tmp_path):
+    results = _train(tmp_path, "--max_steps", "6", "--eval_strategy", "steps", "--eval_steps", "3",
+                     "--save_strategy", "steps", "--save_steps", "3", "--mixup_alpha", "0.8", "--cutmix_alpha", "1.0",
+                     "--layer_decay", "0.75", "--ema_decay", "0.9")  # fmt: skip
+    files = {path.name for path in tmp_path.iterdir()}
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_vit_ft.py", "all_results.json",
+            "training_curves.png", "confusion_matrix.png", "vit_ft_recipe.yaml", "checkpoint-3", "checkpoint-6"} <= files  # fmt: skip
+    all_results = json.loads((tmp_path / "all_results.json").read_text())
+    assert 0.0 <= all_results["eval_accuracy"] <= 1.0 and 0.0 <= all_results["test_accuracy"] <= 1.0
+    assert all_results["test_accuracy"] == results["test_accuracy"]
+    assert all_results["train_trainable_parameters"] == sum(
+        p.numel() for p in AutoModelForImageClassification.from_pretrained(tmp_path).parameters()
+    )
+    # The saved model is the EMA of the weights, as in the last checkpoint's ema.safetensors.
+    ema = load_file(str(tmp_path / "checkpoint-6" / "ema.safetensors"))
+    saved = load_file(str(tmp_path / "model.safetensors"))
+    trained = load_file(str(tmp_path / "checkpoint-6" / "model.safetensors"))
+    name = "vit.layers.0.mlp.fc1.weight"
+    torch.testing.assert_close(saved[name], ema[f"module.{name}"])
+    assert not torch.equal(saved[name], trained[name])
+    history = json.loads((tmp_path / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
+    assert [entry["step"] for entry in history if "eval_accuracy" in entry] == [3, 6]
+
+
+@pytest.mark.slow
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    flags = ["--max_steps", "8", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "no",
+             "--mixup_alpha", "0.5", "--ema_decay", "0.8"]  # fmt: skip
+    _train(tmp_path / "whole", *flags)
+    # A run stopped after step 4 left checkpoint-4 behind; a new process resumes from it, here with dataloader
+    # workers: augmentations are seeded per example, so where they run does not change them.
+    shutil.copytree(tmp_path / "whole" / "checkpoint-4", tmp_path / "resumed" / "checkpoint-4")
+    _train(tmp_path / "resumed", *flags, "--dataloader_num_workers", "2",
+           "--resume_from_checkpoint", str(tmp_path / "resumed" / "checkpoint-4"))  # fmt: skip
+    for name in ("checkpoint-8/model.safetensors", "checkpoint-8/ema.safetensors", "model.safetensors"):
+        whole, resumed = load_file(str(tmp_path / "whole" / name)), load_file(str(tmp_path / "resumed" / name))
+        assert whole.keys() == resumed.keys()
+        for key in whole:
+            assert torch.equal(whole[key], resumed[key]), f"{name}: {key}"
+    fresh = load_file(str(tmp_path / "whole" / "checkpoint-4" / "model.safetensors"))
+    assert not torch.equal(fresh["classifier.weight"], load_file(str(tmp_path / "whole" / "model.safetensors"))[
+        "classifier.weight"])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_corrupt_image_does_not_stop_the_run(tmp_path):
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for index in range(6):
+            Image.new("RGB", (20, 20), (40 * index, 100 if label == "a" else 0, 0)).save(
+                tmp_path / "data" / label / f"{index}.png"
+            )
+    (tmp_path / "data" / "a" / "broken.png").write_bytes(b"\x89PNG broken")
+    flags = ["--dataset_name", "None", "--train_dir", str(tmp_path / "data"), "--train_val_split", "0",
+             "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--output_dir", str(tmp_path / "out"),
+             "--per_device_train_batch_size", "13", "--max_train_samples", "None"]  # fmt: skip
+    results = run_training(*read_recipe(RECIPE, flags))
+    assert results["train_loss"] > 0
+    with pytest.raises(ValueError, match="broken.png"):
+        run_training(*read_recipe(RECIPE, [*flags, "--skip_bad_images", "false"]))

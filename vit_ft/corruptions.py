@@ -1,0 +1,124 @@
+"""
+Image corruptions at five severities, for measuring (and later training for) robustness to low-quality images.
+
+The idea and the 1..5 severity scale follow ImageNet-C (Hendrycks & Dietterich 2019, "Benchmarking Neural Network
+Robustness to Common Corruptions and Perturbations"); the parameter values below are vit-ft's own, not theirs.
+Corruptions apply to decoded RGB images at their own resolution, before the eval transform resizes them, so blur
+sigmas and JPEG blocks are in pixels of the source image.
+"""
+
+import math
+
+import numpy as np
+import torch
+from datasets import Dataset
+from PIL import Image as PILImage
+from torchvision.transforms import v2
+
+from .transforms import ExampleTransform, decode_image
+
+CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "jpeg", "low_resolution")
+SEVERITIES = (1, 2, 3, 4, 5)
+
+# Standard deviation of additive noise on [0, 1] pixels. ImageNet-C uses 0.08..0.38; we start milder so severity 1
+# is barely visible, and stop at their severity 4.
+NOISE_SIGMA = (0.04, 0.08, 0.12, 0.18, 0.26)
+# Gaussian blur sigma in source pixels (ImageNet-C: 1..6 on 224-pixel images; ours suit small images too).
+BLUR_SIGMA = (0.5, 1.0, 1.5, 2.0, 3.0)
+# JPEG quality; ImageNet-C goes down to 7, we stop at 10 where 8x8 blocks already dominate.
+JPEG_QUALITY = (80, 60, 40, 20, 10)
+# Share of each side kept before scaling back up, ImageNet-C's `pixelate` factors (resampled bilinearly here).
+RESOLUTION_SCALE = (0.6, 0.5, 0.4, 0.3, 0.25)
+
+
+def check_corruption(name: str, severity: int) -> None:
+    """Raises a ValueError naming the problem unless `name` is one of `CORRUPTIONS` and `severity` one of 1..5."""
+    if name not in CORRUPTIONS:
+        raise ValueError(f"Unknown corruption {name!r}: choose among {', '.join(CORRUPTIONS)}.")
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity={severity!r} is out of range: use an integer from 1 (mild) to 5 (strong).")
+
+
+def _gaussian_noise(pixels: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    # v2.GaussianNoise draws from the global RNG; a generator per image keeps results reproducible in any worker.
+    image = v2.functional.to_dtype(pixels, torch.float32, scale=True)  # (3, H, W) in [0, 1]
+    noise = torch.randn(image.shape, generator=generator) * NOISE_SIGMA[severity - 1]
+    return v2.functional.to_dtype((image + noise).clamp(0, 1), torch.uint8, scale=True)
+
+
+def _gaussian_blur(pixels: torch.Tensor, severity: int) -> torch.Tensor:
+    sigma = BLUR_SIGMA[severity - 1]
+    # A kernel reaching 3 sigma each side, shrunk where reflect padding needs it smaller than the image.
+    half = min(math.ceil(3 * sigma), min(pixels.shape[-2:]) - 1)
+    return v2.GaussianBlur(2 * half + 1, sigma)(pixels)
+
+
+def _low_resolution(pixels: torch.Tensor, severity: int) -> torch.Tensor:
+    height, width = pixels.shape[-2:]
+    scale = RESOLUTION_SCALE[severity - 1]
+    small = [max(1, round(height * scale)), max(1, round(width * scale))]
+    bilinear = v2.InterpolationMode.BILINEAR
+    pixels = v2.functional.resize(pixels, small, bilinear, antialias=True)  # antialiased, as a camera would average
+    return v2.functional.resize(pixels, [height, width], bilinear)
+
+
+def corrupt(image: PILImage.Image, name: str, severity: int, seed: int | torch.Generator = 0) -> PILImage.Image:
+    """
+    Returns `image` (RGB) under corruption `name` (one of `CORRUPTIONS`) at `severity` 1..5, same size. Only
+    `gaussian_noise` is random: the same image, severity and `seed` (an int or a `torch.Generator`) give the same
+    output.
+    """
+    check_corruption(name, severity)
+    pixels = v2.functional.pil_to_tensor(image.convert("RGB"))  # (3, H, W) uint8
+    if name == "gaussian_noise":
+        generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+        pixels = _gaussian_noise(pixels, severity, generator)
+    elif name == "gaussian_blur":
+        pixels = _gaussian_blur(pixels, severity)
+    elif name == "jpeg":
+        pixels = v2.JPEG(JPEG_QUALITY[severity - 1])(pixels)
+    else:
+        pixels = _low_resolution(pixels, severity)
+    return v2.functional.to_pil_image(pixels)
+
+
+def example_seed(seed: int, index: int) -> int:
+    """A seed for example `index` of a run seeded with `seed`; distinct (seed, index) pairs do not collide."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+class CorruptedExampleTransform:
+    """
+    `datasets.set_transform` function like `ExampleTransform`, corrupting each image before `transform`. The noise
+    of example i is seeded from (`seed`, i), read from the `index` column that `with_corruption` adds.
+    """
+
+    def __init__(self, transform: v2.Compose, name: str, severity: int, seed: int = 0, strict: bool = False):
+        check_corruption(name, severity)
+        self.example_transform = ExampleTransform(transform, strict)
+        self.name = name
+        self.severity = severity
+        self.seed = seed
+
+    def __call__(self, batch: dict) -> dict:
+        images = [self._corrupt(value, index) for value, index in zip(batch["image"], batch["index"])]
+        return self.example_transform({"image": images, "label": batch["label"]})
+
+    def _corrupt(self, value, index: int):
+        try:
+            image = decode_image(value)
+        except Exception:  # PIL raises many types for broken files
+            return value  # left for ExampleTransform, which skips or raises as it does for clean images
+        return corrupt(image, self.name, self.severity, example_seed(self.seed, index))
+
+
+def with_corruption(
+    dataset: Dataset, transform: v2.Compose, name: str, severity: int, seed: int = 0, strict: bool = False
+) -> Dataset:
+    """
+    Returns `dataset` (columns `image`, `label`) with an `index` column and a `CorruptedExampleTransform` set, so its
+    examples come out corrupted, transformed and reproducible across runs and dataloader workers.
+    """
+    if "index" not in dataset.column_names:
+        dataset = dataset.add_column("index", list(range(len(dataset))))
+    return dataset.with_transform(CorruptedExampleTransform(transform, name, severity, seed, strict))

@@ -1,0 +1,112 @@
+"""`vit-ft evaluate`: a saved model's metrics on a data split, clean and under image corruptions."""
+
+import json
+import logging
+import tempfile
+from itertools import zip_longest
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import Trainer, TrainingArguments
+
+from .arguments import DataArguments, ModelArguments
+from .classification_metrics import ClassificationMetrics, first_logits
+from .corruptions import check_corruption, with_corruption
+from .data import load_image_datasets
+from .model_loading import _processor_for
+from .modeling_vit_ft import ViTForImageClassification
+from .transforms import ExampleTransform, build_eval_transform, collate_images
+
+logger = logging.getLogger(__name__)
+
+# Timings vary from run to run; the results file holds what the model scored.
+_TIMING_METRICS = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
+
+
+def evaluate_model(
+    model_dir: str,
+    data_args: DataArguments,
+    split: str = "test",
+    corruptions: list[str] | None = None,
+    severity: int = 3,
+    batch_size: int = 64,
+    output_file: str | None = None,
+    seed: int = 0,
+) -> dict:
+    """
+    Evaluates the vit_ft model in `model_dir` on `split` of the data `data_args` names, clean and then under each
+    of `corruptions` (see `vit_ft.corruptions`) at `severity`, their noise seeded from `seed`. Writes the results
+    as JSON to `output_file` (default `model_dir/robustness_<split>.json` with corruptions, else
+    `model_dir/eval_<split>.json`) and returns them.
+    """
+    corruptions = list(corruptions or [])
+    for name in corruptions:
+        check_corruption(name, severity)
+    model = ViTForImageClassification.from_pretrained(model_dir)
+    processor = _processor_for(model, ModelArguments(model_name_or_path=model_dir))
+    data, label_names = load_image_datasets(data_args)
+    if split not in data:
+        raise ValueError(f"split={split!r} is not in the data, which has {', '.join(data)}: choose one of those.")
+    _check_labels(model.config.id2label, label_names, model_dir)
+
+    dataset = data[split]
+    transform = build_eval_transform(processor)
+    strict = not data_args.skip_bad_images
+    results = {"model": str(model_dir), "split": split, "examples": len(dataset)}
+    with tempfile.TemporaryDirectory() as output_dir:
+        trainer = _trainer(model, len(label_names), batch_size, output_dir)
+        results["clean"] = _metrics(trainer, dataset.with_transform(ExampleTransform(transform, strict)))
+        if corruptions:
+            results.update(severity=severity, seed=seed, corruptions={})
+        for name in corruptions:
+            corrupted = with_corruption(dataset, transform, name, severity, seed, strict)
+            results["corruptions"][name] = _metrics(trainer, corrupted)
+
+    default_name = f"{'robustness' if corruptions else 'eval'}_{split}.json"
+    output_file = Path(output_file or Path(model_dir) / default_name)
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    output_file.write_text(json.dumps(results, indent=2) + "\n")
+    logger.info(f"Wrote {output_file}")
+    return results
+
+
+def _check_labels(id2label: dict[int, str], label_names: list[str], model_dir: str) -> None:
+    """Scores mean nothing when class i of the model is not class i of the data."""
+    model_names = [id2label[i] for i in sorted(id2label)]
+    if model_names == label_names:
+        return
+    differences = [
+        f"class {i} is {model!r} in the model, {data!r} in the data"
+        for i, (model, data) in enumerate(zip_longest(model_names, label_names, fillvalue="(none)"))
+        if model != data
+    ]
+    shown = "; ".join(differences[:10]) + ("; ..." if len(differences) > 10 else "")
+    raise ValueError(
+        f"The labels of {model_dir} ({len(model_names)} classes) differ from the dataset's ({len(label_names)}): "
+        f"{shown}. Evaluate on data with the model's classes in the same order, or fine-tune on this data."
+    )
+
+
+def _trainer(model: ViTForImageClassification, num_labels: int, batch_size: int, output_dir: str) -> Trainer:
+    args = TrainingArguments(
+        output_dir=output_dir,
+        per_device_eval_batch_size=batch_size,
+        report_to="none",
+        remove_unused_columns=False,  # the transforms need `image` and `label`
+        use_cpu=not torch.cuda.is_available(),
+    )
+    return Trainer(
+        model=model,
+        args=args,
+        data_collator=collate_images,
+        compute_metrics=ClassificationMetrics(num_labels),
+        preprocess_logits_for_metrics=first_logits,
+    )
+
+
+def _metrics(trainer: Trainer, dataset: Dataset) -> dict[str, float]:
+    # `predict`, unlike `evaluate`, logs nothing, so stdout stays clean for the JSON the command prints.
+    metrics = trainer.predict(dataset, metric_key_prefix="eval").metrics
+    metrics = {name.removeprefix("eval_"): value for name, value in metrics.items()}
+    return {name: value for name, value in metrics.items() if name not in _TIMING_METRICS}

@@ -1,0 +1,31 @@
+"""`vit-ft predict`: the top classes of a saved model for image files, through transformers' pipeline."""
+
+from transformers import pipeline
+
+from .arguments import ModelArguments
+from .model_loading import _processor_for
+from .modeling_vit_ft import ViTForImageClassification
+from .transforms import decode_image
+
+
+def _read(path: str):
+    try:
+        return decode_image({"path": path, "bytes": None})
+    except Exception as error:  # PIL raises many types for broken files
+        raise OSError(f"Cannot read image {path}: {error}. Pass files PIL can open (PNG, JPEG, WebP, ...).") from error
+
+
+def predict_images(model_dir: str, image_paths: list[str], top_k: int = 5) -> list[dict]:
+    """
+    Classifies each image file with the vit_ft model in `model_dir`. Returns, per image in order,
+    `{"image": path, "predictions": [{"label": ..., "score": ...}, ...]}` with the `top_k` classes by softmax score.
+    All files are read before the model is loaded, so a missing or broken one fails at once, by name.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k={top_k} must be at least 1.")
+    images = [_read(path) for path in image_paths]
+    model = ViTForImageClassification.from_pretrained(model_dir)
+    processor = _processor_for(model, ModelArguments(model_name_or_path=model_dir))
+    classifier = pipeline("image-classification", model=model, image_processor=processor)
+    predictions = classifier(images, top_k=top_k)
+    return [{"image": path, "predictions": scores} for path, scores in zip(image_paths, predictions)]
