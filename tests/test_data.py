@@ -4,7 +4,8 @@ import io
 
 import numpy as np
 import pytest
-from datasets import ClassLabel, Dataset, DatasetDict, Image as ImageFeature
+from datasets import ClassLabel, Dataset, DatasetDict
+from datasets import Image as ImageFeature
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split

@@ -27,8 +27,9 @@ def test_train_writes_model_metrics_plots_and_ema(tmp_path):
                      "--save_strategy", "steps", "--save_steps", "3", "--mixup_alpha", "0.8", "--cutmix_alpha", "1.0",
                      "--layer_decay", "0.75", "--ema_decay", "0.9")  # fmt: skip
     files = {path.name for path in tmp_path.iterdir()}
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_vit_ft.py", "all_results.json",
-            "training_curves.png", "confusion_matrix.png", "vit_ft_recipe.yaml", "checkpoint-3", "checkpoint-6"} <= files  # fmt: skip
+    expected = {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_vit_ft.py", "all_results.json",
+                "training_curves.png", "confusion_matrix.png", "vit_ft_recipe.yaml", "checkpoint-3", "checkpoint-6"}
+    assert expected <= files
     all_results = json.loads((tmp_path / "all_results.json").read_text())
     assert 0.0 <= all_results["eval_accuracy"] <= 1.0 and 0.0 <= all_results["test_accuracy"] <= 1.0
     assert all_results["test_accuracy"] == results["test_accuracy"]
@@ -78,7 +79,7 @@ def test_a_corrupt_image_does_not_stop_the_run(tmp_path):
             )
     (tmp_path / "data" / "a" / "broken.png").write_bytes(b"\x89PNG broken")
     flags = ["--dataset_name", "None", "--train_dir", str(tmp_path / "data"), "--train_val_split", "0",
-             "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--output_dir", str(tmp_path / "out"),
+             "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--output_dir", f"{tmp_path}/out",
              "--per_device_train_batch_size", "13", "--max_train_samples", "None"]  # fmt: skip
     results = run_training(*read_recipe(RECIPE, flags))
     assert results["train_loss"] > 0

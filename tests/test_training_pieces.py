@@ -43,7 +43,8 @@ def test_undecodable_images_are_skipped_or_raise():
     good["bytes"] = buffer.getvalue()
     batch = transform({"image": [good, broken, good], "label": [1, 2, 3]})
     assert batch["pixel_values"][1] is None
-    collated = collate_images([dict(pixel_values=p, labels=l) for p, l in zip(batch["pixel_values"], batch["labels"])])
+    examples = [dict(pixel_values=p, labels=y) for p, y in zip(batch["pixel_values"], batch["labels"])]
+    collated = collate_images(examples)
     assert collated["pixel_values"].shape == (2, 3, 8, 8) and collated["labels"].tolist() == [1, 3]
     strict = ExampleTransform(transform.transform, strict=True)
     with pytest.raises(ValueError, match="photos/broken.jpg"):
@@ -81,8 +82,9 @@ def test_layer_decay_and_no_weight_decay_groups():
     assert group("vit.layers.2.mlp.fc1.weight")["lr"] == 0.5
     assert group("vit.layers.0.attention.q_proj.weight")["lr"] == 0.125
     assert group("vit.embeddings.patch_embeddings.projection.weight")["lr"] == 0.0625
-    for name in ("vit.embeddings.position_embeddings", "vit.embeddings.cls_token", "vit.embeddings.distillation_token",
-                 "vit.layers.1.layernorm_before.weight", "vit.layers.1.mlp.fc1.bias", "vit.layernorm.bias"):  # fmt: skip
+    no_decay = ("vit.embeddings.position_embeddings", "vit.embeddings.cls_token", "vit.embeddings.distillation_token",
+                "vit.layers.1.layernorm_before.weight", "vit.layers.1.mlp.fc1.bias", "vit.layernorm.bias")
+    for name in no_decay:
         assert group(name)["weight_decay"] == 0.0, name
     flat = parameter_groups(model, learning_rate=1.0, weight_decay=0.05, layer_decay=None, num_layers=3)
     assert len(flat) == 2 and {g["lr"] for g in flat} == {1.0}
@@ -96,7 +98,8 @@ def test_recipe_flags_override_the_file_and_unknown_keys_fail(tmp_path):
     assert (model.preset, data.dataset_name, training.learning_rate) == ("vit_tiny_patch16_224", "digits", 0.01)
     assert (training.layer_decay, training.mixup_alpha, training.remove_unused_columns) == (0.65, 0.8, False)
     saved = save_resolved_recipe((model, data, training), tmp_path / "run").read_text()
-    assert "learning_rate: 0.01\n" in saved and "mixup_alpha: 0.8\n" in saved and "preset: vit_tiny_patch16_224\n" in saved
+    assert "learning_rate: 0.01\n" in saved and "mixup_alpha: 0.8\n" in saved
+    assert "preset: vit_tiny_patch16_224\n" in saved
     assert read_recipe(tmp_path / "run" / "vit_ft_recipe.yaml")[2].learning_rate == 0.01
     recipe.write_text("dataset_name: digits\nnum_train_epoch: 3\n")
     with pytest.raises(ValueError, match=r"Unknown field 'num_train_epoch' in .*recipe.yaml. Did you mean "
