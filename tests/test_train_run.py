@@ -27,7 +27,8 @@ def test_train_writes_model_metrics_plots_and_ema(tmp_path):
                      "--save_strategy", "steps", "--save_steps", "3", "--mixup_alpha", "0.8", "--cutmix_alpha", "1.0",
                      "--layer_decay", "0.75", "--ema_decay", "0.9")  # fmt: skip
     files = {path.name for path in tmp_path.iterdir()}
-    expected = {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_vit_ft.py", "all_results.json",
+    expected = {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_vit_ft.py",
+                "all_results.json",
                 "training_curves.png", "confusion_matrix.png", "vit_ft_recipe.yaml", "checkpoint-3", "checkpoint-6"}
     assert expected <= files
     all_results = json.loads((tmp_path / "all_results.json").read_text())
