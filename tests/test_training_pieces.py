@@ -65,7 +65,9 @@ def test_mixer_gives_smoothed_target_distributions():
 
 
 def test_layer_decay_and_no_weight_decay_groups():
-    model = ViTForImageClassification(tiny_config(num_hidden_layers=3, use_distillation_token=True))
+    model = ViTForImageClassification(
+        tiny_config(num_hidden_layers=3, use_distillation_token=True, layer_scale_init_value=0.1)
+    )
     assert layer_id("vit.embeddings.cls_token", 3) == 0
     assert layer_id("vit.layers.2.mlp.fc1.weight", 3) == 3
     assert layer_id("classifier.weight", 3) == 4
@@ -79,11 +81,13 @@ def test_layer_decay_and_no_weight_decay_groups():
         return by_parameter[id(named[name])]
 
     assert group("classifier.weight")["lr"] == 1.0 and group("classifier.weight")["weight_decay"] == 0.05
+    assert group("vit.layers.1.attention.q_proj.weight")["weight_decay"] == 0.05
     assert group("vit.layers.2.mlp.fc1.weight")["lr"] == 0.5
     assert group("vit.layers.0.attention.q_proj.weight")["lr"] == 0.125
     assert group("vit.embeddings.patch_embeddings.projection.weight")["lr"] == 0.0625
     no_decay = ("vit.embeddings.position_embeddings", "vit.embeddings.cls_token", "vit.embeddings.distillation_token",
-                "vit.layers.1.layernorm_before.weight", "vit.layers.1.mlp.fc1.bias", "vit.layernorm.bias")
+                "vit.layers.1.layernorm_before.weight", "vit.layers.1.mlp.fc1.bias", "vit.layernorm.bias",
+                "vit.layers.2.layer_scale1.lambda1")
     for name in no_decay:
         assert group(name)["weight_decay"] == 0.0, name
     flat = parameter_groups(model, learning_rate=1.0, weight_decay=0.05, layer_decay=None, num_layers=3)

@@ -332,6 +332,22 @@ class ViTPreTrainedModel(PreTrainedModel):
         elif isinstance(module, ViTLayerScale):
             init.constant_(module.lambda1, self.config.layer_scale_init_value)
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """
+        As transformers' `save_pretrained`, with the remote code and `auto_map` of vit_ft's own class also when a
+        wrapper swapped the instance's class: FSDP2's `fully_shard` makes it a subclass generated inside torch.
+        """
+        own = next(klass for klass in type(self).__mro__ if klass.__module__ == __name__)
+        if own is type(self):
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        wrapped = type(self)
+        # The generated class only adds FSDP's methods, which saving does not use; its state-dict hooks stay.
+        self.__class__ = own
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.__class__ = wrapped
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """

@@ -11,8 +11,11 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from transformers import TrainerCallback
 
-# Tokens and positions are embeddings, not weights to shrink (as timm's `no_weight_decay`).
-_NO_DECAY_NAMES = ("position_embeddings", "cls_token", "distillation_token", "register_tokens")
+# Biases, norms, LayerScale, tokens and positions are not decayed (as timm's `no_weight_decay`). Decided by name, not
+# by `ndim == 1`: FSDP1 flattens every parameter to one dimension.
+_NO_DECAY = re.compile(
+    r"(\.bias$|layernorm|\.lambda1$|position_embeddings|cls_token|distillation_token|register_tokens)"
+)
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
 
@@ -28,15 +31,15 @@ def parameter_groups(
     model: nn.Module, learning_rate: float, weight_decay: float, layer_decay: float | None, num_layers: int
 ) -> list[dict]:
     """
-    Optimizer groups: no weight decay on biases, norms, LayerScale, tokens and positions (any parameter of one
-    dimension or a name in `_NO_DECAY_NAMES`); with `layer_decay`, block i of L learns at
+    Optimizer groups: no weight decay on biases, norms, LayerScale, tokens and positions (`_NO_DECAY`); with
+    `layer_decay`, block i of L learns at
     lr * layer_decay^(L + 1 - layer_id) (BEiT, Bao et al. 2022), the heads at lr.
     """
     groups: dict[tuple[int, bool], dict] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        decay = parameter.ndim > 1 and not any(token in name for token in _NO_DECAY_NAMES)
+        decay = _NO_DECAY.search(name) is None
         depth = layer_id(name, num_layers) if layer_decay is not None else num_layers + 1
         scale = layer_decay ** (num_layers + 1 - depth) if layer_decay is not None else 1.0
         group = groups.setdefault(

@@ -1,0 +1,59 @@
+"""`vit-ft train` under `accelerate launch` with two processes on CPU (gloo)."""
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from vit_ft.arguments import DataArguments
+from vit_ft.data import load_image_datasets
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "recipes" / "full_finetune" / "digits.yaml"
+
+
+def launch(tmp_path: Path, *flags: str) -> dict[int, list[dict]]:
+    """Runs the digits recipe on 2 gloo processes through the probe; returns each rank's recorded events."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+        str(ROOT / "tests" / "multiprocess_probe.py"), "train", str(RECIPE), "--output_dir", str(tmp_path / "out"),
+        "--max_eval_samples", "45", "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16",
+        "--disable_tqdm", "true", *flags,
+    ]  # fmt: skip
+    env = {**os.environ, "VIT_FT_PROBE_DIR": str(probe), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    subprocess.run(command, check=True, env=env, cwd=tmp_path, timeout=600)
+    return {
+        rank: [json.loads(line) for line in (probe / f"rank{rank}.jsonl").read_text().splitlines()] for rank in (0, 1)
+    }
+
+
+@pytest.mark.slow
+def test_two_processes_shard_train_save_once_and_count_eval_once(tmp_path):
+    events = launch(tmp_path, "--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "4",
+                    "--save_strategy", "no", "--max_train_samples", "256")  # fmt: skip
+    train = {rank: [key for e in events[rank] if e["event"] == "fetch" and e["size"] == 256 for key in e["keys"]]
+             for rank in (0, 1)}  # fmt: skip
+    # 4 steps of 16 images per rank, plus the one batch accelerate's loader reads ahead: 80 each, none on both.
+    assert len(train[0]) == len(train[1]) == 80
+    assert not set(train[0]) & set(train[1])
+    saves = {rank: [e["directory"] for e in events[rank] if e["event"] == "save"] for rank in (0, 1)}
+    assert saves[1] == [] and saves[0] == [str(tmp_path / "out")]
+    # Every rank scores the gathered predictions: validation (45 images, at step 4 and after training), then test
+    # (45), each image exactly once, in dataset order, with no padding duplicates from the uneven split.
+    data, _ = load_image_datasets(DataArguments(dataset_name="digits", train_val_split=0.1, max_eval_samples=45), 0)
+    expected = [data["validation"]["label"][:], data["validation"]["label"][:], data["test"]["label"][:]]
+    for rank in (0, 1):
+        scored = [e for e in events[rank] if e["event"] == "metrics"]
+        assert [e["labels"] for e in scored] == expected
+    results = json.loads((tmp_path / "out" / "all_results.json").read_text())
+    assert results["test_accuracy"] == scored[-1]["accuracy"]
+    eval_fetched = Counter(key for rank in (0, 1) for e in events[rank] if e["event"] == "fetch" and e["size"] == 45
+                           for key in e["keys"])  # fmt: skip
+    assert set(eval_fetched) == set(range(45))
