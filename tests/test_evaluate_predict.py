@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 from sklearn.metrics import f1_score
+from torchvision.transforms import v2
 from transformers import AutoImageProcessor, ViTImageProcessor
 
 from tests.conftest import tiny_config
@@ -18,7 +19,7 @@ from vit_ft.corruptions import CORRUPTIONS, corrupt, example_seed, with_corrupti
 from vit_ft.data import load_digits_dataset, load_image_datasets
 from vit_ft.evaluation import evaluate_model
 from vit_ft.prediction import predict_images
-from vit_ft.transforms import build_eval_transform, decode_image
+from vit_ft.transforms import ExampleTransform, build_eval_transform, decode_image
 
 DIGITS = {i: str(i) for i in range(10)}
 METRICS = {"accuracy", "top5_accuracy", "f1", "loss"}
@@ -130,13 +131,21 @@ def test_unknown_corruption():
 def test_corrupted_examples_do_not_depend_on_the_batch(digits_test):
     # What a dataloader worker sees: example i is seeded from (seed, i), whatever batch it arrives in.
     transform = build_eval_transform(ViTImageProcessor(size={"height": 16, "width": 16}))
-    dataset = with_corruption(digits_test.select(range(12)), transform, "gaussian_noise", 4, seed=3)
+    dataset = with_corruption(digits_test.select(range(12)), ExampleTransform(transform), "gaussian_noise", 4, seed=3)
     expected = transform(corrupt(decode_image(digits_test[5]["image"]), "gaussian_noise", 4, example_seed(3, 5)))
     torch.testing.assert_close(dataset[5]["pixel_values"], expected, rtol=0, atol=0)
     torch.testing.assert_close(dataset[0:12]["pixel_values"][5], expected, rtol=0, atol=0)
     torch.testing.assert_close(dataset[4:8]["pixel_values"][1], expected, rtol=0, atol=0)
     assert dataset[5]["labels"] == digits_test[5]["label"]
     assert example_seed(3, 5) != example_seed(5, 3)
+
+
+def test_corruption_keeps_a_seeded_augmentation_per_example(digits_test):
+    # The later low-quality-image recipe trains through a seeded ExampleTransform, which needs `example_id`.
+    augment = v2.Compose([v2.PILToTensor(), v2.RandomResizedCrop(16, scale=(0.3, 1.0)), v2.ToDtype(torch.float32)])
+    dataset = with_corruption(digits_test.select(range(12)), ExampleTransform(augment, seed=1), "jpeg", 2)
+    torch.testing.assert_close(dataset[0:12]["pixel_values"][5], dataset[5]["pixel_values"], rtol=0, atol=0)
+    torch.testing.assert_close(dataset[3:9]["pixel_values"][2], dataset[5]["pixel_values"], rtol=0, atol=0)
 
 
 # evaluate

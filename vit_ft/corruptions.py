@@ -82,43 +82,49 @@ def corrupt(image: PILImage.Image, name: str, severity: int, seed: int | torch.G
     return v2.functional.to_pil_image(pixels)
 
 
-def example_seed(seed: int, index: int) -> int:
-    """A seed for example `index` of a run seeded with `seed`; distinct (seed, index) pairs do not collide."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+def example_seed(seed: int, example_id: int) -> int:
+    """
+    The noise seed of example `example_id` under run seed `seed`. SeedSequence hashes the pair, so nearby pairs get
+    unrelated seeds that do not line up with the linear ones `transforms.ExampleTransform` gives augmentations.
+    """
+    return int(np.random.SeedSequence([seed, example_id]).generate_state(1)[0])
 
 
 class CorruptedExampleTransform:
     """
-    `datasets.set_transform` function like `ExampleTransform`, corrupting each image before `transform`. The noise
-    of example i is seeded from (`seed`, i), read from the `index` column that `with_corruption` adds.
+    `datasets.set_transform` function that decodes and corrupts each image of a batch, then hands the batch to
+    `example_transform`, which transforms the images and skips or raises on files that do not decode, as usual. The
+    noise of an example is seeded from (`seed`, its `example_id` column), which `with_corruption` adds.
     """
 
-    def __init__(self, transform: v2.Compose, name: str, severity: int, seed: int = 0, strict: bool = False):
+    def __init__(self, example_transform: ExampleTransform, name: str, severity: int, seed: int = 0):
         check_corruption(name, severity)
-        self.example_transform = ExampleTransform(transform, strict)
+        self.example_transform = example_transform
         self.name = name
         self.severity = severity
         self.seed = seed
 
     def __call__(self, batch: dict) -> dict:
-        images = [self._corrupt(value, index) for value, index in zip(batch["image"], batch["index"])]
-        return self.example_transform({"image": images, "label": batch["label"]})
+        images = [self._corrupt(value, example_id) for value, example_id in zip(batch["image"], batch["example_id"])]
+        # The other columns, `example_id` included, pass through for a seeded (training) ExampleTransform.
+        return self.example_transform({**batch, "image": images})
 
-    def _corrupt(self, value, index: int):
+    def _corrupt(self, value, example_id: int):
         try:
             image = decode_image(value)
         except Exception:  # PIL raises many types for broken files
             return value  # left for ExampleTransform, which skips or raises as it does for clean images
-        return corrupt(image, self.name, self.severity, example_seed(self.seed, index))
+        return corrupt(image, self.name, self.severity, example_seed(self.seed, example_id))
 
 
 def with_corruption(
-    dataset: Dataset, transform: v2.Compose, name: str, severity: int, seed: int = 0, strict: bool = False
+    dataset: Dataset, example_transform: ExampleTransform, name: str, severity: int, seed: int = 0
 ) -> Dataset:
     """
-    Returns `dataset` (columns `image`, `label`) with an `index` column and a `CorruptedExampleTransform` set, so its
-    examples come out corrupted, transformed and reproducible across runs and dataloader workers.
+    Returns `dataset` (columns `image`, `label`) with an `example_id` column (its row numbers, unless it has one)
+    and a `CorruptedExampleTransform` set, so its examples come out corrupted and transformed, identically across
+    runs, batch sizes and dataloader workers.
     """
-    if "index" not in dataset.column_names:
-        dataset = dataset.add_column("index", list(range(len(dataset))))
-    return dataset.with_transform(CorruptedExampleTransform(transform, name, severity, seed, strict))
+    if "example_id" not in dataset.column_names:
+        dataset = dataset.add_column("example_id", list(range(len(dataset))))
+    return dataset.with_transform(CorruptedExampleTransform(example_transform, name, severity, seed))

@@ -51,16 +51,15 @@ def evaluate_model(
     _check_labels(model.config.id2label, label_names, model_dir)
 
     dataset = data[split]
-    transform = build_eval_transform(processor)
-    strict = not data_args.skip_bad_images
+    example_transform = ExampleTransform(build_eval_transform(processor), strict=not data_args.skip_bad_images)
     results = {"model": str(model_dir), "split": split, "examples": len(dataset)}
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = _trainer(model, len(label_names), batch_size, output_dir)
-        results["clean"] = _metrics(trainer, dataset.with_transform(ExampleTransform(transform, strict)))
+        results["clean"] = _metrics(trainer, dataset.with_transform(example_transform))
         if corruptions:
             results.update(severity=severity, seed=seed, corruptions={})
         for name in corruptions:
-            corrupted = with_corruption(dataset, transform, name, severity, seed, strict)
+            corrupted = with_corruption(dataset, example_transform, name, severity, seed)
             results["corruptions"][name] = _metrics(trainer, corrupted)
 
     default_name = f"{'robustness' if corruptions else 'eval'}_{split}.json"

@@ -12,14 +12,15 @@ def _read(path: str):
     try:
         return decode_image({"path": path, "bytes": None})
     except Exception as error:  # PIL raises many types for broken files
-        raise OSError(f"Cannot read image {path}: {error}. Pass files PIL can open (PNG, JPEG, WebP, ...).") from error
+        raise OSError(f"Cannot read image {path}: {error}. Check the path and that PIL reads its format.") from error
 
 
 def predict_images(model_dir: str, image_paths: list[str], top_k: int = 5) -> list[dict]:
     """
     Classifies each image file with the vit_ft model in `model_dir`. Returns, per image in order,
-    `{"image": path, "predictions": [{"label": ..., "score": ...}, ...]}` with the `top_k` classes by softmax score.
-    All files are read before the model is loaded, so a missing or broken one fails at once, by name.
+    `{"image": path, "predictions": [{"label": ..., "score": ...}, ...]}` with the `top_k` best classes, best first.
+    All files are read before the model is loaded, so a missing or broken one fails at once, by name. Scores are
+    the pipeline's: softmax for single-label models.
     """
     if top_k < 1:
         raise ValueError(f"top_k={top_k} must be at least 1.")

@@ -1,0 +1,56 @@
+"""Every shipped recipe parses and builds, and says on its first lines how to run it."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.commands.config.config_args import load_config_from_file
+
+from vit_ft import ViTConfig, ViTForImageClassification
+from vit_ft.model_loading import default_processor
+from vit_ft.recipe import read_recipe
+from vit_ft.transforms import BatchMixer, build_eval_transform, build_train_transform
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAINING_RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if p.parent.name != "accelerate")
+ACCELERATE_CONFIGS = sorted((ROOT / "recipes" / "accelerate").glob("*.yaml"))
+
+
+def test_the_recipes_are_found():
+    names = {p.name for p in TRAINING_RECIPES}
+    assert {"digits.yaml", "vit_base_in21k_cifar10.yaml", "vit_base_in21k_beans.yaml"} <= names
+    assert {p.stem for p in ACCELERATE_CONFIGS} == {"single_gpu", "multi_gpu", "multi_node", "fsdp", "deepspeed_zero2"}
+
+
+@pytest.mark.parametrize("recipe", TRAINING_RECIPES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_training_recipe_parses_and_builds(recipe):
+    relative = recipe.relative_to(ROOT)
+    assert recipe.read_text().splitlines()[0] == f"# vit-ft train {relative}"
+    # GPU recipes ask for bf16, which TrainingArguments refuses on a machine without a GPU.
+    model_args, data_args, args = read_recipe(recipe, ["--use_cpu", "true", "--bf16", "false"])
+    assert args.output_dir and (data_args.dataset_name or data_args.train_dir)
+    overrides = json.loads(model_args.model_overrides or "{}")
+    with torch.device("meta"):
+        if model_args.preset:
+            config = ViTConfig.from_preset(model_args.preset, num_labels=10, **overrides)
+        else:
+            assert model_args.model_name_or_path
+            config = ViTConfig(num_labels=10, **overrides)  # the Hub checkpoint's architecture: ViT-B/16
+        ViTForImageClassification(config)
+    processor = default_processor(config.image_size)
+    build_train_transform(processor, args)
+    build_eval_transform(processor)
+    BatchMixer(10, args.mixup_alpha, args.cutmix_alpha, args.label_smoothing_factor)
+
+
+@pytest.mark.parametrize("config", ACCELERATE_CONFIGS, ids=lambda p: p.name)
+def test_accelerate_config_loads_and_shows_its_command(config):
+    header = []
+    for line in config.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    assert any(f"accelerate launch --config_file recipes/accelerate/{config.name}" in line for line in header)
+    loaded = load_config_from_file(str(config))
+    assert loaded.mixed_precision == "bf16"
