@@ -4,6 +4,7 @@ or a preset trained from scratch, with the dataset's labels."""
 import json
 import logging
 
+import torch
 from transformers import AutoImageProcessor, ViTImageProcessor
 from transformers.image_utils import PILImageResampling
 
@@ -50,7 +51,9 @@ def build_model(args: ModelArguments, label_names: list[str]) -> tuple[ViTForIma
         )
         for head in (model.classifier, model.distillation_classifier):
             if head is not None:
-                model._init_weights(head)
+                # torch's init, not model._init_weights: transformers' initialisers skip weights it has loaded.
+                torch.nn.init.trunc_normal_(head.weight, std=model.config.initializer_range)
+                torch.nn.init.zeros_(head.bias)
     return model, _processor_for(model, args)
 
 
