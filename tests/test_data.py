@@ -114,3 +114,18 @@ def test_decode_reads_bytes_and_paths(tmp_path):
     Image.new("P", (3, 3)).save(tmp_path / "a.png")
     assert decode_image({"bytes": None, "path": str(tmp_path / "a.png")}).mode == "RGB"
     assert decode_image({"bytes": _png(Image.new("CMYK", (2, 2)), "JPEG"), "path": None}).size == (2, 2)
+
+
+def test_dataset_name_goes_through_load_dataset(tmp_path):
+    # The Hub path of `dataset_name`, with a repository laid out on disk as on the Hub (parquet per split).
+    images = [{"bytes": _png(Image.new("RGB", (6, 6), (i * 30, 0, 0))), "path": None} for i in range(6)]
+    features = {"img": ImageFeature(), "labels": ClassLabel(names=["bean_rust", "healthy"])}
+    from datasets import Features
+
+    for split, rows in (("train", range(4)), ("test", range(4, 6))):
+        Dataset.from_dict({"img": [images[i] for i in rows], "labels": [i % 2 for i in rows]},
+                          features=Features(features)).to_parquet(str(tmp_path / f"{split}.parquet"))  # fmt: skip
+    data, names = load_image_datasets(DataArguments(dataset_name=str(tmp_path), train_val_split=0.5), seed=0)
+    assert names == ["bean_rust", "healthy"]
+    assert sorted(data) == ["test", "train", "validation"] and len(data["test"]) == 2
+    assert sorted(data["train"]["label"][:] + data["validation"]["label"][:]) == [0, 0, 1, 1]

@@ -86,3 +86,19 @@ def test_a_corrupt_image_does_not_stop_the_run(tmp_path):
     assert results["train_loss"] > 0
     with pytest.raises(ValueError, match="broken.png"):
         run_training(*read_recipe(RECIPE, [*flags, "--skip_bad_images", "false"]))
+
+
+@pytest.mark.slow
+def test_best_checkpoint_by_accuracy_with_accumulation_and_checkpointing(tmp_path):
+    _train(tmp_path, "--max_steps", "5", "--gradient_accumulation_steps", "2", "--gradient_checkpointing", "true",
+           "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps", "--save_steps", "1",
+           "--load_best_model_at_end", "true", "--learning_rate", "0.01")  # fmt: skip
+    state = json.loads((tmp_path / "checkpoint-5" / "trainer_state.json").read_text())
+    accuracies = {entry["step"]: entry["eval_accuracy"] for entry in state["log_history"] if "eval_accuracy" in entry}
+    assert sorted(accuracies) == [1, 2, 3, 4, 5]
+    best_step = min(step for step, accuracy in accuracies.items() if accuracy == max(accuracies.values()))
+    assert state["best_metric"] == max(accuracies.values())
+    assert state["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")
+    best = load_file(str(tmp_path / f"checkpoint-{best_step}" / "model.safetensors"))
+    final = load_file(str(tmp_path / "model.safetensors"))
+    assert all(torch.equal(best[key], final[key]) for key in best)
