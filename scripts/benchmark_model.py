@@ -34,7 +34,6 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import random
 import resource
 import statistics
@@ -49,6 +48,7 @@ import timm
 import torch
 import torch.nn.functional as F
 import transformers
+from benchmark_common import machine_info, synchronize
 from torch import nn
 
 import vit_ft
@@ -138,10 +138,6 @@ def seed_everything(seed: int = SEED) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def synchronize(device: torch.device) -> None:
-    # CUDA kernels run asynchronously: without this the clock would stop before the work is done.
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def autocast_context(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
@@ -377,39 +373,8 @@ def benchmark_batch(
                train_memory_mib=train_memory, infer_memory_mib=infer_memory)  # fmt: skip
 
 
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
-def hardware_info(device: torch.device) -> dict:
-    info = {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "timm": timm.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": device.type,
-        "device_name": cpu_name(),
-        # Other processes share the CPUs; a high load average before or after the run flags a noisy measurement.
-        "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
-    if device.type == "cuda":
-        info.update(
-            device_name=torch.cuda.get_device_name(device),
-            cuda=torch.version.cuda,
-            cudnn=torch.backends.cudnn.version(),
-            tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
-        )
-    return info
 
 
 def format_row(row: Row) -> str:
@@ -453,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
         run_memory_probe(args)
         return
     device = torch.device(args.device)
-    hardware = hardware_info(device)
+    hardware = machine_info(device, transformers=transformers.__version__, timm=timm.__version__)
     print(json.dumps(hardware, indent=2), flush=True)
 
     rows: list[Row] = []

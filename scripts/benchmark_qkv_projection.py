@@ -32,14 +32,19 @@ def _stacked(self: ViTAttention, hidden_states: torch.Tensor) -> tuple[torch.Ten
     return nn.functional.linear(hidden_states, weight, bias).chunk(3, dim=-1)
 
 
-def _time(run, device: str) -> float:
+def _seconds_per_step(model, projection, pixels, steps: int, autocast, device: str) -> float:
+    """Runs `steps` inference forwards with the given q/k/v projection (None for timm) and returns seconds each."""
+    if projection is not None:
+        ViTAttention._project_qkv = projection
     if device == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    run()
+    with torch.inference_mode(), autocast:
+        for _ in range(steps):
+            model(pixels)
     if device == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return (time.perf_counter() - start) / steps
 
 
 def main() -> None:
@@ -66,24 +71,16 @@ def main() -> None:
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             pixels = torch.randn(batch, 3, 224, 224, device=args.device)
             times = {key: [] for key in [*variants, "timm"]}
-
-            def run(model, projection=None):
-                if projection is not None:
-                    ViTAttention._project_qkv = projection
-                with torch.inference_mode(), autocast:
-                    for _ in range(args.steps):
-                        model(pixels)
-
+            runs = {key: (ours, projection) for key, projection in variants.items()} | {"timm": (reference, None)}
             for _ in range(2):  # warm-up
-                for key, projection in variants.items():
-                    run(ours, projection)
-                run(reference)
+                for model, projection in runs.values():
+                    _seconds_per_step(model, projection, pixels, args.steps, autocast, args.device)
             for repeat in range(args.repeats):
-                order = [*variants, "timm"]
+                order = list(runs)
                 order = order[repeat % len(order) :] + order[: repeat % len(order)]  # rotate to spread drift
                 for key in order:
-                    model, projection = (reference, None) if key == "timm" else (ours, variants[key])
-                    times[key].append(_time(lambda: run(model, projection), args.device) / args.steps)
+                    model, projection = runs[key]
+                    times[key].append(_seconds_per_step(model, projection, pixels, args.steps, autocast, args.device))
             ViTAttention._project_qkv = original
             rate = {key: batch / statistics.median(values) for key, values in times.items()}
             print(f"| {name} | {batch} | {rate['current']:.0f} | {rate['separate']:.0f} | {rate['stacked']:.0f} | "

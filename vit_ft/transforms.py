@@ -97,24 +97,31 @@ class ExampleTransform:
         self.epoch = 0
 
     def __call__(self, batch: dict) -> dict:
-        pixel_values = []
         ids = batch.get("example_id") if self.seed is not None else None
-        for position, value in enumerate(batch["image"]):
-            try:
-                image = decode_image(value)
-                if ids is None:
-                    pixel_values.append(self.transform(image))
-                    continue
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(_example_seed(self.seed, self.epoch, ids[position]))
-                    pixel_values.append(self.transform(image))
-            except Exception as error:  # PIL raises many types for broken files
-                where = value.get("path") if isinstance(value, dict) else None
-                if self.strict:
-                    raise ValueError(f"Cannot decode image {where or '(in-memory bytes)'}: {error}") from error
-                logger.warning(f"Skipping image {where or '(in-memory bytes)'} that cannot be decoded: {error}")
-                pixel_values.append(None)
+        if ids is None:
+            return {"pixel_values": [self._transform(value) for value in batch["image"]], "labels": batch["label"]}
+        # Seed the default CPU generator (the one v2 transforms draw from) per example, and give the process its own
+        # stream back afterwards, so loading data in the main process leaves dropout and MixUp draws untouched.
+        generator = torch.random.default_generator
+        state = generator.get_state()
+        try:
+            pixel_values = []
+            for value, example_id in zip(batch["image"], ids):
+                generator.manual_seed(_example_seed(self.seed, self.epoch, example_id))
+                pixel_values.append(self._transform(value))
+        finally:
+            generator.set_state(state)
         return {"pixel_values": pixel_values, "labels": batch["label"]}
+
+    def _transform(self, value) -> torch.Tensor | None:
+        try:
+            return self.transform(decode_image(value))
+        except Exception as error:  # PIL raises many types for broken files
+            where = value.get("path") if isinstance(value, dict) else None
+            if self.strict:
+                raise ValueError(f"Cannot decode image {where or '(in-memory bytes)'}: {error}") from error
+            logger.warning(f"Skipping image {where or '(in-memory bytes)'} that cannot be decoded: {error}")
+            return None
 
 
 def _example_seed(seed: int, epoch: int, example_id: int) -> int:

@@ -1,0 +1,51 @@
+"""What the benchmark scripts share: the clock's CUDA synchronisation and the description of the machine."""
+
+import contextlib
+import os
+import platform
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    # CUDA kernels run asynchronously: without this the clock would stop before the work is done.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def cpu_name() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: torch.device, **versions: str) -> dict:
+    """The machine, the device and the given library versions, as recorded next to every result."""
+    info = {
+        "torch": torch.__version__,
+        **versions,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable_cpus(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device.type,
+        "device_name": cpu_name(),
+        # Other processes share the CPUs; a high load average before or after the run flags a noisy measurement.
+        "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    if device.type == "cuda":
+        info.update(
+            device_name=torch.cuda.get_device_name(device),
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+            tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+        )
+    return info
