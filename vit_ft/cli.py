@@ -21,14 +21,13 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .recipe import read_recipe
+    from .recipe import DATACLASSES, read_recipe
     from .training import run_training
 
-    if args.recipe in ("-h", "--help"):
+    if args.help or args.recipe is None:
         from transformers import HfArgumentParser
 
-        from .recipe import DATACLASSES
-
+        print("usage: vit-ft train RECIPE.yaml [--field value ...]\n\nFields, in the recipe or as flags:")
         HfArgumentParser(DATACLASSES).print_help()
         return
     run_training(*read_recipe(args.recipe, args.overrides))
@@ -81,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="Train with a recipe: vit-ft train RECIPE.yaml [--field value ...].", add_help=False
     )
-    train.add_argument("recipe", help="YAML recipe of ModelArguments, DataArguments and ViTTrainingArguments fields.")
+    train.add_argument("-h", "--help", action="store_true", help="List every field a recipe can set.")
+    train.add_argument(
+        "recipe", nargs="?", help="YAML recipe of ModelArguments, DataArguments and ViTTrainingArguments fields."
+    )
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="--field value flags that override the recipe.")
     train.set_defaults(handler=_train)
 
