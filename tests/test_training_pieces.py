@@ -111,3 +111,13 @@ def test_recipe_flags_override_the_file_and_unknown_keys_fail(tmp_path):
         read_recipe(recipe)
     with pytest.raises(ValueError, match=r"Unknown field 'mix_up' in the command line"):
         read_recipe(None, ["--mix_up", "0.2"])
+
+
+def test_train_help_lists_the_fields(capsys):
+    from vit_ft.cli import main
+
+    main(["train", "--help"])
+    printed = capsys.readouterr().out
+    assert "usage: vit-ft train RECIPE.yaml" in printed
+    for field in ("--model_name_or_path", "--dataset_name", "--layer_decay", "--mixup_alpha", "--learning_rate"):
+        assert field in printed
