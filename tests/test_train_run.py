@@ -102,3 +102,17 @@ def test_best_checkpoint_by_accuracy_with_accumulation_and_checkpointing(tmp_pat
     best = load_file(str(tmp_path / f"checkpoint-{best_step}" / "model.safetensors"))
     final = load_file(str(tmp_path / "model.safetensors"))
     assert all(torch.equal(best[key], final[key]) for key in best)
+
+
+@pytest.mark.slow
+def test_evaluating_during_training_does_not_change_the_trained_weights(tmp_path):
+    # Stochastic depth and MixUp draw from the random stream in every training step.
+    flags = ["--max_steps", "6", "--save_strategy", "no", "--mixup_alpha", "0.5"]
+    overrides = '{"image_size": 16, "patch_size": 2, "hidden_size": 96, "num_hidden_layers": 4, ' \
+                '"num_attention_heads": 4, "intermediate_size": 192, "drop_path_rate": 0.2}'  # fmt: skip
+    _train(tmp_path / "quiet", *flags, "--eval_strategy", "no", "--model_overrides", overrides)
+    _train(tmp_path / "evaluated", *flags, "--eval_strategy", "steps", "--eval_steps", "2",
+           "--model_overrides", overrides)  # fmt: skip
+    quiet = load_file(str(tmp_path / "quiet" / "model.safetensors"))
+    evaluated = load_file(str(tmp_path / "evaluated" / "model.safetensors"))
+    assert all(torch.equal(quiet[key], evaluated[key]) for key in quiet)

@@ -2,6 +2,7 @@
 
 import contextlib
 
+import torch
 from transformers import Trainer
 
 from .optimization import EMACallback, parameter_groups
@@ -42,12 +43,20 @@ class ViTTrainer(Trainer):
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def evaluate(self, *args, **kwargs):
-        with self._ema_weights():
+        with self._evaluation_context():
             return super().evaluate(*args, **kwargs)
 
     def predict(self, *args, **kwargs):
-        with self._ema_weights():
+        with self._evaluation_context():
             return super().predict(*args, **kwargs)
 
-    def _ema_weights(self):
-        return self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
+    @contextlib.contextmanager
+    def _evaluation_context(self):
+        """
+        EMA weights if any, and the random streams given back untouched: creating the evaluation dataloader draws
+        from them, which would otherwise shift every later dropout, drop-path and MixUp draw of training.
+        """
+        devices = [self.args.device] if self.args.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            with self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext():
+                yield
