@@ -3,6 +3,11 @@
 import argparse
 import json
 import sys
+from dataclasses import fields
+
+from transformers import HfArgumentParser
+
+from .arguments import DataArguments
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -34,20 +39,10 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from .arguments import DataArguments
     from .corruptions import CORRUPTIONS
     from .evaluation import evaluate_model
 
-    data_args = DataArguments(
-        dataset_name=args.dataset_name,
-        dataset_config_name=args.dataset_config_name,
-        train_dir=args.train_dir,
-        validation_dir=args.validation_dir,
-        test_dir=args.test_dir,
-        image_column_name=args.image_column_name,
-        label_column_name=args.label_column_name,
-        max_eval_samples=args.max_eval_samples,
-    )
+    data_args = DataArguments(**{field.name: getattr(args, field.name) for field in fields(DataArguments)})
     corruptions = None
     if args.corruptions:
         corruptions = list(CORRUPTIONS) if args.corruptions == "all" else args.corruptions.split(",")
@@ -87,18 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="--field value flags that override the recipe.")
     train.set_defaults(handler=_train)
 
+    # The data options are DataArguments' own, as in `vit-ft train` recipes.
+    data_options = HfArgumentParser(DataArguments, add_help=False)
     evaluate = commands.add_parser(
-        "evaluate", help="Metrics of a saved model on a data split, clean and under image corruptions."
-    )
+        "evaluate", help="Metrics of a saved model on a data split, clean and under image corruptions.",
+        parents=[data_options],
+    )  # fmt: skip
     evaluate.add_argument("--model", required=True, help="Directory of the vit_ft model to evaluate.")
-    evaluate.add_argument("--dataset_name", help="A Hub dataset id, or `digits` for scikit-learn's 8x8 digits.")
-    evaluate.add_argument("--dataset_config_name", help="Hub dataset configuration.")
-    evaluate.add_argument("--train_dir", help="Image folder (one folder per class) for the train split.")
-    evaluate.add_argument("--validation_dir", help="Image folder for the validation split.")
-    evaluate.add_argument("--test_dir", help="Image folder for the test split.")
-    evaluate.add_argument("--image_column_name", help="Column holding the images; detected when unset.")
-    evaluate.add_argument("--label_column_name", help="Column holding the labels; detected when unset.")
-    evaluate.add_argument("--max_eval_samples", type=int, help="Evaluate on the first N examples of the split only.")
     evaluate.add_argument("--split", default="test", help="train, validation or test (default: test).")
     evaluate.add_argument(
         "--corruptions", help="Comma-separated gaussian_noise,gaussian_blur,jpeg,low_resolution, or `all`."

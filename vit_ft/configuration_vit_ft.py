@@ -197,8 +197,7 @@ class ViTConfig(PretrainedConfig):
         """
         Builds the configuration of a named architecture, e.g. `ViTConfig.from_preset("vit_base_patch16_224",
         num_labels=10)`. Names follow timm's; `overrides` set any other field. Without labels the head has timm's
-        1,000 classes. A timm pretrained tag after a dot
-        (`vit_base_patch16_224.augreg_in21k`) is ignored.
+        1,000 classes. A timm pretrained tag after a dot (`vit_base_patch16_224.augreg_in21k`) is ignored.
         """
         arch = name.split(".", 1)[0]
         if arch not in PRESETS:

@@ -14,7 +14,7 @@ from .arguments import DataArguments, ModelArguments
 from .classification_metrics import ClassificationMetrics, first_logits
 from .corruptions import check_corruption, with_corruption
 from .data import load_image_datasets
-from .model_loading import _processor_for
+from .model_loading import load_processor
 from .modeling_vit_ft import ViTForImageClassification
 from .transforms import ExampleTransform, build_eval_transform, collate_images
 
@@ -44,7 +44,7 @@ def evaluate_model(
     for name in corruptions:
         check_corruption(name, severity)
     model = ViTForImageClassification.from_pretrained(model_dir)
-    processor = _processor_for(model, ModelArguments(model_name_or_path=model_dir))
+    processor = load_processor(model, ModelArguments(model_name_or_path=model_dir))
     data, label_names = load_image_datasets(data_args)
     if split not in data:
         raise ValueError(f"split={split!r} is not in the data, which has {', '.join(data)}: choose one of those.")

@@ -54,7 +54,7 @@ def build_model(args: ModelArguments, label_names: list[str]) -> tuple[ViTForIma
                 # torch's init, not model._init_weights: transformers' initialisers skip weights it has loaded.
                 torch.nn.init.trunc_normal_(head.weight, std=model.config.initializer_range)
                 torch.nn.init.zeros_(head.bias)
-    return model, _processor_for(model, args)
+    return model, load_processor(model, args)
 
 
 def _preview(id2label: dict) -> str:
@@ -62,7 +62,8 @@ def _preview(id2label: dict) -> str:
     return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
 
 
-def _processor_for(model: ViTForImageClassification, args: ModelArguments):
+def load_processor(model: ViTForImageClassification, args: ModelArguments):
+    """The image processor of `args` (its own, or the checkpoint's), producing the model's image size."""
     source = args.image_processor_name or args.model_name_or_path
     if _read_json(source, "preprocessor_config.json", _hub_kwargs(args)) is None:
         logger.warning(f"{source} has no preprocessor_config.json: using ViT's normalisation (mean = std = 0.5).")

@@ -3,7 +3,7 @@
 from transformers import pipeline
 
 from .arguments import ModelArguments
-from .model_loading import _processor_for
+from .model_loading import load_processor
 from .modeling_vit_ft import ViTForImageClassification
 from .transforms import decode_image
 
@@ -26,7 +26,7 @@ def predict_images(model_dir: str, image_paths: list[str], top_k: int = 5) -> li
         raise ValueError(f"top_k={top_k} must be at least 1.")
     images = [_read(path) for path in image_paths]
     model = ViTForImageClassification.from_pretrained(model_dir)
-    processor = _processor_for(model, ModelArguments(model_name_or_path=model_dir))
+    processor = load_processor(model, ModelArguments(model_name_or_path=model_dir))
     classifier = pipeline("image-classification", model=model, image_processor=processor)
     predictions = classifier(images, top_k=top_k)
     return [{"image": path, "predictions": scores} for path, scores in zip(image_paths, predictions)]
