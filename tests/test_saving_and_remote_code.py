@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -20,28 +19,24 @@ from transformers import (
     pipeline,
 )
 
-from tests.conftest import tiny_config
+from tests.conftest import run_without_vit_ft, tiny_config
 from vit_ft import ViTForImageClassification, ViTModel
 
-# Runs in a fresh interpreter where importing vit_ft fails, as on a machine without vit-ft installed.
-_REMOTE_CHILD = textwrap.dedent(
-    """
-    import importlib.abc, sys
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "vit_ft" or name.startswith("vit_ft."):
-                raise ImportError("vit_ft is blocked in this test")
-    sys.meta_path.insert(0, Block())
-    import torch
-    from transformers import AutoModelForImageClassification
-    model_dir, pixels, out = sys.argv[1:]
-    model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
-    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-    assert "vit_ft" not in sys.modules
-    with torch.no_grad():
-        torch.save(model(torch.load(pixels)).logits, out)
-    """
-)
+# Runs where vit_ft cannot be imported (see conftest.run_without_vit_ft).
+_REMOTE_CHILD = """
+import sys
+
+import torch
+from transformers import AutoModel, AutoModelForImageClassification
+model_dir, pixels, out = sys.argv[1:]
+model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+encoder = AutoModel.from_pretrained(model_dir, trust_remote_code=True).eval()
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+assert type(encoder).__name__ == "ViTModel", type(encoder)
+assert "vit_ft" not in sys.modules
+with torch.no_grad():
+    torch.save((model(torch.load(pixels)).logits, encoder(torch.load(pixels)).last_hidden_state), out)
+"""
 
 
 def _save(tmp_path, **overrides):
@@ -55,7 +50,11 @@ def test_round_trip_and_auto_classes(tmp_path, pixel_values):
     model, path = _save(tmp_path, use_distillation_token=True, num_register_tokens=2, drop_path_rate=0.1)
     config = json.loads((path / "config.json").read_text())
     assert config["model_type"] == "vit_ft"
-    assert config["auto_map"]["AutoModelForImageClassification"] == "modeling_vit_ft.ViTForImageClassification"
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_vit_ft.ViTConfig",
+        "AutoModel": "modeling_vit_ft.ViTModel",
+        "AutoModelForImageClassification": "modeling_vit_ft.ViTForImageClassification",
+    }
     loaded = AutoModelForImageClassification.from_pretrained(path).eval()
     assert type(loaded) is ViTForImageClassification
     torch.testing.assert_close(loaded(pixel_values).logits, model(pixel_values).logits, rtol=0, atol=0)
@@ -70,16 +69,12 @@ def test_remote_code_without_vit_ft_gives_identical_logits(tmp_path, pixel_value
     model, path = _save(tmp_path, num_register_tokens=1, position_embedding_type="sincos", pooling="mean")
     assert {"modeling_vit_ft.py", "configuration_vit_ft.py", "state_dict_conversion.py"} <= set(os.listdir(path))
     torch.save(pixel_values, tmp_path / "pixels.pt")
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    env.pop("PYTHONPATH", None)
-    subprocess.run(
-        [sys.executable, "-c", _REMOTE_CHILD, str(path), str(tmp_path / "pixels.pt"), str(tmp_path / "out.pt")],
-        check=True,
-        cwd=tmp_path,
-        env=env,
-    )
+    run_without_vit_ft(_REMOTE_CHILD, str(path), str(tmp_path / "pixels.pt"), str(tmp_path / "out.pt"),
+                       workdir=tmp_path)  # fmt: skip
+    logits, hidden = torch.load(tmp_path / "out.pt")
     with torch.no_grad():
-        torch.testing.assert_close(torch.load(tmp_path / "out.pt"), model(pixel_values).logits, rtol=0, atol=0)
+        torch.testing.assert_close(logits, model(pixel_values).logits, rtol=0, atol=0)
+        torch.testing.assert_close(hidden, model.vit(pixel_values).last_hidden_state, rtol=0, atol=0)
 
 
 def test_pipeline_returns_the_labels_of_id2label(tmp_path):
@@ -95,7 +90,6 @@ def test_pipeline_returns_the_labels_of_id2label(tmp_path):
     assert predictions[0]["label"] == f"digit_{best}"
 
 
-
 def test_fsdp2_wrapped_model_saves_vit_ft_remote_code(tmp_path):
     probe = Path(__file__).resolve().parent / "fsdp2_save_probe.py"
     env = {**os.environ, "PYTHONPATH": str(probe.parent.parent)}
@@ -103,6 +97,7 @@ def test_fsdp2_wrapped_model_saves_vit_ft_remote_code(tmp_path):
     config = json.loads((tmp_path / "fsdp" / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_vit_ft.ViTConfig",
+        "AutoModel": "modeling_vit_ft.ViTModel",
         "AutoModelForImageClassification": "modeling_vit_ft.ViTForImageClassification",
     }
     files = set(os.listdir(tmp_path / "fsdp"))

@@ -335,8 +335,13 @@ class ViTPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """
         As transformers' `save_pretrained`, with the remote code and `auto_map` of vit_ft's own class also when a
-        wrapper swapped the instance's class: FSDP2's `fully_shard` makes it a subclass generated inside torch.
+        wrapper swapped the instance's class: FSDP2's `fully_shard` makes it a subclass generated inside torch. A
+        classifier's `auto_map` also names `ViTModel` for `AutoModel`: transformers records only the saved class, and
+        a repo should load as the bare encoder too.
         """
+        if self.is_remote_code():
+            encoder = f"{ViTModel.__module__.rsplit('.', 1)[-1]}.{ViTModel.__name__}"
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), "AutoModel": encoder}
         own = next(klass for klass in type(self).__mro__ if klass.__module__ == __name__)
         if own is type(self):
             return super().save_pretrained(save_directory, *args, **kwargs)
