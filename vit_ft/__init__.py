@@ -12,6 +12,8 @@ from transformers import (
 )
 
 from .configuration_vit_ft import PRESETS, ViTConfig
+from .hub import push_model
+from .model_card import build_model_card
 from .modeling_vit_ft import ViTForImageClassification, ViTModel, ViTPreTrainedModel
 
 __version__ = "0.1.0"
@@ -26,4 +28,13 @@ ViTConfig.register_for_auto_class()
 ViTModel.register_for_auto_class("AutoModel")
 ViTForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
-__all__ = ["PRESETS", "ViTConfig", "ViTForImageClassification", "ViTModel", "ViTPreTrainedModel", "__version__"]
+__all__ = [
+    "PRESETS",
+    "ViTConfig",
+    "ViTForImageClassification",
+    "ViTModel",
+    "ViTPreTrainedModel",
+    "__version__",
+    "build_model_card",
+    "push_model",
+]

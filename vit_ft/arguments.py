@@ -29,6 +29,9 @@ class ModelArguments:
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
     model_revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
     token: str | None = field(default=None, metadata={"help": "Hub token; HF_TOKEN is used when unset."})
+    license: str | None = field(
+        default=None, metadata={"help": "Hub license id of the trained model for its card, e.g. apache-2.0 or mit."}
+    )
 
 
 @dataclass

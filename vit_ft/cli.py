@@ -106,7 +106,30 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", help="Image files to classify.")
     predict.add_argument("--top_k", type=int, default=5, help="Classes to list per image (default: 5).")
     predict.set_defaults(handler=_predict)
+    _add_push_command(commands)
     return parser
+
+
+def _push(args: argparse.Namespace) -> None:
+    from .hub import push_model
+
+    commit = push_model(args.model, args.repo_id, args.private, args.revision, args.commit_message, args.license)
+    print(f"Pushed {args.model} to {commit.repo_url.url}: {commit.commit_url}")
+
+
+def _add_push_command(commands: argparse._SubParsersAction) -> None:
+    push = commands.add_parser(
+        "push", help="Upload a model or LoRA adapter directory to the Hugging Face Hub, with its model card."
+    )
+    push.add_argument("--model", required=True, help="Output directory of `vit-ft train` (a model or an adapter).")
+    push.add_argument("--repo_id", required=True, help="Hub repo: `name` (in your namespace) or `namespace/name`.")
+    push.add_argument(
+        "--private", action="store_true", default=None, help="Create the repo private (an existing one is kept)."
+    )
+    push.add_argument("--revision", help="Branch to push to, created if missing (default: main).")
+    push.add_argument("--commit_message", help="Message of the commit (default: Upload with vit-ft push).")
+    push.add_argument("--license", help="Hub license id for the card, e.g. apache-2.0; default: the recipe's.")
+    push.set_defaults(handler=_push)
 
 
 def main(argv: list[str] | None = None) -> None:

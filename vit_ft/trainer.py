@@ -5,6 +5,7 @@ import contextlib
 import torch
 from transformers import Trainer
 
+from .model_card import write_model_card
 from .optimization import EMACallback, parameter_groups
 from .transforms import BatchMixer
 
@@ -49,6 +50,11 @@ class ViTTrainer(Trainer):
     def predict(self, *args, **kwargs):
         with self._evaluation_context():
             return super().predict(*args, **kwargs)
+
+    def create_model_card(self, license: str | None = None, **trainer_card_fields) -> None:
+        """vit-ft's card (`vit_ft.model_card`) in README.md, for the Trainer's draft: `push_to_hub` uploads it."""
+        if self.is_world_process_zero():
+            write_model_card(self.args.output_dir, self.hub_model_id, license)
 
     @contextlib.contextmanager
     def _evaluation_context(self):

@@ -9,6 +9,8 @@ from transformers import set_seed
 from .arguments import DataArguments, ModelArguments, ViTTrainingArguments
 from .classification_metrics import ClassificationMetrics, first_logits
 from .data import load_image_datasets
+from .hub import check_push_to_hub, push_trained_model
+from .model_card import run_environment
 from .model_loading import build_model, freeze_backbone
 from .optimization import EMACallback
 from .recipe import save_resolved_recipe
@@ -38,6 +40,7 @@ def _check(args: ViTTrainingArguments) -> None:
 def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViTTrainingArguments) -> dict:
     """Trains, evaluates on validation and test, saves the model, metrics and plots in `args.output_dir`."""
     _check(args)
+    check_push_to_hub(args)
     transformers.utils.logging.set_verbosity(args.get_process_log_level())
     set_seed(args.seed)
     data, label_names = load_image_datasets(data_args, args.seed, model_args.cache_dir, model_args.token)
@@ -77,7 +80,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViT
         outcome = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
         if ema is not None:
             ema.copy_to(trainer.model)
-        trainer.save_model()
+        trainer.save_model(_internal_call=True)  # with push_to_hub, push once, at the end, with every result
         metrics = {**outcome.metrics, "train_trainable_parameters": trainable}
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)  # also gathered into all_results.json
@@ -96,4 +99,6 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViT
                                   Path(args.output_dir) / "confusion_matrix.png")  # fmt: skip
     if args.should_save:
         plot_training_curves(trainer.state.log_history, Path(args.output_dir) / "training_curves.png")
+    trainer.save_metrics("run", run_environment(args))  # the hardware, for the model card
+    push_trained_model(trainer)
     return results
