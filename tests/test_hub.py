@@ -270,6 +270,17 @@ def test_an_adapter_of_a_local_base_leaves_base_model_out_of_the_metadata(adapte
     card = build_model_card(adapter_dir, "tester/tiny-adapter")
     assert card.data.base_model is None  # a local path is no Hub model id
     assert f"The base model was a local directory when the adapter was trained ({base_dir.resolve()})" in card.text
+    assert 'load_model("tester/tiny-adapter", base_model="BASE_MODEL_ID_OR_PATH")' in card.text
+
+
+def test_a_directory_without_a_run_gets_a_card_that_claims_no_training(tmp_path):
+    ViTForImageClassification(tiny_config()).save_pretrained(tmp_path / "converted")  # as `vit-ft convert` leaves
+    card = build_model_card(tmp_path / "converted", "tester/converted")
+    assert card.data.eval_results is None and card.data.base_model is None and card.data.datasets is None
+    assert "A vit-ft Vision Transformer image classifier (ViT, 2 layers of width 32, 32x32 images in 4x4 patches)." \
+        in card.text  # fmt: skip
+    assert "## Training" not in card.text and "## Results" not in card.text
+    assert len(_snippets(card.text)) == 2
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,7 +47,7 @@ class _Run:
     recipe: dict
     results: dict
     robustness: list[dict]
-    config: dict | None  # config.json of a model; None for an adapter
+    config: dict | None  # config.json of a model; an adapter has none
     adapter: dict | None  # peft's adapter_config.json; None for a model
     adapter_record: dict  # vit-ft's vit_ft_adapter.json: labels and config overrides of an adapter
     plots: list[str]
@@ -111,6 +112,9 @@ def _read_run(model_dir: Path) -> _Run:
     if config is None and adapter is None:
         raise ValueError(f"{model_dir} holds neither config.json (a model) nor adapter_config.json (a LoRA "
                          "adapter): give the output_dir of a `vit-ft train` run.")  # fmt: skip
+    if adapter is not None and adapter.get("peft_type") != "LORA":
+        raise ValueError(f"{model_dir}/adapter_config.json holds a {adapter.get('peft_type')} adapter: vit-ft writes "
+                         "cards for LoRA adapters only.")  # fmt: skip
     recipe_path = model_dir / "vit_ft_recipe.yaml"
     recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) if recipe_path.is_file() else {}
     return _Run(
@@ -148,15 +152,15 @@ def _hub_link(name: str) -> str:
     return f"[{name}](https://huggingface.co/{name})" if _hub_id(name) else f"`{name}`"
 
 
-def _dataset(recipe: dict) -> tuple[str, str]:
-    """The dataset's (id, readable name): a Hub id, a built-in dataset, or image folders."""
+def _dataset(recipe: dict) -> tuple[str, str] | None:
+    """The dataset's (id, readable name): a Hub id, a built-in dataset, or image folders; None without a recipe."""
     name = recipe.get("dataset_name")
     if name in BUILT_IN_DATASETS:
         return name, BUILT_IN_DATASETS[name]
     if name:
         return name, name
-    folder = recipe.get("train_dir") or recipe.get("test_dir") or "unknown"
-    return "imagefolder", f"image folder {Path(folder).name}"
+    folder = recipe.get("train_dir") or recipe.get("test_dir")
+    return ("imagefolder", f"image folder {Path(folder).name}") if folder else None
 
 
 def _is_hub_dataset(dataset_id: str) -> bool:
@@ -169,7 +173,7 @@ def _split_metrics(results: dict, prefix: str) -> dict[str, float]:
     return {match[1]: value for key, value in results.items() if (match := pattern.fullmatch(key))}
 
 
-def _metric_names(metrics: dict) -> dict[str, tuple[str, str, dict | None]]:
+def _metric_names(metrics: Collection[str]) -> dict[str, tuple[str, str, dict | None]]:
     """Each metric's (Hub metric type, readable name, metric args), in the order the card shows them."""
     names = {}
     if "accuracy" in metrics:
@@ -183,60 +187,67 @@ def _metric_names(metrics: dict) -> dict[str, tuple[str, str, dict | None]]:
     return names
 
 
-def _metric_keys(run: _Run) -> dict[str, float]:
-    """The metrics of every split, the last split's value for each."""
-    return {key: value for prefix in _SPLITS for key, value in _split_metrics(run.results, prefix).items()}
+def _metric_keys(run: _Run) -> set[str]:
+    """The metrics any split reports."""
+    return {key for prefix in _SPLITS for key in _split_metrics(run.results, prefix)}
 
 
-def _metadata(run: _Run, name: str, license: str | None) -> ModelCardData:
-    dataset_id, dataset_name = _dataset(run.recipe)
+def _eval_results(run: _Run) -> list[EvalResult]:
+    """The `model-index` entries: each split's accuracy, top-k accuracy and macro F1."""
+    dataset = _dataset(run.recipe)
+    if dataset is None:  # results without the recipe that says what data they are on
+        return []
     eval_results = []
     for prefix, split in _SPLITS.items():
         metrics = _split_metrics(run.results, prefix)
         for key, (metric_type, metric_name, metric_args) in _metric_names(metrics).items():
             eval_results.append(EvalResult(
-                task_type="image-classification", task_name="Image Classification", dataset_type=dataset_id,
-                dataset_name=dataset_name, dataset_config=run.recipe.get("dataset_config_name"), dataset_split=split,
+                task_type="image-classification", task_name="Image Classification", dataset_type=dataset[0],
+                dataset_name=dataset[1], dataset_config=run.recipe.get("dataset_config_name"), dataset_split=split,
                 metric_type=metric_type, metric_name=f"{metric_name} ({split})", metric_args=metric_args,
                 metric_value=metrics[key],
             ))  # fmt: skip
+    return eval_results
+
+
+def _metadata(run: _Run, name: str, license: str | None) -> ModelCardData:
+    dataset = _dataset(run.recipe)
     tags = ["vit_ft", "image-classification", "vision"]
     if run.adapter is not None:
         tags += ["peft", "lora"]
     if run.recipe.get("teacher_model_name_or_path"):
         tags.append("distillation")
-    base_model = _hub_id(run.base_model)
+    eval_results = _eval_results(run)
     return ModelCardData(
         library_name="peft" if run.adapter is not None else "transformers",
         license=license,
         tags=tags,
-        datasets=[dataset_id] if _is_hub_dataset(dataset_id) else None,
+        datasets=[dataset[0]] if dataset and _is_hub_dataset(dataset[0]) else None,
         metrics=sorted({metric_type for metric_type, _, _ in _metric_names(_metric_keys(run)).values()}) or None,
-        base_model=base_model,
+        base_model=_hub_id(run.base_model),
         pipeline_tag="image-classification",
-        model_name=name,
+        model_name=name if eval_results else None,  # the model-index's name
         eval_results=eval_results or None,
     )
 
 
 def _summary(run: _Run) -> str:
-    _, dataset_name = _dataset(run.recipe)
+    dataset = _dataset(run.recipe)
+    trained_on = f" on {dataset[1]}" if dataset else ""
     if run.adapter is not None:
         target = _module_names(run.adapter["target_modules"])
         base = run.base_model or "(not recorded)"
         lines = [
             f"A LoRA adapter (rank {run.adapter['r']}, alpha {run.adapter['lora_alpha']}, on {target}) and classifier "
-            f"head for the Vision Transformer {_hub_link(base)}, trained on {dataset_name} with vit-ft. This repo "
+            f"head for the Vision Transformer {_hub_link(base)}, trained{trained_on} with vit-ft. This repo "
             "holds the adapter only: it loads on top of the base model (see Usage)."
         ]
         if not _hub_id(base):
             lines.append(f"The base model was a local directory when the adapter was trained ({base}): give its Hub "
                          "id or path as `base_model` when loading.")  # fmt: skip
     else:
-        origin = (f"fine-tuned from {_hub_link(run.base_model)}" if run.base_model
-                  else f"trained from scratch (`{run.recipe.get('preset') or 'a preset'}`)")  # fmt: skip
-        lines = [f"A Vision Transformer image classifier ({_architecture(run.config)}), {origin} on {dataset_name} "
-                 "with vit-ft."]  # fmt: skip
+        architecture = _architecture(run.config)
+        lines = [f"A vit-ft Vision Transformer image classifier ({architecture}){_origin(run)}{trained_on}."]
     teacher = run.recipe.get("teacher_model_name_or_path")
     if teacher:
         kind = run.recipe.get("distillation_type")
@@ -248,6 +259,15 @@ def _summary(run: _Run) -> str:
         shown = ", ".join(labels[:20]) + (", ..." if len(labels) > 20 else "")
         lines.append(f"{len(labels)} classes: {shown}.")
     return "\n\n".join(lines)
+
+
+def _origin(run: _Run) -> str:
+    """Where training started, from the recipe; nothing for a directory without one (from `vit-ft convert`)."""
+    if run.base_model:
+        return f", fine-tuned from {_hub_link(run.base_model)}"
+    if run.recipe.get("preset"):
+        return f", trained from scratch (`{run.recipe['preset']}`)"
+    return ""
 
 
 def _module_names(targets: list[str] | str) -> str:
@@ -288,11 +308,11 @@ def _robustness_section(run: _Run) -> str | None:
         names = _metric_names(clean)
         header = ["corruption", *(name for _, name, _ in names.values()), "accuracy change"]
         rows = [["none (clean)", *(_number(clean[key]) for key in names), ""]]
-        for corruption, metrics in report.get("corruptions", {}).items():
+        for corruption, metrics in report["corruptions"].items():
             change = metrics["accuracy"] - clean["accuracy"]
             rows.append([corruption, *(_number(metrics[key]) for key in names), f"{change:+.4f}"])
         tables.append(f"Split `{report['split']}` ({report['examples']} images), corruption severity "
-                      f"{report.get('severity', '-')} of 5, from `vit-ft evaluate --corruptions`:\n\n"
+                      f"{report['severity']} of 5, from `vit-ft evaluate --corruptions`:\n\n"
                       + _table(header, rows))  # fmt: skip
     return "## Robustness to image corruptions\n\n" + "\n\n".join(tables) if tables else None
 
@@ -369,16 +389,20 @@ encoder = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)
 
 
 def _adapter_usage(run: _Run, repo_id: str) -> str:
-    base = run.base_model or "BASE_MODEL"
+    base = _hub_id(run.base_model)
+    if base is None:  # adapter_config.json names a directory of the machine it was trained on
+        base = "BASE_MODEL_ID_OR_PATH"
+        load = f'load_model("{repo_id}", base_model="{base}")'
+    else:
+        load = f'load_model("{repo_id}")  # the base model named in adapter_config.json, with this adapter'
     return f"""## Usage
 
-With vit-ft installed, `load_model` builds the base model with the adapter's labels and adds
-the adapter:
+With vit-ft installed, `load_model` builds the base model with the adapter's labels and adds the adapter:
 
 ```python
 from vit_ft import load_model
 
-model = load_model("{repo_id}")  # the base model named in adapter_config.json, with this adapter
+model = {load}
 ```
 
 With peft directly, build the base model as the adapter was trained (its labels and config changes are in
