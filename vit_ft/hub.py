@@ -7,7 +7,6 @@ Everything goes through `huggingface_hub.HfApi` (create_repo, upload_folder), wh
 """
 
 import contextlib
-import logging
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +14,10 @@ from typing import TYPE_CHECKING
 
 from huggingface_hub import CommitInfo, HfApi, get_token
 
-from .model_card import is_repo_id, write_model_card
+from .model_card import check_model_dir, is_repo_id, write_model_card
 
 if TYPE_CHECKING:  # importing the Trainer takes a while; `import vit_ft` should not wait for it
     from transformers import Trainer, TrainingArguments
-
-logger = logging.getLogger(__name__)
 
 # Left out of a pushed directory: the Trainer's checkpoints (optimizer states, many times the model's size), its
 # TensorBoard logs and the temporary files whose names start with `_` (the Trainer's own push leaves these out too).
@@ -41,11 +38,6 @@ def check_repo_id(repo_id: str, argument: str) -> None:
         raise ValueError(f"{argument}={repo_id!r} is not a valid Hub repo id. {_REPO_ID_RULE}")
 
 
-def _has_token(token: str | None) -> bool:
-    """`token`, or one huggingface_hub finds itself: HF_TOKEN, or the one `hf auth login` saved."""
-    return token is not None or get_token() is not None
-
-
 def check_push_to_hub(args: "TrainingArguments") -> None:
     """
     With `push_to_hub: true`, checks the repo id and the token before any data is loaded, so that a run does not
@@ -58,7 +50,8 @@ def check_push_to_hub(args: "TrainingArguments") -> None:
     elif not is_repo_id(name := Path(args.output_dir).absolute().name):  # the Trainer's default repo name
         raise ValueError(f"push_to_hub: true without hub_model_id names the repo after output_dir, {name!r}, which "
                          f"is not a valid Hub repo id: set hub_model_id. {_REPO_ID_RULE}")  # fmt: skip
-    if not _has_token(args.hub_token):
+    # get_token: HF_TOKEN, or the token `hf auth login` saved.
+    if args.hub_token is None and get_token() is None:
         raise ValueError("push_to_hub: true needs a Hub token with write access, and none was found: set the "
                          "HF_TOKEN environment variable, run `hf auth login`, or set hub_token. Or set push_to_hub: "
                          "false and push the output directory later with `vit-ft push`.")  # fmt: skip
@@ -109,12 +102,9 @@ def push_model(
     and logs (`IGNORE_PATTERNS`). The arguments are checked before the first request; a failed request raises a
     PushError that gives the command to retry.
     """
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file() and not (model_dir / "adapter_config.json").is_file():
-        raise ValueError(f"--model {model_dir} holds neither config.json (a model) nor adapter_config.json (a LoRA "
-                         "adapter): give the output_dir of a `vit-ft train` run.")  # fmt: skip
+    check_model_dir(model_dir)
     check_repo_id(repo_id, "--repo_id")
-    if not _has_token(None):
+    if get_token() is None:
         raise ValueError("vit-ft push needs a Hub token with write access, and none was found: set the HF_TOKEN "
                          "environment variable or run `hf auth login`.")  # fmt: skip
     command = retry_command(model_dir, repo_id, private, revision, commit_message, license)
@@ -147,4 +137,4 @@ def push_trained_model(trainer: "Trainer") -> None:
     repo_id = trainer.hub_model_id or args.hub_model_id or Path(args.output_dir).absolute().name
     command = retry_command(args.output_dir, repo_id, args.hub_private_repo, args.hub_revision)
     with _retry_hint(args.output_dir, command):
-        trainer.push_to_hub(commit_message="End of training", revision=args.hub_revision)
+        trainer.push_to_hub(commit_message="End of training")

@@ -107,11 +107,16 @@ def build_model_card(model_dir: str | Path, repo_id: str, license: str | None = 
     return ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n{body}\n")
 
 
-def _read_run(model_dir: Path) -> _Run:
-    config, adapter = _read_json(model_dir / "config.json"), _read_json(model_dir / "adapter_config.json")
-    if config is None and adapter is None:
+def check_model_dir(model_dir: str | Path) -> None:
+    """Raises a ValueError unless `model_dir` holds a model (config.json) or a LoRA adapter (adapter_config.json)."""
+    if not (Path(model_dir) / "config.json").is_file() and not (Path(model_dir) / "adapter_config.json").is_file():
         raise ValueError(f"{model_dir} holds neither config.json (a model) nor adapter_config.json (a LoRA "
                          "adapter): give the output_dir of a `vit-ft train` run.")  # fmt: skip
+
+
+def _read_run(model_dir: Path) -> _Run:
+    check_model_dir(model_dir)
+    config, adapter = _read_json(model_dir / "config.json"), _read_json(model_dir / "adapter_config.json")
     if adapter is not None and adapter.get("peft_type") != "LORA":
         raise ValueError(f"{model_dir}/adapter_config.json holds a {adapter.get('peft_type')} adapter: vit-ft writes "
                          "cards for LoRA adapters only.")  # fmt: skip
