@@ -180,11 +180,6 @@ def test_license_comes_from_the_flag_then_the_recipe(model_dir):
     assert build_model_card(model_dir, "tester/x", license="cc-by-4.0").data.license == "cc-by-4.0"
 
 
-def test_the_license_recipe_field_parses():
-    model_args, _, _ = read_recipe(RECIPE, ["--license", "apache-2.0", "--output_dir", "unused"])
-    assert model_args.license == "apache-2.0"
-
-
 @pytest.mark.slow
 def test_a_distilled_student_card_names_its_teacher(fake_hub, model_dir):
     recipe = yaml.safe_load((model_dir / "vit_ft_recipe.yaml").read_text())
@@ -288,7 +283,8 @@ def test_push_to_hub_in_a_recipe_pushes_checkpoints_then_the_run_with_its_card(f
     output = tmp_path / "digits-push"
     run_training(*read_recipe(RECIPE, [*TRAIN, "--output_dir", str(output), "--push_to_hub", "true",
                                        "--hub_model_id", "tester/digits-push", "--hub_private_repo", "true",
-                                       "--hub_strategy", "every_save", "--hub_always_push", "true"]))  # fmt: skip
+                                       "--hub_strategy", "every_save", "--hub_always_push", "true",
+                                       "--license", "apache-2.0"]))  # fmt: skip
     assert fake_hub.repos["tester/digits-push"]["private"] is True
     messages = [commit["message"] for commit in fake_hub.commits]
     assert messages == ["Training in progress, step 2", "Training in progress, step 4", "End of training"]
@@ -300,6 +296,7 @@ def test_push_to_hub_in_a_recipe_pushes_checkpoints_then_the_run_with_its_card(f
     card = ModelCard.load(repo / "README.md")
     results = json.loads((output / "all_results.json").read_text())
     assert card.data.library_name == "transformers" and "vit_ft" in card.data.tags
+    assert card.data.license == "apache-2.0"  # the recipe's license field
     reported = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
     assert reported[("test", "accuracy")] == results["test_accuracy"]
     assert f"on {results['run_processes']} process, {results['run_hardware']}" in card.text

@@ -57,21 +57,17 @@ def check_push_to_hub(args: "TrainingArguments") -> None:
                          "false and push the output directory later with `vit-ft push`.")  # fmt: skip
 
 
-def retry_command(
-    model_dir: str | Path,
-    repo_id: str,
-    private: bool | None = None,
-    revision: str | None = None,
-    commit_message: str | None = None,
-    license: str | None = None,
-) -> str:
-    """The `vit-ft push` command that pushes `model_dir` to `repo_id` again, quoted for a POSIX shell."""
+def retry_command(model_dir: str | Path, repo_id: str, **options: str | bool | None) -> str:
+    """
+    The `vit-ft push` command that pushes `model_dir` to `repo_id` again, quoted for a POSIX shell. `options` are
+    its other flags by name (`private=True`, `revision="dev"`); a None or False one is left out.
+    """
     command = ["vit-ft", "push", "--model", str(model_dir), "--repo_id", repo_id]
-    if private:
-        command.append("--private")
-    for flag, value in (("--revision", revision), ("--commit_message", commit_message), ("--license", license)):
-        if value is not None:
-            command += [flag, value]
+    for name, value in options.items():
+        if value is True:
+            command.append(f"--{name}")
+        elif value not in (None, False):
+            command += [f"--{name}", value]
     return shlex.join(command)
 
 
@@ -107,7 +103,8 @@ def push_model(
     if get_token() is None:
         raise ValueError("vit-ft push needs a Hub token with write access, and none was found: set the HF_TOKEN "
                          "environment variable or run `hf auth login`.")  # fmt: skip
-    command = retry_command(model_dir, repo_id, private, revision, commit_message, license)
+    command = retry_command(model_dir, repo_id, private=private, revision=revision, commit_message=commit_message,
+                            license=license)  # fmt: skip
     api = HfApi()
     with _retry_hint(model_dir, command):
         # The full id: create_repo adds the user's namespace to a bare name, and the card's snippets need it.
@@ -135,6 +132,6 @@ def push_trained_model(trainer: "Trainer") -> None:
     if not args.push_to_hub:
         return
     repo_id = trainer.hub_model_id or args.hub_model_id or Path(args.output_dir).absolute().name
-    command = retry_command(args.output_dir, repo_id, args.hub_private_repo, args.hub_revision)
+    command = retry_command(args.output_dir, repo_id, private=args.hub_private_repo, revision=args.hub_revision)
     with _retry_hint(args.output_dir, command):
         trainer.push_to_hub(commit_message="End of training")
