@@ -26,10 +26,10 @@ DIGITS = [str(digit) for digit in range(10)]
 
 def digits_model(**overrides) -> ViTForImageClassification:
     """A small model for the digits recipe's 16-pixel images, labelled as the built-in digits."""
-    config = ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                       intermediate_size=64, id2label=dict(enumerate(DIGITS)),
-                       label2id={name: i for i, name in enumerate(DIGITS)}, **overrides)  # fmt: skip
-    return ViTForImageClassification(config)
+    fields = dict(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, id2label=dict(enumerate(DIGITS)),
+                  label2id={name: i for i, name in enumerate(DIGITS)})  # fmt: skip
+    return ViTForImageClassification(ViTConfig(**{**fields, **overrides}))
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_an_adapter_for_other_labels_than_the_data_is_refused_by_name(base_dir, 
     for label in ("cat", "dog"):
         (tmp_path / "images" / label).mkdir(parents=True)
         Image.new("RGB", (8, 8)).save(tmp_path / "images" / label / "0.png")
-    with pytest.raises(SystemExit, match=r"class 0 is '0' in the model, 'cat' in the data"):
+    with pytest.raises(SystemExit, match=r"class 0 is '0' for the model, 'cat' in the data"):
         main(["evaluate", "--model", str(tmp_path / "adapter"), "--test_dir", str(tmp_path / "images")])
 
 

@@ -49,6 +49,14 @@ class ModelArguments:
     lora_bias: str = field(
         default="none", metadata={"help": "Biases to train: `none`, `lora_only` (of targeted layers) or `all`."}
     )
+    student_from_teacher: bool = field(
+        default=False,
+        metadata={"help": "Distillation: the student is a depth-pruned copy of the teacher (its student_layers, "
+                          "embeddings, final norm and heads), not model_name_or_path or preset."},
+    )  # fmt: skip
+    student_layers: str | None = field(
+        default=None, metadata={"help": "Teacher layers the student keeps, e.g. `0,4,8,11` (student_from_teacher)."}
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
     model_revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
     token: str | None = field(default=None, metadata={"help": "Hub token; HF_TOKEN is used when unset."})
@@ -117,6 +125,25 @@ class ViTTrainingArguments(TrainingArguments):
     random_erasing: float = field(default=0.0, metadata={"help": "Probability of RandomErasing per image."})
     mixup_alpha: float = field(default=0.0, metadata={"help": "MixUp Beta(alpha, alpha); 0 turns it off."})
     cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha); 0 turns it off."})
+    teacher_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Distil from this teacher: a vit_ft model, a transformers ViT/DeiT checkpoint, a "
+                          "timm-converted directory or a LoRA adapter (merged). Its labels must be the data's."},
+    )  # fmt: skip
+    distillation_type: str = field(
+        default="soft",
+        metadata={"help": "`soft`: KL divergence to the teacher's softened probabilities (Hinton et al. 2015); "
+                          "`hard`: cross-entropy on the teacher's top class (DeiT)."},
+    )  # fmt: skip
+    distillation_alpha: float = field(
+        default=0.5, metadata={"help": "Weight of the teacher's loss; the labels' loss gets 1 - alpha."}
+    )
+    distillation_temperature: float = field(
+        default=1.0, metadata={"help": "Softmax temperature of soft distillation (the loss is scaled by its square)."}
+    )
+    teacher_dtype: str = field(
+        default="float32", metadata={"help": "dtype the teacher runs in: float32, bfloat16 or float16."}
+    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: images are decoded and transformed on the fly."}
     )

@@ -3,7 +3,6 @@
 import json
 import logging
 import tempfile
-from itertools import zip_longest
 from pathlib import Path
 
 import torch
@@ -14,7 +13,7 @@ from .arguments import DataArguments
 from .classification_metrics import ClassificationMetrics, first_logits
 from .corruptions import check_corruption, data_corruption_transform, with_corruption, with_data_corruptions
 from .data import load_image_datasets
-from .model_loading import load_model, load_processor
+from .model_loading import check_labels, load_model, load_processor
 from .modeling_vit_ft import ViTForImageClassification
 from .transforms import ExampleTransform, build_eval_transform, collate_images
 
@@ -51,7 +50,8 @@ def evaluate_model(
     data, label_names = load_image_datasets(data_args)
     if split not in data:
         raise ValueError(f"split={split!r} is not in the data, which has {', '.join(data)}: choose one of those.")
-    _check_labels(model.config.id2label, label_names, model_dir)
+    advice = "Evaluate on data with the model's classes in the same order, or fine-tune on this data."
+    check_labels(model.config.id2label, label_names, f"model {model_dir}", advice)
 
     dataset = data[split]
     example_transform = ExampleTransform(build_eval_transform(processor), strict=not data_args.skip_bad_images)
@@ -76,23 +76,6 @@ def evaluate_model(
     output_file.write_text(json.dumps(results, indent=2) + "\n")
     logger.info(f"Wrote {output_file}")
     return results
-
-
-def _check_labels(id2label: dict[int, str], label_names: list[str], model_dir: str) -> None:
-    """Scores mean nothing when class i of the model is not class i of the data."""
-    model_names = [id2label[i] for i in sorted(id2label)]
-    if model_names == label_names:
-        return
-    differences = [
-        f"class {i} is {model!r} in the model, {data!r} in the data"
-        for i, (model, data) in enumerate(zip_longest(model_names, label_names, fillvalue="(none)"))
-        if model != data
-    ]
-    shown = "; ".join(differences[:10]) + ("; ..." if len(differences) > 10 else "")
-    raise ValueError(
-        f"The labels of {model_dir} ({len(model_names)} classes) differ from the dataset's ({len(label_names)}): "
-        f"{shown}. Evaluate on data with the model's classes in the same order, or fine-tune on this data."
-    )
 
 
 def _trainer(model: ViTForImageClassification, num_labels: int, batch_size: int, output_dir: str) -> Trainer:

@@ -11,8 +11,10 @@ from .arguments import DataArguments, ModelArguments, ViTTrainingArguments
 from .classification_metrics import ClassificationMetrics, first_logits
 from .corruptions import with_data_corruptions
 from .data import load_image_datasets
+from .distillation import DISTILLATION_TYPES, Teacher, depth_pruned_student, load_teacher_model
 from .lora import add_lora, write_adapter_record
 from .model_loading import build_model, freeze_backbone
+from .modeling_vit_ft import ViTForImageClassification
 from .optimization import EMACallback
 from .recipe import save_resolved_recipe
 from .trainer import ViTTrainer
@@ -33,9 +35,30 @@ def _check(args: ViTTrainingArguments) -> None:
     if args.ema_decay is not None and args.load_best_model_at_end:
         raise ValueError("ema_decay with load_best_model_at_end is not supported: checkpoints hold the trained "
                          "weights, the EMA sits beside them. Turn one of them off.")  # fmt: skip
+    if args.distillation_type not in DISTILLATION_TYPES:
+        raise ValueError(f"distillation_type={args.distillation_type!r}: choose soft or hard.")
     if args.dataloader_persistent_workers:
         raise ValueError("dataloader_persistent_workers is not supported: augmentations are seeded per example and "
                          "epoch, and persistent workers would keep the first epoch's.")  # fmt: skip
+
+
+def _student_and_teacher(
+    model_args: ModelArguments, args: ViTTrainingArguments, label_names: list[str]
+) -> tuple[ViTForImageClassification, object, Teacher | None]:
+    """The model to train and its image processor, and the teacher it distils from (None without one)."""
+    if not args.teacher_model_name_or_path:
+        if model_args.student_from_teacher:
+            raise ValueError("student_from_teacher needs teacher_model_name_or_path: the teacher to cut it from.")
+        return *build_model(model_args, label_names), None
+    teacher_model, teacher_processor = load_teacher_model(args.teacher_model_name_or_path, label_names)
+    if model_args.student_from_teacher:
+        if not model_args.student_layers:
+            raise ValueError("student_from_teacher needs student_layers: the teacher layers to keep, e.g. 0,4,8,11.")
+        overrides = json.loads(model_args.model_overrides) if model_args.model_overrides else {}
+        model, processor = depth_pruned_student(teacher_model, model_args.student_layers, overrides), teacher_processor
+    else:
+        model, processor = build_model(model_args, label_names)
+    return model, processor, Teacher(teacher_model, teacher_processor, processor, args.teacher_dtype)
 
 
 def build_trainer(
@@ -49,7 +72,7 @@ def build_trainer(
     transformers.utils.logging.set_verbosity(args.get_process_log_level())
     set_seed(args.seed)
     data, label_names = load_image_datasets(data_args, args.seed, model_args.cache_dir, model_args.token)
-    model, processor = build_model(model_args, label_names)
+    model, processor, teacher = _student_and_teacher(model_args, args, label_names)
     if model_args.freeze_backbone:
         freeze_backbone(model)
     if model_args.peft_method:
@@ -81,6 +104,7 @@ def build_trainer(
         batch_mixer=BatchMixer(len(label_names), args.mixup_alpha, args.cutmix_alpha, args.label_smoothing_factor),
         ema=ema,
         callbacks=[EpochCallback(train_transform)],
+        teacher=teacher,
     )
     if args.should_save:
         save_resolved_recipe((model_args, data_args, args), args.output_dir)
