@@ -12,11 +12,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification, pipeline
 
 from tests.test_multiprocess import launch
-from vit_ft import ViTConfig, ViTForImageClassification
+from vit_ft import ViTConfig, ViTForImageClassification, load_model
 from vit_ft.arguments import ModelArguments
 from vit_ft.cli import main
 from vit_ft.lora import LORA_TARGETS, add_lora, target_modules
-from vit_ft.model_loading import default_processor, load_model, merge_adapter
+from vit_ft.model_loading import default_processor, merge_adapter
 from vit_ft.recipe import read_recipe
 from vit_ft.training import build_trainer, run_training
 
