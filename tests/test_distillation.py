@@ -8,8 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForImageClassification, ViTImageProcessor
 
-from tests.test_lora import DIGITS, digits_model
+from tests.test_lora import DIGITS, digits_model, lora_flags
 from tests.test_multiprocess import launch
+from vit_ft import load_model
 from vit_ft.distillation import (
     Teacher,
     depth_pruned_student,
@@ -195,3 +196,16 @@ def test_distillation_under_accelerate_launch_with_two_processes(teacher_dir, tm
     assert (tmp_path / "out" / "model.safetensors").is_file()
     results = json.loads((tmp_path / "out" / "all_results.json").read_text())
     assert 0.0 <= results["test_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_a_lora_adapter_teaches_as_its_merged_model(teacher_dir, tmp_path):
+    run_training(*read_recipe(RECIPE, lora_flags(teacher_dir, tmp_path / "adapter", "--max_steps", "2")))
+    trainer, _, _ = build_trainer(*read_recipe(RECIPE, distil_flags(tmp_path / "adapter", tmp_path / "student")))
+    merged = load_model(str(tmp_path / "adapter"), merge=True).eval()
+    pixels = torch.rand(2, 3, 16, 16)
+    resized = torch.nn.functional.interpolate(pixels, size=(32, 32), mode="bicubic", antialias=True)
+    normalised = (resized - torch.tensor(TEACHER_MEAN).view(1, 3, 1, 1)) / torch.tensor(TEACHER_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = merged(pixel_values=normalised).logits
+    torch.testing.assert_close(trainer.teacher((pixels - 0.5) / 0.5), expected, rtol=1e-5, atol=1e-5)

@@ -208,3 +208,20 @@ def test_lora_under_accelerate_launch_with_two_processes(base_dir, tmp_path):
     assert any("lora_B" in key for key in saved) and "base_model.model.classifier.weight" in saved
     assert all(not torch.equal(value, torch.zeros_like(value)) for key, value in saved.items() if "lora_B" in key)
     assert json.loads((tmp_path / "out" / "all_results.json").read_text())["train_trainable_parameters"] < 20_000
+
+
+@pytest.mark.slow
+def test_lora_on_a_transformers_checkpoint_converts_the_base_on_load(tmp_path):
+    import transformers
+
+    labels = {"id2label": dict(enumerate(DIGITS)), "label2id": {name: i for i, name in enumerate(DIGITS)}}
+    config = transformers.ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2,
+                                    num_attention_heads=4, intermediate_size=64, **labels)  # fmt: skip
+    transformers.ViTForImageClassification(config).save_pretrained(tmp_path / "transformers_vit")
+    default_processor(16).save_pretrained(tmp_path / "transformers_vit")
+    trainer, _, _ = lora_trainer(tmp_path / "transformers_vit", tmp_path / "adapter", "--max_steps", "2")
+    trainer.train()
+    trainer.save_model()
+    pixels = torch.randn(3, 3, 16, 16)
+    torch.testing.assert_close(logits(load_model(str(tmp_path / "adapter")), pixels), logits(trainer.model, pixels),
+                               rtol=0, atol=0)  # fmt: skip

@@ -86,7 +86,7 @@ def add_lora(model: ViTForImageClassification, args: ModelArguments) -> PeftMode
                          "to adapt; train it in full).")  # fmt: skip
     config = lora_config(model, args)
     # peft records the model's name_or_path as the adapter's base: make it one that loads from any directory.
-    model.config.name_or_path = _base_reference(args.model_name_or_path)
+    model.name_or_path = model.config.name_or_path = _base_reference(args.model_name_or_path)
     return get_peft_model(model, config)
 
 
