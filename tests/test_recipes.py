@@ -6,8 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.commands.config.config_args import load_config_from_file
+from torch.utils.flop_counter import FlopCounterMode
 
 from vit_ft import ViTConfig, ViTForImageClassification
+from vit_ft.distillation import DISTILLATION_TYPES
+from vit_ft.lora import lora_config
 from vit_ft.model_loading import default_processor
 from vit_ft.recipe import read_recipe
 from vit_ft.transforms import BatchMixer, build_eval_transform, build_train_transform
@@ -18,8 +21,10 @@ ACCELERATE_CONFIGS = sorted((ROOT / "recipes" / "accelerate").glob("*.yaml"))
 
 
 def test_the_recipes_are_found():
-    names = {p.name for p in TRAINING_RECIPES}
-    assert {"digits.yaml", "vit_base_in21k_cifar10.yaml", "vit_base_in21k_beans.yaml"} <= names
+    names = {str(p.relative_to(ROOT / "recipes")) for p in TRAINING_RECIPES}
+    assert {"full_finetune/digits.yaml", "full_finetune/vit_base_in21k_cifar10.yaml", "lora/digits_low_quality.yaml",
+            "full_finetune/digits_low_quality.yaml", "lora/vit_base_in21k_food101.yaml", "distill/digits_tiny.yaml",
+            "distill/deit_base_to_tiny.yaml"} <= names  # fmt: skip
     assert {p.stem for p in ACCELERATE_CONFIGS} == {"single_gpu", "multi_gpu", "multi_node", "fsdp", "deepspeed_zero2"}
 
 
@@ -37,7 +42,11 @@ def test_training_recipe_parses_and_builds(recipe):
         else:
             assert model_args.model_name_or_path
             config = ViTConfig(num_labels=10, **overrides)  # the Hub checkpoint's architecture: ViT-B/16
-        ViTForImageClassification(config)
+        model = ViTForImageClassification(config)
+    if model_args.peft_method:
+        assert recipe.parent.name == "lora" and lora_config(model, model_args).target_modules
+    if args.teacher_model_name_or_path:
+        assert recipe.parent.name == "distill" and args.distillation_type in DISTILLATION_TYPES
     processor = default_processor(config.image_size)
     build_train_transform(processor, args)
     build_eval_transform(processor)
@@ -54,3 +63,21 @@ def test_accelerate_config_loads_and_shows_its_command(config):
     assert any(f"accelerate launch --config_file recipes/accelerate/{config.name}" in line for line in header)
     loaded = load_config_from_file(str(config))
     assert loaded.mixed_precision == "bf16"
+
+
+def _forward_flops(model_args) -> int:
+    config = ViTConfig.from_preset(model_args.preset, num_labels=10, **json.loads(model_args.model_overrides))
+    with torch.device("meta"), FlopCounterMode(display=False) as counter:
+        ViTForImageClassification(config).eval()(pixel_values=torch.empty(1, 3, config.image_size, config.image_size))
+    return counter.get_total_flops()
+
+
+def test_the_digits_student_costs_at_most_a_quarter_of_its_teachers_flops():
+    teacher, _, teacher_args = read_recipe(ROOT / "recipes" / "full_finetune" / "digits.yaml", ["--use_cpu", "true"])
+    student, _, args = read_recipe(ROOT / "recipes" / "distill" / "digits_tiny.yaml", ["--use_cpu", "true"])
+    assert args.teacher_model_name_or_path == teacher_args.output_dir
+    ratio = _forward_flops(student) / _forward_flops(teacher)
+    assert 0.15 < ratio <= 0.25  # 7.3 against 38.5 MFLOPs, as the recipe says
+    token_student = json.loads(student.model_overrides) | {"use_distillation_token": True}
+    student.model_overrides = json.dumps(token_student)
+    assert _forward_flops(student) / _forward_flops(teacher) <= 0.25

@@ -111,6 +111,11 @@ def test_recipe_flags_override_the_file_and_unknown_keys_fail(tmp_path):
         read_recipe(recipe)
     with pytest.raises(ValueError, match=r"Unknown field 'mix_up' in the command line"):
         read_recipe(None, ["--mix_up", "0.2"])
+    # The last of repeated flags wins, `None` included.
+    flags = ["--layer_decay", "0.5", "--preset", "a", "--layer_decay", "None", "--preset", "None", "--preset=b",
+             "--learning_rate=1", "--learning_rate", "2"]  # fmt: skip
+    model, _, training = read_recipe(tmp_path / "run" / "vit_ft_recipe.yaml", flags)
+    assert (training.layer_decay, model.preset, training.learning_rate) == (None, "b", 2.0)
 
 
 def test_train_help_lists_the_fields(capsys):

@@ -28,6 +28,17 @@ ViTConfig.register_for_auto_class()
 ViTModel.register_for_auto_class("AutoModel")
 ViTForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
+
+
+def __getattr__(name: str):
+    # `load_model` brings in peft and the training stack: imported on first use, so `import vit_ft` stays light.
+    if name == "load_model":
+        from .model_loading import load_model
+
+        return load_model
+    raise AttributeError(f"module 'vit_ft' has no attribute {name!r}")
+
+
 __all__ = [
     "PRESETS",
     "ViTConfig",
@@ -36,5 +47,6 @@ __all__ = [
     "ViTPreTrainedModel",
     "__version__",
     "build_model_card",
+    "load_model",
     "push_model",
 ]

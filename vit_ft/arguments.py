@@ -26,6 +26,37 @@ class ModelArguments:
     freeze_backbone: bool = field(
         default=False, metadata={"help": "Train the classifier head(s) only (a linear probe)."}
     )
+    base_model: str | None = field(
+        default=None,
+        metadata={"help": "Base model of a LoRA adapter given as model_name_or_path, when the one its "
+                          "adapter_config.json names has moved."},
+    )  # fmt: skip
+    peft_method: str | None = field(
+        default=None, metadata={"help": "`lora` trains LoRA adapters (peft) and the classifier head(s) only."}
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: float = field(default=16, metadata={"help": "LoRA scaling: updates are scaled by alpha / r."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch's input."})
+    lora_target: str = field(
+        default="qv",
+        metadata={"help": "`qv` (q_proj, v_proj), `attention` (q/k/v/o_proj), `all-linear` (attention and MLP), or "
+                          "a comma-separated list of module names, e.g. `q_proj,v_proj,fc1`."},
+    )  # fmt: skip
+    use_dora: bool = field(default=False, metadata={"help": "Weight-decomposed LoRA (DoRA, Liu et al. 2024)."})
+    use_rslora: bool = field(
+        default=False, metadata={"help": "Rank-stabilised LoRA: scale by alpha / sqrt(r) (Kalajdzievski 2023)."}
+    )
+    lora_bias: str = field(
+        default="none", metadata={"help": "Biases to train: `none`, `lora_only` (of targeted layers) or `all`."}
+    )
+    student_from_teacher: bool = field(
+        default=False,
+        metadata={"help": "Distillation: the student is a depth-pruned copy of the teacher (its student_layers, "
+                          "embeddings, final norm and heads), not model_name_or_path or preset."},
+    )  # fmt: skip
+    student_layers: str | None = field(
+        default=None, metadata={"help": "Teacher layers the student keeps, e.g. `0,4,8,11` (student_from_teacher)."}
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
     model_revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
     token: str | None = field(default=None, metadata={"help": "Hub token; HF_TOKEN is used when unset."})
@@ -58,6 +89,14 @@ class DataArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Keep only this many validation and test examples."}
     )
+    image_corruptions: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated corruptions (gaussian_noise, gaussian_blur, jpeg, low_resolution) applied "
+                          "in that order to every image of every split, before the transforms: a low-quality version "
+                          "of the data, the same in every run (noise seeded per image from corruption_seed)."},
+    )  # fmt: skip
+    corruption_severity: int = field(default=3, metadata={"help": "Severity 1..5 of image_corruptions."})
+    corruption_seed: int = field(default=0, metadata={"help": "Seed of image_corruptions' noise."})
     skip_bad_images: bool = field(
         default=True,
         metadata={"help": "Replace an image that cannot be decoded by another example of the batch and warn, instead "
@@ -89,6 +128,25 @@ class ViTTrainingArguments(TrainingArguments):
     random_erasing: float = field(default=0.0, metadata={"help": "Probability of RandomErasing per image."})
     mixup_alpha: float = field(default=0.0, metadata={"help": "MixUp Beta(alpha, alpha); 0 turns it off."})
     cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha); 0 turns it off."})
+    teacher_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Distil from this teacher: a vit_ft model, a transformers ViT/DeiT checkpoint, a "
+                          "timm-converted directory or a LoRA adapter (merged). Its labels must be the data's."},
+    )  # fmt: skip
+    distillation_type: str = field(
+        default="soft",
+        metadata={"help": "`soft`: KL divergence to the teacher's softened probabilities (Hinton et al. 2015); "
+                          "`hard`: cross-entropy on the teacher's top class (DeiT)."},
+    )  # fmt: skip
+    distillation_alpha: float = field(
+        default=0.5, metadata={"help": "Weight of the teacher's loss; the labels' loss gets 1 - alpha."}
+    )
+    distillation_temperature: float = field(
+        default=1.0, metadata={"help": "Softmax temperature of soft distillation (the loss is scaled by its square)."}
+    )
+    teacher_dtype: str = field(
+        default="float32", metadata={"help": "dtype the teacher runs in: float32, bfloat16 or float16."}
+    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: images are decoded and transformed on the fly."}
     )

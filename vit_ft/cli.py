@@ -47,16 +47,27 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.corruptions:
         corruptions = list(CORRUPTIONS) if args.corruptions == "all" else args.corruptions.split(",")
     results = evaluate_model(
-        args.model, data_args, args.split, corruptions, args.severity, args.batch_size, args.output, args.seed
-    )
+        args.model, data_args, args.split, corruptions, args.severity, args.batch_size, args.output, args.seed,
+        args.base_model,
+    )  # fmt: skip
     print(json.dumps(results, indent=2))
 
 
 def _predict(args: argparse.Namespace) -> None:
     from .prediction import predict_images
 
-    for result in predict_images(args.model, args.images, args.top_k):
+    for result in predict_images(args.model, args.images, args.top_k, args.base_model):
         print(json.dumps(result))
+
+
+def _merge_lora(args: argparse.Namespace) -> None:
+    from .model_loading import merge_adapter
+
+    model = merge_adapter(args.adapter, args.output, args.base_model)
+    print(f"Wrote {type(model).__name__} (adapter {args.adapter} merged into its base) to {args.output}")
+
+
+_BASE_MODEL_HELP = "Base model of a LoRA adapter, when the one its adapter_config.json names has moved."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="Metrics of a saved model on a data split, clean and under image corruptions.",
         parents=[data_options],
     )  # fmt: skip
-    evaluate.add_argument("--model", required=True, help="Directory of the vit_ft model to evaluate.")
+    evaluate.add_argument("--model", required=True, help="vit_ft model or LoRA adapter directory to evaluate.")
+    evaluate.add_argument("--base_model", help=_BASE_MODEL_HELP)
     evaluate.add_argument("--split", default="test", help="train, validation or test (default: test).")
     evaluate.add_argument(
         "--corruptions", help="Comma-separated gaussian_noise,gaussian_blur,jpeg,low_resolution, or `all`."
@@ -102,10 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_evaluate)
 
     predict = commands.add_parser("predict", help="Top classes of a saved model for image files, one JSON line each.")
-    predict.add_argument("--model", required=True, help="Directory of the vit_ft model.")
+    predict.add_argument("--model", required=True, help="vit_ft model or LoRA adapter directory.")
+    predict.add_argument("--base_model", help=_BASE_MODEL_HELP)
     predict.add_argument("images", nargs="+", help="Image files to classify.")
     predict.add_argument("--top_k", type=int, default=5, help="Classes to list per image (default: 5).")
     predict.set_defaults(handler=_predict)
+
+    merge = commands.add_parser("merge-lora", help="Merge a LoRA adapter into its base: one plain vit_ft model.")
+    merge.add_argument("--adapter", required=True, help="LoRA adapter directory (output of a peft_method: lora run).")
+    merge.add_argument("--output", required=True, help="Directory to write the merged vit_ft model to.")
+    merge.add_argument("--base_model", help=_BASE_MODEL_HELP)
+    merge.set_defaults(handler=_merge_lora)
     _add_push_command(commands)
     return parser
 

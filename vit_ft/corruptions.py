@@ -15,6 +15,7 @@ from datasets import Dataset
 from PIL import Image as PILImage
 from torchvision.transforms import v2
 
+from .arguments import DataArguments
 from .transforms import ExampleTransform, decode_image
 
 CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "jpeg", "low_resolution")
@@ -90,17 +91,27 @@ def example_seed(seed: int, example_id: int) -> int:
     return int(np.random.SeedSequence([seed, example_id]).generate_state(1)[0])
 
 
+def corruption_list(names: str | None, severity: int) -> list[str]:
+    """The corruptions of a comma-separated `names` (None: none), each checked at `severity`."""
+    corruptions = [name.strip() for name in (names or "").split(",") if name.strip()]
+    for name in corruptions:
+        check_corruption(name, severity)
+    return corruptions
+
+
 class CorruptedExampleTransform:
     """
-    `datasets.set_transform` function that decodes and corrupts each image of a batch, then hands the batch to
-    `example_transform`, which transforms the images and skips or raises on files that do not decode, as usual. The
-    noise of an example is seeded from (`seed`, its `example_id` column), which `with_corruption` adds.
+    `datasets.set_transform` function that decodes each image of a batch and applies `names` to it in order, then
+    hands the batch to `example_transform`, which transforms the images and skips or raises on files that do not
+    decode, as usual. The noise of an example is seeded from (`seed`, its `example_id` column), which
+    `with_corruption` adds.
     """
 
-    def __init__(self, example_transform: ExampleTransform, name: str, severity: int, seed: int = 0):
-        check_corruption(name, severity)
+    def __init__(self, example_transform: ExampleTransform, names: str | list[str], severity: int, seed: int = 0):
+        self.names = [names] if isinstance(names, str) else list(names)
+        for name in self.names:
+            check_corruption(name, severity)
         self.example_transform = example_transform
-        self.name = name
         self.severity = severity
         self.seed = seed
 
@@ -114,17 +125,37 @@ class CorruptedExampleTransform:
             image = decode_image(value)
         except Exception:  # PIL raises many types for broken files
             return value  # left for ExampleTransform, which skips or raises as it does for clean images
-        return corrupt(image, self.name, self.severity, example_seed(self.seed, example_id))
+        generator = torch.Generator().manual_seed(example_seed(self.seed, example_id))
+        for name in self.names:
+            image = corrupt(image, name, self.severity, generator)
+        return image
 
 
 def with_corruption(
-    dataset: Dataset, example_transform: ExampleTransform, name: str, severity: int, seed: int = 0
+    dataset: Dataset, example_transform: ExampleTransform, names: str | list[str], severity: int, seed: int = 0
 ) -> Dataset:
     """
     Returns `dataset` (columns `image`, `label`) with an `example_id` column (its row numbers, unless it has one)
-    and a `CorruptedExampleTransform` set, so its examples come out corrupted and transformed, identically across
-    runs, batch sizes and dataloader workers.
+    and a `CorruptedExampleTransform` set that applies corruption(s) `names` in order, so its examples come out
+    corrupted and transformed, identically across runs, batch sizes and dataloader workers.
     """
     if "example_id" not in dataset.column_names:
         dataset = dataset.add_column("example_id", list(range(len(dataset))))
-    return dataset.with_transform(CorruptedExampleTransform(example_transform, name, severity, seed))
+    return dataset.with_transform(CorruptedExampleTransform(example_transform, names, severity, seed))
+
+
+def with_data_corruptions(dataset: Dataset, example_transform: ExampleTransform, data_args: DataArguments) -> Dataset:
+    """`dataset` transformed by `example_transform`, its images first corrupted by `data_args.image_corruptions`."""
+    names = corruption_list(data_args.image_corruptions, data_args.corruption_severity)
+    if not names:
+        return dataset.with_transform(example_transform)
+    return with_corruption(dataset, example_transform, names, data_args.corruption_severity, data_args.corruption_seed)
+
+
+def data_corruption_transform(example_transform: ExampleTransform, data_args: DataArguments):
+    """`example_transform`, preceded by `data_args.image_corruptions` when set (for `with_corruption` to wrap)."""
+    names = corruption_list(data_args.image_corruptions, data_args.corruption_severity)
+    if not names:
+        return example_transform
+    severity, seed = data_args.corruption_severity, data_args.corruption_seed
+    return CorruptedExampleTransform(example_transform, names, severity, seed)

@@ -3,24 +3,24 @@
 import json
 import logging
 import tempfile
-from itertools import zip_longest
 from pathlib import Path
 
 import torch
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
-from .arguments import DataArguments, ModelArguments
+from .arguments import DataArguments
 from .classification_metrics import ClassificationMetrics, first_logits
-from .corruptions import check_corruption, with_corruption
+from .corruptions import check_corruption, data_corruption_transform, with_corruption, with_data_corruptions
 from .data import load_image_datasets
-from .model_loading import load_processor
+from .model_loading import check_labels, load_model, load_processor
 from .modeling_vit_ft import ViTForImageClassification
 from .transforms import ExampleTransform, build_eval_transform, collate_images
 
 logger = logging.getLogger(__name__)
 
 # Timings vary from run to run; the results file holds what the model scored.
+_DATA_CORRUPTION_FIELDS = ("image_corruptions", "corruption_severity", "corruption_seed")
 _TIMING_METRICS = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
 
 
@@ -33,33 +33,41 @@ def evaluate_model(
     batch_size: int = 64,
     output_file: str | None = None,
     seed: int = 0,
+    base_model: str | None = None,
 ) -> dict:
     """
-    Evaluates the vit_ft model in `model_dir` on `split` of the data `data_args` names, clean and then under each
-    of `corruptions` (see `vit_ft.corruptions`) at `severity`, their noise seeded from `seed`. Writes the results
+    Evaluates the vit_ft model (or LoRA adapter, on `base_model` or the base it names) in `model_dir` on `split` of
+    the data `data_args` names (its `image_corruptions` included), clean and then under each of `corruptions` (see
+    `vit_ft.corruptions`) at `severity`, their noise seeded from `seed`. Writes the results
     as JSON to `output_file` (default `model_dir/robustness_<split>.json` with corruptions, else
     `model_dir/eval_<split>.json`) and returns them.
     """
     corruptions = list(corruptions or [])
     for name in corruptions:
         check_corruption(name, severity)
-    model = ViTForImageClassification.from_pretrained(model_dir)
-    processor = load_processor(model, ModelArguments(model_name_or_path=model_dir))
+    model = load_model(model_dir, base_model, merge=True)
+    processor = load_processor(model, model_dir)
     data, label_names = load_image_datasets(data_args)
     if split not in data:
         raise ValueError(f"split={split!r} is not in the data, which has {', '.join(data)}: choose one of those.")
-    _check_labels(model.config.id2label, label_names, model_dir)
+    advice = "Evaluate on data with the model's classes in the same order, or fine-tune on this data."
+    check_labels(model.config.id2label, label_names, f"model {model_dir}", advice)
 
     dataset = data[split]
     example_transform = ExampleTransform(build_eval_transform(processor), strict=not data_args.skip_bad_images)
     results = {"model": str(model_dir), "split": split, "examples": len(dataset)}
+    if data_args.image_corruptions:
+        # "clean" is then the low-quality data: say which.
+        results["image_corruptions"] = {name: getattr(data_args, name) for name in _DATA_CORRUPTION_FIELDS}
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = _trainer(model, len(label_names), batch_size, output_dir)
-        results["clean"] = _metrics(trainer, dataset.with_transform(example_transform))
+        results["clean"] = _metrics(trainer, with_data_corruptions(dataset, example_transform, data_args))
         if corruptions:
             results.update(severity=severity, seed=seed, corruptions={})
+        # Each corruption comes on top of the data's own image_corruptions, if any: first it, then those.
+        data_transform = data_corruption_transform(example_transform, data_args)
         for name in corruptions:
-            corrupted = with_corruption(dataset, example_transform, name, severity, seed)
+            corrupted = with_corruption(dataset, data_transform, name, severity, seed)
             results["corruptions"][name] = _metrics(trainer, corrupted)
 
     default_name = f"{'robustness' if corruptions else 'eval'}_{split}.json"
@@ -68,23 +76,6 @@ def evaluate_model(
     output_file.write_text(json.dumps(results, indent=2) + "\n")
     logger.info(f"Wrote {output_file}")
     return results
-
-
-def _check_labels(id2label: dict[int, str], label_names: list[str], model_dir: str) -> None:
-    """Scores mean nothing when class i of the model is not class i of the data."""
-    model_names = [id2label[i] for i in sorted(id2label)]
-    if model_names == label_names:
-        return
-    differences = [
-        f"class {i} is {model!r} in the model, {data!r} in the data"
-        for i, (model, data) in enumerate(zip_longest(model_names, label_names, fillvalue="(none)"))
-        if model != data
-    ]
-    shown = "; ".join(differences[:10]) + ("; ..." if len(differences) > 10 else "")
-    raise ValueError(
-        f"The labels of {model_dir} ({len(model_names)} classes) differ from the dataset's ({len(label_names)}): "
-        f"{shown}. Evaluate on data with the model's classes in the same order, or fine-tune on this data."
-    )
 
 
 def _trainer(model: ViTForImageClassification, num_labels: int, batch_size: int, output_dir: str) -> Trainer:

@@ -3,13 +3,17 @@ or a preset trained from scratch, with the dataset's labels."""
 
 import json
 import logging
+import tempfile
+from itertools import zip_longest
 
 import torch
+from peft import PeftModel
 from transformers import AutoImageProcessor, ViTImageProcessor
 from transformers.image_utils import PILImageResampling
 
 from .arguments import ModelArguments
 from .configuration_vit_ft import ViTConfig
+from .lora import check_base_model, is_adapter, read_adapter
 from .modeling_vit_ft import ViTForImageClassification, _read_json
 
 logger = logging.getLogger(__name__)
@@ -27,26 +31,52 @@ def default_processor(image_size: int) -> ViTImageProcessor:
 def build_model(args: ModelArguments, label_names: list[str]) -> tuple[ViTForImageClassification, object]:
     """
     Returns the model, labelled with `label_names`, and its image processor. A checkpoint whose labels differ from
-    the dataset's gets new classifier heads, with a warning that says so.
+    the dataset's gets new classifier heads, with a warning that says so. A LoRA adapter directory is merged into
+    its base first.
     """
     id2label = dict(enumerate(label_names))
-    labels = {"id2label": id2label, "label2id": {name: i for i, name in id2label.items()}}
     overrides = json.loads(args.model_overrides) if args.model_overrides else {}
     if not args.model_name_or_path:
         if not args.preset:
             raise ValueError("Set model_name_or_path (a checkpoint) or preset (an architecture to train from scratch)")
-        config = ViTConfig.from_preset(args.preset, **labels, **overrides)
+        config = ViTConfig.from_preset(args.preset, **_label_maps(id2label), **overrides)
         return ViTForImageClassification(config), default_processor(config.image_size)
 
-    source = _read_json(args.model_name_or_path, "config.json", _hub_kwargs(args)) or {}
+    hub_kwargs = _hub_kwargs(args)
+    with tempfile.TemporaryDirectory() as merged:
+        source = args.model_name_or_path
+        if is_adapter(source, hub_kwargs):
+            if args.peft_method:
+                raise ValueError(f"{source} is a LoRA adapter: merge it first (vit-ft merge-lora --adapter {source} "
+                                 "--output DIR) and train the new adapter on the merged model.")  # fmt: skip
+            merge_adapter(source, merged, args.base_model, hub_kwargs)
+            source, hub_kwargs = merged, {}
+        model = checkpoint_model(source, id2label, overrides, hub_kwargs, shown_name=args.model_name_or_path)
+    return model, load_processor(model, args.image_processor_name or args.model_name_or_path, _hub_kwargs(args))
+
+
+def _label_maps(id2label: dict[int, str]) -> dict:
+    return {"id2label": id2label, "label2id": {name: i for i, name in id2label.items()}}
+
+
+def checkpoint_model(
+    path_or_id: str, id2label: dict[int, str] | None, overrides: dict, hub_kwargs: dict, shown_name: str | None = None
+) -> ViTForImageClassification:
+    """
+    Loads the checkpoint `path_or_id` (vit_ft, transformers ViT/DeiT, timm-converted) with config fields
+    `overrides`, labelled `id2label` (None keeps its own). Heads of other labels are re-initialised, with a warning
+    that calls the checkpoint `shown_name` (no warning when None: an adapter's heads replace them).
+    """
+    source = _read_json(path_or_id, "config.json", hub_kwargs) or {}
     old_labels = {int(k): v for k, v in (source.get("id2label") or {}).items()}
-    relabel = old_labels != id2label
+    relabel = id2label is not None and old_labels != id2label
+    labels = _label_maps(id2label) if id2label is not None else {}
     model = ViTForImageClassification.from_pretrained(
-        args.model_name_or_path, **labels, **overrides, ignore_mismatched_sizes=relabel, **_hub_kwargs(args)
+        path_or_id, **labels, **overrides, ignore_mismatched_sizes=relabel, **hub_kwargs
     )
-    if relabel:
+    if relabel and shown_name is not None:
         logger.warning(
-            f"The labels of {args.model_name_or_path} ({len(old_labels)}: {_preview(old_labels)}) differ from the "
+            f"The labels of {shown_name} ({len(old_labels)}: {_preview(old_labels)}) differ from the "
             f"dataset's ({len(id2label)}: {_preview(id2label)}): the classifier head(s) are re-initialised."
         )
         for head in (model.classifier, model.distillation_classifier):
@@ -54,7 +84,44 @@ def build_model(args: ModelArguments, label_names: list[str]) -> tuple[ViTForIma
                 # torch's init, not model._init_weights: transformers' initialisers skip weights it has loaded.
                 torch.nn.init.trunc_normal_(head.weight, std=model.config.initializer_range)
                 torch.nn.init.zeros_(head.bias)
-    return model, load_processor(model, args)
+    return model
+
+
+def load_model(
+    path_or_id: str, base_model: str | None = None, merge: bool = False, hub_kwargs: dict | None = None
+) -> ViTForImageClassification | PeftModel:
+    """
+    Loads a vit_ft model directory or Hub id, or a LoRA adapter (base plus adapter, as a `PeftModel`, or merged into
+    a plain model with `merge=True`). `base_model` replaces the base an adapter's adapter_config.json names.
+
+    ```python
+    from vit_ft import load_model
+    model = load_model("outputs/digits_lora")  # a model or an adapter directory, or a Hub id
+    ```
+    """
+    hub_kwargs = hub_kwargs or {}
+    if not is_adapter(path_or_id, hub_kwargs):
+        return ViTForImageClassification.from_pretrained(path_or_id, **hub_kwargs)
+    base, id2label, overrides = read_adapter(path_or_id, hub_kwargs)
+    base = base_model or base
+    check_base_model(base, path_or_id, hub_kwargs)
+    # The head's labels are the adapter's; the base's own head, if of another size, is replaced by the adapter's.
+    model = checkpoint_model(base, id2label, overrides, hub_kwargs)
+    model = PeftModel.from_pretrained(model, path_or_id, **hub_kwargs)
+    return model.merge_and_unload() if merge else model
+
+
+def merge_adapter(
+    adapter: str, output_dir: str, base_model: str | None = None, hub_kwargs: dict | None = None
+) -> ViTForImageClassification:
+    """
+    Writes base plus the LoRA adapter `adapter` as one plain vit_ft model (weights, config, remote code, image
+    processor) to `output_dir`; it loads with AutoModelForImageClassification and pipeline. Returns the model.
+    """
+    merged = load_model(adapter, base_model, merge=True, hub_kwargs=hub_kwargs)
+    merged.save_pretrained(output_dir)
+    load_processor(merged, adapter, hub_kwargs).save_pretrained(output_dir)
+    return merged
 
 
 def _preview(id2label: dict) -> str:
@@ -62,13 +129,13 @@ def _preview(id2label: dict) -> str:
     return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
 
 
-def load_processor(model: ViTForImageClassification, args: ModelArguments):
-    """The image processor of `args` (its own, or the checkpoint's), producing the model's image size."""
-    source = args.image_processor_name or args.model_name_or_path
-    if _read_json(source, "preprocessor_config.json", _hub_kwargs(args)) is None:
+def load_processor(model: ViTForImageClassification, source: str, hub_kwargs: dict | None = None):
+    """The image processor of `source` (a model or adapter directory or Hub id), producing the model's image size."""
+    hub_kwargs = hub_kwargs or {}
+    if _read_json(source, "preprocessor_config.json", hub_kwargs) is None:
         logger.warning(f"{source} has no preprocessor_config.json: using ViT's normalisation (mean = std = 0.5).")
         return default_processor(model.config.image_size)
-    processor = AutoImageProcessor.from_pretrained(source, **_hub_kwargs(args))
+    processor = AutoImageProcessor.from_pretrained(source, **hub_kwargs)
     size = model.config.image_size
     crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
     final = (crop or processor.size).get("height")
@@ -78,6 +145,26 @@ def load_processor(model: ViTForImageClassification, args: ModelArguments):
         processor.size = {"height": size, "width": size}
         processor.do_center_crop = False
     return processor
+
+
+def check_labels(id2label: dict[int, str], label_names: list[str], owner: str, advice: str) -> None:
+    """
+    Raises a ValueError naming each class where `owner`'s labels (`id2label`, e.g. "model DIR") differ from the
+    data's `label_names`, ended by `advice`: scores and teacher logits mean nothing when class i is not class i.
+    """
+    names = [id2label[i] for i in sorted(id2label)]
+    if names == label_names:
+        return
+    differences = [
+        f"class {i} is {theirs!r} for the {owner.split()[0]}, {data!r} in the data"
+        for i, (theirs, data) in enumerate(zip_longest(names, label_names, fillvalue="(none)"))
+        if theirs != data
+    ]
+    shown = "; ".join(differences[:10]) + ("; ..." if len(differences) > 10 else "")
+    raise ValueError(
+        f"The labels of {owner} ({len(names)} classes) differ from the dataset's ({len(label_names)}): {shown}. "
+        f"{advice}"
+    )
 
 
 def freeze_backbone(model: ViTForImageClassification) -> int:

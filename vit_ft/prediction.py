@@ -2,9 +2,7 @@
 
 from transformers import pipeline
 
-from .arguments import ModelArguments
-from .model_loading import load_processor
-from .modeling_vit_ft import ViTForImageClassification
+from .model_loading import load_model, load_processor
 from .transforms import decode_image
 
 
@@ -15,9 +13,12 @@ def _read(path: str):
         raise OSError(f"Cannot read image {path}: {error}. Check the path and that PIL reads its format.") from error
 
 
-def predict_images(model_dir: str, image_paths: list[str], top_k: int = 5) -> list[dict]:
+def predict_images(
+    model_dir: str, image_paths: list[str], top_k: int = 5, base_model: str | None = None
+) -> list[dict]:
     """
-    Classifies each image file with the vit_ft model in `model_dir`. Returns, per image in order,
+    Classifies each image file with the vit_ft model (or LoRA adapter, on `base_model` or the base it names) in
+    `model_dir`. Returns, per image in order,
     `{"image": path, "predictions": [{"label": ..., "score": ...}, ...]}` with the `top_k` best classes, best first.
     All files are read before the model is loaded, so a missing or broken one fails at once, by name. Scores are
     the pipeline's: softmax for single-label models.
@@ -25,8 +26,8 @@ def predict_images(model_dir: str, image_paths: list[str], top_k: int = 5) -> li
     if top_k < 1:
         raise ValueError(f"top_k={top_k} must be at least 1.")
     images = [_read(path) for path in image_paths]
-    model = ViTForImageClassification.from_pretrained(model_dir)
-    processor = load_processor(model, ModelArguments(model_name_or_path=model_dir))
+    model = load_model(model_dir, base_model, merge=True)
+    processor = load_processor(model, model_dir)
     classifier = pipeline("image-classification", model=model, image_processor=processor)
     predictions = classifier(images, top_k=top_k)
     return [{"image": path, "predictions": scores} for path, scores in zip(image_paths, predictions)]

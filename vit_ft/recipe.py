@@ -53,18 +53,26 @@ def read_recipe(path: str | Path | None, overrides: list[str] | None = None, dat
 
 
 def _pop_null_flags(flags: list[str]) -> tuple[list[str], dict]:
-    """`--field None` (or null) unsets a field; argparse alone would reject it for numbers."""
-    kept, unset, index = [], {}, 0
-    while index < len(flags):
-        flag = flags[index]
-        name, _, inline = flag[2:].partition("=") if flag.startswith("--") else ("", "", "")
-        value = inline if inline else (flags[index + 1] if index + 1 < len(flags) else "")
-        if name and value in ("None", "null"):
+    """
+    Keeps the last of repeated flags, and takes `--field None` (or null) out as an unset field: argparse alone would
+    reject None for numbers, and a default could not override an earlier flag.
+    """
+    groups: dict[str, list[str]] = {}
+    for flag in flags:
+        if flag.startswith("--") or not groups:
+            name = flag[2:].partition("=")[0]
+            groups.pop(name, None)  # a repeated flag moves to the end, replacing the earlier one
+            groups[name] = [flag]
+        else:
+            groups[next(reversed(groups))].append(flag)
+    kept, unset = [], {}
+    for name, group in groups.items():
+        inline = group[0].partition("=")[2]
+        values = [inline] if inline else group[1:]
+        if values in (["None"], ["null"]):
             unset[name] = None
-            index += 1 if inline else 2
-            continue
-        kept.append(flag)
-        index += 1
+        else:
+            kept.extend(group)
     return kept, unset
 
 

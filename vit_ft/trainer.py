@@ -1,10 +1,13 @@
-"""`ViTTrainer`: the transformers Trainer with batch mixing, layer-wise learning-rate decay and EMA evaluation."""
+"""`ViTTrainer`: the transformers Trainer with batch mixing, distillation, layer-wise learning-rate decay and EMA
+evaluation."""
 
 import contextlib
+from collections import defaultdict
 
 import torch
 from transformers import Trainer
 
+from .distillation import Teacher, distillation_loss
 from .model_card import write_model_card
 from .optimization import EMACallback, parameter_groups
 from .transforms import BatchMixer
@@ -13,14 +16,25 @@ from .transforms import BatchMixer
 class ViTTrainer(Trainer):
     """
     A `Trainer` that, in training steps only, mixes batches (MixUp/CutMix, label smoothing) into soft targets the
-    model's loss takes; builds AdamW groups with layer decay and weight-decay exclusions; and evaluates with the EMA
-    weights when `ema` is given.
+    model's loss takes and, given a `teacher`, adds its distillation loss (see `vit_ft.distillation`), logging both
+    terms; builds AdamW groups with layer decay and weight-decay exclusions; and evaluates with the EMA weights when
+    `ema` is given. Evaluation losses are the model's own: the teacher runs in training steps only.
     """
 
-    def __init__(self, *args, batch_mixer: BatchMixer | None = None, ema: EMACallback | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        batch_mixer: BatchMixer | None = None,
+        ema: EMACallback | None = None,
+        teacher: Teacher | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.batch_mixer = batch_mixer
         self.ema = ema
+        # Kept beside the model, not in it: accelerate never wraps it (DDP, FSDP) nor does the optimizer see it.
+        self.teacher = teacher.to(self.args.device) if teacher is not None else None
+        self._loss_terms: dict[str, list[torch.Tensor]] = defaultdict(list)
         if ema is not None:
             self.add_callback(ema)
         # Label smoothing lives in `batch_mixer`'s targets: the Trainer's own smoother expects class ids.
@@ -41,7 +55,25 @@ class ViTTrainer(Trainer):
         if model.training and self.batch_mixer is not None and self.batch_mixer.active:
             pixel_values, labels = self.batch_mixer(inputs["pixel_values"], inputs["labels"])
             inputs = {**inputs, "pixel_values": pixel_values, "labels": labels}
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if not (model.training and self.teacher is not None):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # The loss is a mean over the batch, as the model's own: the Trainer scales it for gradient accumulation.
+        outputs = model(pixel_values=inputs["pixel_values"])
+        args = self.args
+        terms = distillation_loss(
+            outputs, inputs["labels"], self.teacher(inputs["pixel_values"]), args.distillation_type,
+            args.distillation_alpha, args.distillation_temperature, self.model.config.problem_type,
+        )  # fmt: skip
+        for name in ("label_loss", "distillation_loss"):
+            self._loss_terms[name].append(terms[name])
+        return (terms["loss"], outputs) if return_outputs else terms["loss"]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._loss_terms:
+            # Means over the steps since the last log, on this process, beside the Trainer's `loss`.
+            logs.update({name: torch.stack(values).mean().item() for name, values in self._loss_terms.items()})
+            self._loss_terms.clear()
+        super().log(logs, start_time)
 
     def evaluate(self, *args, **kwargs):
         with self._evaluation_context():

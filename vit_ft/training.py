@@ -1,5 +1,6 @@
 """`vit-ft train`: one run, from recipe to saved model, metrics and plots."""
 
+import json
 import logging
 from pathlib import Path
 
@@ -8,10 +9,14 @@ from transformers import set_seed
 
 from .arguments import DataArguments, ModelArguments, ViTTrainingArguments
 from .classification_metrics import ClassificationMetrics, first_logits
+from .corruptions import with_data_corruptions
 from .data import load_image_datasets
+from .distillation import DISTILLATION_TYPES, Teacher, depth_pruned_student, load_teacher_model
 from .hub import check_push_to_hub, push_trained_model
+from .lora import add_lora, write_adapter_record
 from .model_card import run_environment
 from .model_loading import build_model, freeze_backbone
+from .modeling_vit_ft import ViTForImageClassification
 from .optimization import EMACallback
 from .recipe import save_resolved_recipe
 from .trainer import ViTTrainer
@@ -32,32 +37,62 @@ def _check(args: ViTTrainingArguments) -> None:
     if args.ema_decay is not None and args.load_best_model_at_end:
         raise ValueError("ema_decay with load_best_model_at_end is not supported: checkpoints hold the trained "
                          "weights, the EMA sits beside them. Turn one of them off.")  # fmt: skip
+    if args.distillation_type not in DISTILLATION_TYPES:
+        raise ValueError(f"distillation_type={args.distillation_type!r}: choose soft or hard.")
     if args.dataloader_persistent_workers:
         raise ValueError("dataloader_persistent_workers is not supported: augmentations are seeded per example and "
                          "epoch, and persistent workers would keep the first epoch's.")  # fmt: skip
 
 
-def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViTTrainingArguments) -> dict:
-    """Trains, evaluates on validation and test, saves the model, metrics and plots in `args.output_dir`."""
+def _student_and_teacher(
+    model_args: ModelArguments, args: ViTTrainingArguments, label_names: list[str]
+) -> tuple[ViTForImageClassification, object, Teacher | None]:
+    """The model to train and its image processor, and the teacher it distils from (None without one)."""
+    if not args.teacher_model_name_or_path:
+        if model_args.student_from_teacher:
+            raise ValueError("student_from_teacher needs teacher_model_name_or_path: the teacher to cut it from.")
+        return *build_model(model_args, label_names), None
+    teacher_model, teacher_processor = load_teacher_model(args.teacher_model_name_or_path, label_names)
+    if model_args.student_from_teacher:
+        if not model_args.student_layers:
+            raise ValueError("student_from_teacher needs student_layers: the teacher layers to keep, e.g. 0,4,8,11.")
+        overrides = json.loads(model_args.model_overrides) if model_args.model_overrides else {}
+        model, processor = depth_pruned_student(teacher_model, model_args.student_layers, overrides), teacher_processor
+    else:
+        model, processor = build_model(model_args, label_names)
+    return model, processor, Teacher(teacher_model, teacher_processor, processor, args.teacher_dtype)
+
+
+def build_trainer(
+    model_args: ModelArguments, data_args: DataArguments, args: ViTTrainingArguments
+) -> tuple[ViTTrainer, dict, list[str]]:
+    """
+    The trainer of a run, ready to train: model, data and transforms; the resolved recipe (and a LoRA run's
+    adapter record) already in `args.output_dir`. Returns it, the data splits and the label names.
+    """
     _check(args)
     check_push_to_hub(args)
     transformers.utils.logging.set_verbosity(args.get_process_log_level())
     set_seed(args.seed)
     data, label_names = load_image_datasets(data_args, args.seed, model_args.cache_dir, model_args.token)
-    model, processor = build_model(model_args, label_names)
+    model, processor, teacher = _student_and_teacher(model_args, args, label_names)
     if model_args.freeze_backbone:
         freeze_backbone(model)
+    if model_args.peft_method:
+        model = add_lora(model, model_args)
+    total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    logger.warning(f"Model: {sum(p.numel() for p in model.parameters()):,} parameters, {trainable:,} trainable.")
+    logger.warning(f"Model: {total:,} parameters, {trainable:,} trainable ({100 * trainable / total:.2f}%).")
 
     strict = not data_args.skip_bad_images
     train_transform = ExampleTransform(build_train_transform(processor, args), strict, seed=args.seed)
     if "train" in data:
         data["train"] = data["train"].add_column("example_id", list(range(len(data["train"]))))
-        data["train"].set_transform(train_transform)
+        data["train"] = with_data_corruptions(data["train"], train_transform, data_args)
     for split in ("validation", "test"):
         if split in data:
-            data[split].set_transform(ExampleTransform(build_eval_transform(processor), strict))
+            eval_transform = ExampleTransform(build_eval_transform(processor), strict)
+            data[split] = with_data_corruptions(data[split], eval_transform, data_args)
 
     ema = EMACallback(args.ema_decay) if args.ema_decay is not None else None
     trainer = ViTTrainer(
@@ -72,16 +107,29 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViT
         batch_mixer=BatchMixer(len(label_names), args.mixup_alpha, args.cutmix_alpha, args.label_smoothing_factor),
         ema=ema,
         callbacks=[EpochCallback(train_transform)],
+        teacher=teacher,
     )
     if args.should_save:
         save_resolved_recipe((model_args, data_args, args), args.output_dir)
+        if model_args.peft_method:
+            overrides = json.loads(model_args.model_overrides) if model_args.model_overrides else {}
+            write_adapter_record(args.output_dir, model, overrides)
+    return trainer, data, label_names
+
+
+def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViTTrainingArguments) -> dict:
+    """Trains, evaluates on validation and test, saves the model, metrics and plots in `args.output_dir`."""
+    trainer, data, label_names = build_trainer(model_args, data_args, args)
+    model, ema = trainer.model, trainer.ema
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     results = {}
     if "train" in data:
         outcome = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
         if ema is not None:
             ema.copy_to(trainer.model)
         trainer.save_model(_internal_call=True)  # with push_to_hub, push once, at the end, with every result
-        metrics = {**outcome.metrics, "train_trainable_parameters": trainable}
+        metrics = {**outcome.metrics, "train_trainable_parameters": trainable, "train_total_parameters": total}
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)  # also gathered into all_results.json
         results.update(metrics)
