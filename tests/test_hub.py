@@ -17,6 +17,8 @@ from PIL import Image
 from transformers import ViTImageProcessor
 
 from tests.conftest import run_without_vit_ft, tiny_config
+from tests.test_distillation import distil_flags
+from tests.test_lora import lora_flags
 from tests.test_train_run import QUICK, RECIPE
 from vit_ft import ViTForImageClassification, ViTModel
 from vit_ft.arguments import DataArguments
@@ -24,6 +26,7 @@ from vit_ft.cli import main
 from vit_ft.evaluation import evaluate_model
 from vit_ft.hub import PushError
 from vit_ft.model_card import build_model_card
+from vit_ft.model_loading import load_model
 from vit_ft.recipe import read_recipe
 from vit_ft.training import run_training
 from vit_ft.training_plots import plot_training_curves
@@ -181,18 +184,30 @@ def test_license_comes_from_the_flag_then_the_recipe(model_dir):
 
 
 @pytest.mark.slow
-def test_a_distilled_student_card_names_its_teacher(fake_hub, model_dir):
-    recipe = yaml.safe_load((model_dir / "vit_ft_recipe.yaml").read_text())
-    teacher = "facebook/deit-base-distilled-patch16-224"
-    recipe.update(teacher_model_name_or_path=teacher, distillation_type="hard", distillation_alpha=0.5)
-    (model_dir / "vit_ft_recipe.yaml").write_text(yaml.safe_dump(recipe))
-    main(["push", "--model", str(model_dir), "--repo_id", "tester/tiny-student"])
+def test_a_distilled_student_card_names_its_teacher(fake_hub, trained, tmp_path):
+    student = tmp_path / "student"
+    run_training(*read_recipe(RECIPE, distil_flags(trained, student, "--max_steps", "2", "--distillation_type",
+                                                   "hard")))  # fmt: skip
+    main(["push", "--model", str(student), "--repo_id", "tester/tiny-student"])
     card = ModelCard.load(fake_hub.files("tester/tiny-student") / "README.md")
-    assert "distillation" in card.data.tags
-    assert f"distilled from the teacher [{teacher}](https://huggingface.co/{teacher}) with hard distillation" in (
-        card.text)  # fmt: skip
-    assert f"| teacher_model_name_or_path | `{teacher}` |" in card.text
+    assert "distillation" in card.data.tags and card.data.library_name == "transformers"
+    assert f"distilled from the teacher `{trained}` with hard distillation" in card.text
+    assert f"| teacher_model_name_or_path | `{trained}` |" in card.text
     assert "| distillation_type | `hard` |" in card.text and "| distillation_alpha | `0.5` |" in card.text
+    # A teacher on the Hub is linked.
+    recipe = yaml.safe_load((student / "vit_ft_recipe.yaml").read_text())
+    teacher = "facebook/deit-base-distilled-patch16-224"
+    (student / "vit_ft_recipe.yaml").write_text(yaml.safe_dump({**recipe, "teacher_model_name_or_path": teacher}))
+    assert f"teacher [{teacher}](https://huggingface.co/{teacher})" in build_model_card(student, "tester/s").text
+
+
+def test_fields_of_methods_a_run_did_not_use_stay_off_the_card(model_dir):
+    # The resolved recipe holds LoRA's and distillation's fields at their defaults.
+    recipe = yaml.safe_load((model_dir / "vit_ft_recipe.yaml").read_text())
+    assert recipe["lora_r"] == 8 and recipe["distillation_type"] == "soft" and recipe["peft_method"] is None
+    card = build_model_card(model_dir, "tester/tiny-digits")
+    assert "lora_r" not in card.text and "distillation" not in card.text and "corruption_seed" not in card.text
+    assert "distillation" not in card.data.tags and "lora" not in card.data.tags
 
 
 @pytest.fixture
@@ -255,6 +270,26 @@ def test_a_lora_adapter_is_pushed_with_a_peft_card_that_loads_it(fake_hub, adapt
     with torch.no_grad():
         torch.testing.assert_close(scope["model"].eval()(pixel_values).logits, peft_model(pixel_values).logits,
                                    rtol=0, atol=1e-5)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_lora_run_is_pushed_as_an_adapter_that_load_model_loads(fake_hub, trained, tmp_path, pixel_values):
+    output = tmp_path / "lora"
+    run_training(*read_recipe(RECIPE, lora_flags(trained, output, "--max_steps", "2", "--lora_r", "4")))
+    main(["push", "--model", str(output), "--repo_id", "tester/tiny-lora"])
+    repo = fake_hub.files("tester/tiny-lora")
+    assert {"adapter_config.json", "adapter_model.safetensors", "vit_ft_adapter.json", "preprocessor_config.json",
+            "README.md", "all_results.json", "vit_ft_recipe.yaml", "confusion_matrix.png"} <= set(_contents(repo))
+    assert not (repo / "model.safetensors").exists() and not (repo / "config.json").exists()
+    card = ModelCard.load(repo / "README.md")
+    assert card.data.library_name == "peft" and "lora" in card.data.tags
+    assert card.data.base_model is None  # the base was a local directory: its path means nothing on the Hub
+    assert "| peft_method | `lora` |" in card.text and "| lora_r | `4` |" in card.text
+    assert 'load_model("tester/tiny-lora", base_model="BASE_MODEL_ID_OR_PATH")' in card.text
+    pixels = pixel_values[:, :, :16, :16]
+    pushed, local = load_model(str(repo), base_model=str(trained)), load_model(str(output))
+    with torch.no_grad():
+        torch.testing.assert_close(pushed.eval()(pixels).logits, local.eval()(pixels).logits, rtol=0, atol=0)
 
 
 def test_an_adapter_of_a_local_base_leaves_base_model_out_of_the_metadata(adapter):

@@ -26,8 +26,7 @@ logger = logging.getLogger(__name__)
 
 CARD_NAME = "README.md"
 BUILT_IN_DATASETS = {"digits": "scikit-learn digits (8x8)"}
-# The recipe fields a reader needs to judge a run; the whole recipe is in the repo next to the card. Fields of the
-# LoRA and distillation recipes (`lora_*`, `distillation_*`, ...) are added by prefix.
+# The recipe fields a reader needs to judge a run; the whole recipe is in the repo next to the card.
 KEY_HYPERPARAMETERS = (
     "preset", "model_name_or_path", "model_overrides", "freeze_backbone", "dataset_name", "dataset_config_name",
     "train_dir", "max_train_samples", "num_train_epochs", "max_steps", "per_device_train_batch_size",
@@ -35,7 +34,16 @@ KEY_HYPERPARAMETERS = (
     "layer_decay", "label_smoothing_factor", "mixup_alpha", "cutmix_alpha", "auto_augment", "random_erasing",
     "random_resized_crop_min_scale", "horizontal_flip", "ema_decay", "bf16", "fp16", "seed",
 )  # fmt: skip
-_METHOD_PREFIXES = ("peft_", "lora_", "use_dora", "use_rslora", "teacher_", "distillation_")
+# The fields of LoRA, distillation and low-quality data, shown when the field that turns the method on is set: a
+# resolved recipe holds every field, at its default when the method is off.
+METHOD_HYPERPARAMETERS = {
+    "peft_method": ("peft_method", "lora_r", "lora_alpha", "lora_dropout", "lora_target", "lora_bias", "use_dora",
+                    "use_rslora"),
+    "teacher_model_name_or_path": ("teacher_model_name_or_path", "distillation_type", "distillation_alpha",
+                                   "distillation_temperature", "teacher_dtype", "student_from_teacher",
+                                   "student_layers"),
+    "image_corruptions": ("image_corruptions", "corruption_severity", "corruption_seed"),
+}  # fmt: skip
 _SPLITS = {"eval": "validation", "test": "test"}  # all_results.json prefix: split
 _PLOTS = {"training_curves.png": "Training curves", "confusion_matrix.png": "Confusion matrix (test split)"}
 
@@ -268,6 +276,8 @@ def _summary(run: _Run) -> str:
 
 def _origin(run: _Run) -> str:
     """Where training started, from the recipe; nothing for a directory without one (from `vit-ft convert`)."""
+    if run.recipe.get("student_from_teacher"):
+        return f", cut from the teacher (its layers {run.recipe['student_layers']}) and trained"
     if run.base_model:
         return f", fine-tuned from {_hub_link(run.base_model)}"
     if run.recipe.get("preset"):
@@ -334,7 +344,8 @@ def _training_section(run: _Run) -> str | None:
     if "train_runtime" in run.results:
         lines.append(_hardware_line(run))
     keys = [key for key in KEY_HYPERPARAMETERS if key in run.recipe]
-    keys += sorted(key for key in run.recipe if key.startswith(_METHOD_PREFIXES))
+    for switch, fields in METHOD_HYPERPARAMETERS.items():
+        keys += [key for key in fields if run.recipe.get(switch) and key in run.recipe]
     # max_steps -1 means "train for num_train_epochs".
     rows = [[key, f"`{run.recipe[key]}`"] for key in keys if run.recipe[key] not in (None, -1)]
     lines.append(_table(["hyperparameter", "value"], rows))
@@ -352,9 +363,9 @@ def _hardware_line(run: _Run) -> str:
         per_device, accumulation = recipe["per_device_train_batch_size"], recipe.get("gradient_accumulation_steps", 1)
         line += (f"; batch size {per_device * accumulation * processes} (per device {per_device}, accumulation "
                  f"steps {accumulation}, processes {processes})")  # fmt: skip
-    trainable = results.get("train_trainable_parameters")
+    trainable, total = results.get("train_trainable_parameters"), results.get("train_total_parameters")
     if trainable is not None:
-        line += f"; {trainable:,} trainable parameters"
+        line += f"; {trainable:,} trainable parameters" + (f" of {total:,}" if total else "")
     return line + "."
 
 
