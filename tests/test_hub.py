@@ -273,7 +273,8 @@ def test_a_lora_adapter_is_pushed_with_a_peft_card_that_loads_it(fake_hub, adapt
 
 
 @pytest.mark.slow
-def test_a_lora_run_is_pushed_as_an_adapter_that_load_model_loads(fake_hub, trained, tmp_path, pixel_values):
+def test_a_lora_run_is_pushed_as_an_adapter_its_card_snippets_load(fake_hub, trained, tmp_path, pixel_values,
+                                                                   monkeypatch):  # fmt: skip
     output = tmp_path / "lora"
     run_training(*read_recipe(RECIPE, lora_flags(trained, output, "--max_steps", "2", "--lora_r", "4")))
     main(["push", "--model", str(output), "--repo_id", "tester/tiny-lora"])
@@ -285,11 +286,16 @@ def test_a_lora_run_is_pushed_as_an_adapter_that_load_model_loads(fake_hub, trai
     assert card.data.library_name == "peft" and "lora" in card.data.tags
     assert card.data.base_model is None  # the base was a local directory: its path means nothing on the Hub
     assert "| peft_method | `lora` |" in card.text and "| lora_r | `4` |" in card.text
-    assert 'load_model("tester/tiny-lora", base_model="BASE_MODEL_ID_OR_PATH")' in card.text
+    # Both snippets, with the base and the pushed repo where the Hub would have them, give the trained outputs.
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo_id, filename: str(Path(repo_id) / filename))
     pixels = pixel_values[:, :, :16, :16]
-    pushed, local = load_model(str(repo), base_model=str(trained)), load_model(str(output))
     with torch.no_grad():
-        torch.testing.assert_close(pushed.eval()(pixels).logits, local.eval()(pixels).logits, rtol=0, atol=0)
+        expected = load_model(str(output)).eval()(pixels).logits
+        for snippet in _snippets(card.text):
+            scope = {}
+            exec(snippet.replace("BASE_MODEL_ID_OR_PATH", str(trained)).replace("tester/tiny-lora", str(repo)), scope)
+            torch.testing.assert_close(scope["model"].eval()(pixels).logits, expected, rtol=0, atol=1e-6)
+    assert 'load_model("tester/tiny-lora", base_model="BASE_MODEL_ID_OR_PATH")' in _snippets(card.text)[0]
 
 
 def test_an_adapter_of_a_local_base_leaves_base_model_out_of_the_metadata(adapter):

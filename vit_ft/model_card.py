@@ -100,6 +100,10 @@ def build_model_card(model_dir: str | Path, repo_id: str, license: str | None = 
     if not license:
         logger.warning(f"{model_dir}: no license given, so the card states none. Set `license` in the recipe or "
                        "pass --license (a Hub license id, e.g. apache-2.0).")  # fmt: skip
+    if run.adapter is not None and _hub_id(run.base_model) is None:
+        logger.warning(f"{model_dir}: the adapter's base model, {run.base_model!r}, is not a Hub id, so loading the "
+                       "adapter from the Hub needs the base given by hand (the card says so). Push the base model "
+                       "too, and train the adapter from its Hub id, for an adapter that loads by itself.")  # fmt: skip
     name = repo_id.split("/")[-1]
     metadata = _metadata(run, name, license)
     sections = (
