@@ -184,7 +184,7 @@ def test_evaluate_refuses_a_model_with_other_labels(tmp_path):
     with pytest.raises(ValueError) as error:
         evaluate_model(model_dir, DataArguments(dataset_name="digits", max_eval_samples=8))
     message = str(error.value)
-    assert f"The labels of {model_dir} (7 classes) differ from the dataset's (10)" in message
+    assert f"The labels of model {model_dir} (7 classes) differ from the dataset's (10)" in message
     assert "class 2 is 'two' for the model, '2' in the data" in message
     assert "class 9 is '(none)' for the model, '9' in the data" in message
     assert "class 1 " not in message  # labels that agree are not listed
