@@ -339,7 +339,7 @@ class ViTPreTrainedModel(PreTrainedModel):
         classifier's `auto_map` also names `ViTModel` for `AutoModel`: transformers records only the saved class, and
         a repo should load as the bare encoder too.
         """
-        if self.is_remote_code():
+        if self._auto_class is not None:  # registered for the Auto classes: `auto_map` is written
             encoder = f"{ViTModel.__module__.rsplit('.', 1)[-1]}.{ViTModel.__name__}"
             self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), "AutoModel": encoder}
         own = next(klass for klass in type(self).__mro__ if klass.__module__ == __name__)
