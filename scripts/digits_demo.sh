@@ -34,9 +34,9 @@ distill=recipes/distill/digits_tiny.yaml
 token_student=$(python -c "import json, yaml; o = json.loads(yaml.safe_load(open('$distill'))['model_overrides']); \
 o['use_distillation_token'] = True; print(json.dumps(o))")
 train outputs/digits_tiny_alone "$distill" --teacher_model_name_or_path None
-train outputs/digits_tiny_soft "$distill"
-train outputs/digits_tiny_hard "$distill" --distillation_type hard
-train outputs/digits_tiny_token "$distill" --distillation_type hard --model_overrides "$token_student"
+train outputs/digits_tiny_soft "$distill" --distillation_type soft
+train outputs/digits_tiny_hard "$distill"
+train outputs/digits_tiny_token "$distill" --model_overrides "$token_student"
 
 python - <<'PYTHON' | tee outputs/digits_demo.md
 import json
