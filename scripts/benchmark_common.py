@@ -3,6 +3,8 @@
 import contextlib
 import os
 import platform
+import time
+from collections.abc import Callable
 
 import torch
 
@@ -49,3 +51,23 @@ def machine_info(device: torch.device, **versions: str) -> dict:
             tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
         )
     return info
+
+
+def training_step(trainer, inputs: dict, bf16: bool) -> None:
+    """One optimizer step of `trainer`'s model through its `compute_loss`, as the Trainer takes it (no scaler)."""
+    model = trainer.model
+    device = next(model.parameters()).device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = trainer.compute_loss(model, inputs)
+    loss.backward()
+    trainer.optimizer.step()
+    trainer.optimizer.zero_grad(set_to_none=True)
+
+
+def timed(step: Callable[[], None], device: torch.device) -> float:
+    """Seconds `step` takes, the device's queued work included."""
+    synchronize(device)
+    start = time.perf_counter()
+    step()
+    synchronize(device)
+    return time.perf_counter() - start

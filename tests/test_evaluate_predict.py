@@ -15,7 +15,14 @@ from tests.conftest import tiny_config
 from vit_ft import ViTForImageClassification
 from vit_ft.arguments import DataArguments
 from vit_ft.cli import main
-from vit_ft.corruptions import CORRUPTIONS, corrupt, example_seed, with_corruption
+from vit_ft.corruptions import (
+    CORRUPTIONS,
+    CorruptedExampleTransform,
+    corrupt,
+    example_seed,
+    with_corruption,
+    with_data_corruptions,
+)
 from vit_ft.data import load_digits_dataset, load_image_datasets
 from vit_ft.evaluation import evaluate_model
 from vit_ft.prediction import predict_images
@@ -146,6 +153,20 @@ def test_corruption_keeps_a_seeded_augmentation_per_example(digits_test):
     dataset = with_corruption(digits_test.select(range(12)), ExampleTransform(augment, seed=1), "jpeg", 2)
     torch.testing.assert_close(dataset[0:12]["pixel_values"][5], dataset[5]["pixel_values"], rtol=0, atol=0)
     torch.testing.assert_close(dataset[3:9]["pixel_values"][2], dataset[5]["pixel_values"], rtol=0, atol=0)
+
+
+def test_data_corruptions_come_first_and_a_corruption_on_top_draws_other_noise(digits_test):
+    # `vit-ft evaluate --image_corruptions gaussian_noise --corruptions gaussian_noise`: both noises at seed 0.
+    transform = build_eval_transform(ViTImageProcessor(size={"height": 16, "width": 16}))
+    data_args = DataArguments(image_corruptions="low_resolution,gaussian_noise", corruption_severity=2)
+    on_top = CorruptedExampleTransform(ExampleTransform(transform), "gaussian_noise", 4, seed=0, stream=1)
+    dataset = with_data_corruptions(digits_test.select(range(8)), on_top, data_args)
+    generator = torch.Generator().manual_seed(example_seed(0, 5))
+    image = decode_image(digits_test[5]["image"])
+    low_quality = corrupt(corrupt(image, "low_resolution", 2, generator), "gaussian_noise", 2, generator)
+    expected = transform(corrupt(low_quality, "gaussian_noise", 4, example_seed(0, 5, stream=1)))
+    torch.testing.assert_close(dataset[5]["pixel_values"], expected, rtol=0, atol=0)
+    assert example_seed(0, 5, stream=1) != example_seed(0, 5)
 
 
 # evaluate

@@ -79,11 +79,13 @@ def test_a_target_that_matches_nothing_lists_the_linear_layers():
         target_modules(digits_model(), "q_proj,classifier")
 
 
-def test_lora_needs_a_trained_model_and_excludes_freeze_backbone():
+def test_lora_needs_a_trained_model_and_excludes_freeze_backbone_and_pruned_students():
     with pytest.raises(ValueError, match="model_name_or_path"):
         add_lora(digits_model(), ModelArguments(preset="vit_tiny_patch16_224", peft_method="lora"))
     with pytest.raises(ValueError, match="freeze_backbone"):
         add_lora(digits_model(), ModelArguments(model_name_or_path="b", peft_method="lora", freeze_backbone=True))
+    with pytest.raises(ValueError, match="student_from_teacher"):
+        add_lora(digits_model(), ModelArguments(peft_method="lora", student_from_teacher=True, student_layers="0"))
 
 
 def test_the_distillation_head_is_trained_and_saved_in_full():

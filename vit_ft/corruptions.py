@@ -83,12 +83,13 @@ def corrupt(image: PILImage.Image, name: str, severity: int, seed: int | torch.G
     return v2.functional.to_pil_image(pixels)
 
 
-def example_seed(seed: int, example_id: int) -> int:
+def example_seed(seed: int, example_id: int, stream: int = 0) -> int:
     """
     The noise seed of example `example_id` under run seed `seed`. SeedSequence hashes the pair, so nearby pairs get
     unrelated seeds that do not line up with the linear ones `transforms.ExampleTransform` gives augmentations.
+    Another `stream` gives other seeds for the same pair, for a second corruption on top of a first.
     """
-    return int(np.random.SeedSequence([seed, example_id]).generate_state(1)[0])
+    return int(np.random.SeedSequence([seed, example_id, *([stream] if stream else [])]).generate_state(1)[0])
 
 
 def corruption_list(names: str | None, severity: int) -> list[str]:
@@ -107,13 +108,16 @@ class CorruptedExampleTransform:
     `with_corruption` adds.
     """
 
-    def __init__(self, example_transform: ExampleTransform, names: str | list[str], severity: int, seed: int = 0):
+    def __init__(
+        self, example_transform, names: str | list[str], severity: int, seed: int = 0, stream: int = 0
+    ):
         self.names = [names] if isinstance(names, str) else list(names)
         for name in self.names:
             check_corruption(name, severity)
         self.example_transform = example_transform
         self.severity = severity
         self.seed = seed
+        self.stream = stream
 
     def __call__(self, batch: dict) -> dict:
         images = [self._corrupt(value, example_id) for value, example_id in zip(batch["image"], batch["example_id"])]
@@ -125,7 +129,7 @@ class CorruptedExampleTransform:
             image = decode_image(value)
         except Exception:  # PIL raises many types for broken files
             return value  # left for ExampleTransform, which skips or raises as it does for clean images
-        generator = torch.Generator().manual_seed(example_seed(self.seed, example_id))
+        generator = torch.Generator().manual_seed(example_seed(self.seed, example_id, self.stream))
         for name in self.names:
             image = corrupt(image, name, self.severity, generator)
         return image
@@ -144,18 +148,12 @@ def with_corruption(
     return dataset.with_transform(CorruptedExampleTransform(example_transform, names, severity, seed))
 
 
-def with_data_corruptions(dataset: Dataset, example_transform: ExampleTransform, data_args: DataArguments) -> Dataset:
-    """`dataset` transformed by `example_transform`, its images first corrupted by `data_args.image_corruptions`."""
+def with_data_corruptions(dataset: Dataset, example_transform, data_args: DataArguments) -> Dataset:
+    """
+    `dataset` transformed by `example_transform` (an `ExampleTransform`, or a `CorruptedExampleTransform` to add a
+    corruption on top), its images first corrupted by `data_args.image_corruptions`.
+    """
     names = corruption_list(data_args.image_corruptions, data_args.corruption_severity)
     if not names:
         return dataset.with_transform(example_transform)
     return with_corruption(dataset, example_transform, names, data_args.corruption_severity, data_args.corruption_seed)
-
-
-def data_corruption_transform(example_transform: ExampleTransform, data_args: DataArguments):
-    """`example_transform`, preceded by `data_args.image_corruptions` when set (for `with_corruption` to wrap)."""
-    names = corruption_list(data_args.image_corruptions, data_args.corruption_severity)
-    if not names:
-        return example_transform
-    severity, seed = data_args.corruption_severity, data_args.corruption_seed
-    return CorruptedExampleTransform(example_transform, names, severity, seed)

@@ -11,7 +11,7 @@ from transformers import Trainer, TrainingArguments
 
 from .arguments import DataArguments
 from .classification_metrics import ClassificationMetrics, first_logits
-from .corruptions import check_corruption, data_corruption_transform, with_corruption, with_data_corruptions
+from .corruptions import CorruptedExampleTransform, check_corruption, with_corruption, with_data_corruptions
 from .data import load_image_datasets
 from .model_loading import check_labels, load_model, load_processor
 from .modeling_vit_ft import ViTForImageClassification
@@ -64,10 +64,13 @@ def evaluate_model(
         results["clean"] = _metrics(trainer, with_data_corruptions(dataset, example_transform, data_args))
         if corruptions:
             results.update(severity=severity, seed=seed, corruptions={})
-        # Each corruption comes on top of the data's own image_corruptions, if any: first it, then those.
-        data_transform = data_corruption_transform(example_transform, data_args)
         for name in corruptions:
-            corrupted = with_corruption(dataset, data_transform, name, severity, seed)
+            if data_args.image_corruptions:
+                # On top of the data's own corruptions, with noise drawn apart from theirs (another seed stream).
+                on_top = CorruptedExampleTransform(example_transform, name, severity, seed, stream=1)
+                corrupted = with_data_corruptions(dataset, on_top, data_args)
+            else:
+                corrupted = with_corruption(dataset, example_transform, name, severity, seed)
             results["corruptions"][name] = _metrics(trainer, corrupted)
 
     default_name = f"{'robustness' if corruptions else 'eval'}_{split}.json"

@@ -81,6 +81,9 @@ def add_lora(model: ViTForImageClassification, args: ModelArguments) -> PeftMode
         raise ValueError(f"peft_method={args.peft_method!r}: the one method supported is `lora`.")
     if args.freeze_backbone:
         raise ValueError("freeze_backbone and peft_method: lora both choose what trains; set only one of them.")
+    if args.student_from_teacher:
+        raise ValueError("peft_method: lora with student_from_teacher: the pruned student exists only in this run, "
+                         "so an adapter could not name its base. Train the student in full.")  # fmt: skip
     if not args.model_name_or_path:
         raise ValueError("peft_method: lora adapts a trained model: set model_name_or_path (a preset has nothing "
                          "to adapt; train it in full).")  # fmt: skip

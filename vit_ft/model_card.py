@@ -425,22 +425,22 @@ from vit_ft import load_model
 model = {load}
 ```
 
-With peft directly, build the base model as the adapter was trained (its labels and config changes are in
-`vit_ft_adapter.json`), then add the adapter. Without vit-ft installed, leave out `import vit_ft` and pass
-`trust_remote_code=True` to `from_pretrained`:
+With peft directly, build the base model with vit-ft's class, as the adapter was trained (its labels and config
+changes are in `vit_ft_adapter.json`; a transformers ViT/DeiT base is converted on load), then add the adapter.
+Without vit-ft, merge the adapter first (`vit-ft merge-lora`) and share the merged model, which loads with
+`trust_remote_code=True`:
 
 ```python
 import json
 
-import vit_ft  # registers vit_ft with transformers' Auto classes
 from huggingface_hub import hf_hub_download
 from peft import PeftModel
-from transformers import AutoModelForImageClassification
+from vit_ft import ViTForImageClassification
 
 with open(hf_hub_download("{repo_id}", "vit_ft_adapter.json")) as file:
     record = json.load(file)
 id2label = {{int(i): name for i, name in record["id2label"].items()}}  # JSON keys are strings
-base = AutoModelForImageClassification.from_pretrained(
+base = ViTForImageClassification.from_pretrained(
     "{base}", id2label=id2label, label2id=record["label2id"], ignore_mismatched_sizes=True,
     **record["config_overrides"],
 )

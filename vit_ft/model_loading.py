@@ -19,7 +19,8 @@ from .modeling_vit_ft import ViTForImageClassification, _read_json
 logger = logging.getLogger(__name__)
 
 
-def _hub_kwargs(args: ModelArguments) -> dict:
+def hub_options(args: ModelArguments) -> dict:
+    """The Hub options of `args` (cache, revision, token), as `from_pretrained` takes them."""
     return {"cache_dir": args.cache_dir, "revision": args.model_revision, "token": args.token}
 
 
@@ -42,7 +43,7 @@ def build_model(args: ModelArguments, label_names: list[str]) -> tuple[ViTForIma
         config = ViTConfig.from_preset(args.preset, **_label_maps(id2label), **overrides)
         return ViTForImageClassification(config), default_processor(config.image_size)
 
-    hub_kwargs = _hub_kwargs(args)
+    hub_kwargs = hub_options(args)
     with tempfile.TemporaryDirectory() as merged:
         source = args.model_name_or_path
         if is_adapter(source, hub_kwargs):
@@ -52,7 +53,7 @@ def build_model(args: ModelArguments, label_names: list[str]) -> tuple[ViTForIma
             merge_adapter(source, merged, args.base_model, hub_kwargs)
             source, hub_kwargs = merged, {}
         model = checkpoint_model(source, id2label, overrides, hub_kwargs, shown_name=args.model_name_or_path)
-    return model, load_processor(model, args.image_processor_name or args.model_name_or_path, _hub_kwargs(args))
+    return model, load_processor(model, args.image_processor_name or args.model_name_or_path, hub_options(args))
 
 
 def _label_maps(id2label: dict[int, str]) -> dict:

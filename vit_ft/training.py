@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import transformers
@@ -15,7 +16,7 @@ from .distillation import DISTILLATION_TYPES, Teacher, depth_pruned_student, loa
 from .hub import check_push_to_hub, push_trained_model
 from .lora import add_lora, write_adapter_record
 from .model_card import run_environment
-from .model_loading import build_model, freeze_backbone
+from .model_loading import build_model, freeze_backbone, hub_options
 from .modeling_vit_ft import ViTForImageClassification
 from .optimization import EMACallback
 from .recipe import save_resolved_recipe
@@ -44,6 +45,18 @@ def _check(args: ViTTrainingArguments) -> None:
                          "epoch, and persistent workers would keep the first epoch's.")  # fmt: skip
 
 
+def _resolve_local_paths(model_args: ModelArguments, args: ViTTrainingArguments) -> None:
+    """
+    Local model and teacher directories become absolute paths, so the saved recipe and the model card tell them
+    from Hub ids (`outputs/digits` could be either) from any working directory.
+    """
+    for arguments, name in ((model_args, "model_name_or_path"), (model_args, "base_model"),
+                            (args, "teacher_model_name_or_path")):  # fmt: skip
+        value = getattr(arguments, name)
+        if value and os.path.isdir(value):
+            setattr(arguments, name, os.path.abspath(value))
+
+
 def _student_and_teacher(
     model_args: ModelArguments, args: ViTTrainingArguments, label_names: list[str]
 ) -> tuple[ViTForImageClassification, object, Teacher | None]:
@@ -52,7 +65,9 @@ def _student_and_teacher(
         if model_args.student_from_teacher:
             raise ValueError("student_from_teacher needs teacher_model_name_or_path: the teacher to cut it from.")
         return *build_model(model_args, label_names), None
-    teacher_model, teacher_processor = load_teacher_model(args.teacher_model_name_or_path, label_names)
+    teacher_model, teacher_processor = load_teacher_model(
+        args.teacher_model_name_or_path, label_names, hub_options(model_args)
+    )
     if model_args.student_from_teacher:
         if not model_args.student_layers:
             raise ValueError("student_from_teacher needs student_layers: the teacher layers to keep, e.g. 0,4,8,11.")
@@ -72,6 +87,7 @@ def build_trainer(
     """
     _check(args)
     check_push_to_hub(args)
+    _resolve_local_paths(model_args, args)
     transformers.utils.logging.set_verbosity(args.get_process_log_level())
     set_seed(args.seed)
     data, label_names = load_image_datasets(data_args, args.seed, model_args.cache_dir, model_args.token)
