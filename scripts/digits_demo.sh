@@ -50,7 +50,8 @@ gain_lora, gain_full = lora["test_accuracy"] * 100 - base, full["test_accuracy"]
 print("| LoRA on low-quality digits (test) | accuracy | trainable parameters |")
 print("|---|---|---|")
 print(f"| base (outputs/digits), as is | {base:.2f}% | 0 |")
-share = 100 * lora["train_trainable_parameters"] / lora["train_total_parameters"]
+# Against the model's own parameters: train_total_parameters also counts the adapters'.
+share = 100 * lora["train_trainable_parameters"] / full["train_total_parameters"]
 print(f"| LoRA | {lora['test_accuracy'] * 100:.2f}% | {lora['train_trainable_parameters']:,} ({share:.1f}%) |")
 print(f"| full fine-tuning | {full['test_accuracy'] * 100:.2f}% | {full['train_trainable_parameters']:,} (100%) |")
 print(f"\nLoRA recovers {100 * gain_lora / gain_full:.1f}% of full fine-tuning's gain ({gain_lora:+.2f} against "

@@ -162,6 +162,8 @@ def test_the_saved_adapter_holds_the_head_and_reloads_with_identical_logits(base
 def test_cli_evaluate_predict_and_merge_take_an_adapter(base_dir, tmp_path, capsys):
     results = run_training(*read_recipe(RECIPE, lora_flags(base_dir, tmp_path / "adapter", "--max_steps", "3")))
     adapter = str(tmp_path / "adapter")
+    card = (tmp_path / "adapter" / "README.md").read_text()  # vit-ft's card, not peft's template
+    assert "library_name: peft" in card and "load_model(" in card
     main(["evaluate", "--model", adapter, "--dataset_name", "digits", "--train_val_split", "0.1",
           "--max_eval_samples", "40", "--output", str(tmp_path / "eval.json")])  # fmt: skip
     evaluated = json.loads((tmp_path / "eval.json").read_text())

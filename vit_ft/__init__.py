@@ -12,8 +12,6 @@ from transformers import (
 )
 
 from .configuration_vit_ft import PRESETS, ViTConfig
-from .hub import push_model
-from .model_card import build_model_card
 from .modeling_vit_ft import ViTForImageClassification, ViTModel, ViTPreTrainedModel
 
 __version__ = "0.1.0"
@@ -30,12 +28,15 @@ ViTForImageClassification.register_for_auto_class("AutoModelForImageClassificati
 
 
 
-def __getattr__(name: str):
-    # `load_model` brings in peft and the training stack: imported on first use, so `import vit_ft` stays light.
-    if name == "load_model":
-        from .model_loading import load_model
+# Imported on first use, so `import vit_ft` stays light: these bring in peft, the training stack and the Hub client.
+_LAZY = {"load_model": "model_loading", "push_model": "hub", "build_model_card": "model_card"}
 
-        return load_model
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'vit_ft' has no attribute {name!r}")
 
 

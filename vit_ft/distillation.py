@@ -112,7 +112,7 @@ def load_teacher_model(
     """
     model = load_model(path_or_id, merge=True, hub_kwargs=hub_kwargs)
     advice = "Distil on data with the teacher's classes in the same order, or fine-tune the teacher on it first."
-    check_labels(model.config.id2label, label_names, f"teacher {path_or_id}", advice)
+    check_labels(model.config.id2label, label_names, "teacher", path_or_id, advice)
     return model, load_processor(model, path_or_id, hub_kwargs)
 
 

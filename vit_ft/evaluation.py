@@ -51,7 +51,7 @@ def evaluate_model(
     if split not in data:
         raise ValueError(f"split={split!r} is not in the data, which has {', '.join(data)}: choose one of those.")
     advice = "Evaluate on data with the model's classes in the same order, or fine-tune on this data."
-    check_labels(model.config.id2label, label_names, f"model {model_dir}", advice)
+    check_labels(model.config.id2label, label_names, "model", model_dir, advice)
 
     dataset = data[split]
     example_transform = ExampleTransform(build_eval_transform(processor), strict=not data_args.skip_bad_images)

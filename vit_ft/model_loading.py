@@ -148,23 +148,24 @@ def load_processor(model: ViTForImageClassification, source: str, hub_kwargs: di
     return processor
 
 
-def check_labels(id2label: dict[int, str], label_names: list[str], owner: str, advice: str) -> None:
+def check_labels(id2label: dict[int, str], label_names: list[str], role: str, source: str, advice: str) -> None:
     """
-    Raises a ValueError naming each class where `owner`'s labels (`id2label`, e.g. "model DIR") differ from the
-    data's `label_names`, ended by `advice`: scores and teacher logits mean nothing when class i is not class i.
+    Raises a ValueError naming each class where the labels (`id2label`) of the `role` ("model", "teacher") in
+    `source` differ from the data's `label_names`, ended by `advice`: scores and teacher logits mean nothing when
+    class i is not class i.
     """
     names = [id2label[i] for i in sorted(id2label)]
     if names == label_names:
         return
     differences = [
-        f"class {i} is {theirs!r} for the {owner.split()[0]}, {data!r} in the data"
+        f"class {i} is {theirs!r} for the {role}, {data!r} in the data"
         for i, (theirs, data) in enumerate(zip_longest(names, label_names, fillvalue="(none)"))
         if theirs != data
     ]
     shown = "; ".join(differences[:10]) + ("; ..." if len(differences) > 10 else "")
     raise ValueError(
-        f"The labels of {owner} ({len(names)} classes) differ from the dataset's ({len(label_names)}): {shown}. "
-        f"{advice}"
+        f"The labels of {role} {source} ({len(names)} classes) differ from the dataset's ({len(label_names)}): "
+        f"{shown}. {advice}"
     )
 
 

@@ -15,7 +15,7 @@ from .data import load_image_datasets
 from .distillation import DISTILLATION_TYPES, Teacher, depth_pruned_student, load_teacher_model
 from .hub import check_push_to_hub, push_trained_model
 from .lora import add_lora, write_adapter_record
-from .model_card import run_environment
+from .model_card import run_environment, write_model_card
 from .model_loading import build_model, freeze_backbone, hub_options
 from .modeling_vit_ft import ViTForImageClassification
 from .optimization import EMACallback
@@ -164,5 +164,8 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViT
     if args.should_save:
         plot_training_curves(trainer.state.log_history, Path(args.output_dir) / "training_curves.png")
     trainer.save_metrics("run", run_environment(args))  # the hardware, for the model card
+    if args.should_save and model_args.peft_method:
+        # peft's save_pretrained leaves a template README.md; the adapter's card replaces it.
+        write_model_card(args.output_dir, args.hub_model_id or Path(args.output_dir).name)
     push_trained_model(trainer)
     return results
