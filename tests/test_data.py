@@ -129,3 +129,38 @@ def test_dataset_name_goes_through_load_dataset(tmp_path):
     assert names == ["bean_rust", "healthy"]
     assert sorted(data) == ["test", "train", "validation"] and len(data["test"]) == 2
     assert sorted(data["train"]["label"][:] + data["validation"]["label"][:]) == [0, 0, 1, 1]
+
+
+def test_folders_that_are_missing_empty_or_without_classes_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"train_dir='{tmp_path}/missing' is not a directory"):
+        load_image_datasets(DataArguments(train_dir=str(tmp_path / "missing")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=f"test_dir='{tmp_path}/empty' holds no files: the test split"):
+        load_image_datasets(DataArguments(test_dir=str(tmp_path / "empty")))
+    (tmp_path / "flat").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "flat" / "a.png")
+    with pytest.raises(ValueError, match=r"label column among .*\['image'\].*one sub-folder per class"):
+        load_image_datasets(DataArguments(train_dir=str(tmp_path / "flat")))
+
+
+def test_an_empty_split_is_named():
+    with pytest.raises(ValueError, match="The train split is empty .*max_train_samples"):
+        load_image_datasets(DataArguments(dataset_name="digits", max_train_samples=0))
+    with pytest.raises(ValueError, match="The test split is empty"):
+        load_image_datasets(DataArguments(dataset_name="digits", max_eval_samples=0))
+
+
+def test_labels_outside_the_label_map_or_the_training_classes_are_named(tmp_path, monkeypatch):
+    train = _write_folder(tmp_path / "train", {"cat": 2, "dog": 2})
+    test = _write_folder(tmp_path / "test", {"cat": 1, "dog": 1, "eel": 1})
+    with pytest.raises(ValueError, match=r"The test split has class\(es\) \['eel'\] that the train split lacks"):
+        load_image_datasets(DataArguments(train_dir=str(train), test_dir=str(test), train_val_split=0))
+    images = [{"bytes": _png(Image.new("L", (4, 4))), "path": None}] * 3
+    labels = ClassLabel(names=["a", "b"])
+    raw = DatasetDict(
+        train=Dataset.from_dict({"image": images[:2], "label": [0, 1]}).cast_column("label", labels),
+        test=Dataset.from_dict({"image": images[2:], "label": [2]}),  # an id that the train split's map lacks
+    )
+    monkeypatch.setattr("vit_ft.data._load_raw", lambda *args: raw)
+    with pytest.raises(ValueError, match=r"The test split has label\(s\) \[2\] outside the label map \(2 classes"):
+        load_image_datasets(DataArguments(dataset_name="any", train_val_split=0))

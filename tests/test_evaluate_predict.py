@@ -29,7 +29,7 @@ from vit_ft.prediction import predict_images
 from vit_ft.transforms import ExampleTransform, build_eval_transform, decode_image
 
 DIGITS = {i: str(i) for i in range(10)}
-METRICS = {"accuracy", "top5_accuracy", "f1", "loss"}
+METRICS = {"accuracy", "top5_accuracy", "f1", "loss", "skipped_images"}
 
 
 def _save_model(path, id2label: dict[int, str]) -> str:
@@ -75,6 +75,7 @@ def _by_hand(model_dir: str, images: list[Image.Image], labels: list[int]) -> di
 
 def _assert_metrics_match(measured: dict, expected: dict) -> None:
     assert set(measured) == METRICS  # no trainer prefix, no timings
+    assert measured["skipped_images"] == 0
     assert measured["accuracy"] == expected["accuracy"]
     assert measured["top5_accuracy"] == expected["top5_accuracy"]
     assert measured["f1"] == pytest.approx(expected["f1"], abs=1e-12)
@@ -211,8 +212,10 @@ def test_evaluate_refuses_a_model_with_other_labels(tmp_path):
     assert "class 1 " not in message  # labels that agree are not listed
 
 
-def test_evaluate_argument_errors(model_dir):
+def test_evaluate_argument_errors(model_dir, tmp_path):
     data = DataArguments(dataset_name="digits")
+    with pytest.raises(FileNotFoundError, match=f"model='{tmp_path}/missing' is not a directory"):
+        evaluate_model(str(tmp_path / "missing"), data)
     with pytest.raises(ValueError, match="severity=6 is out of range"):
         evaluate_model(model_dir, data, corruptions=["jpeg"], severity=6)
     with pytest.raises(ValueError, match="Unknown corruption 'snow'"):

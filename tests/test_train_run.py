@@ -69,23 +69,32 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_corrupt_image_does_not_stop_the_run(tmp_path):
+def test_bad_images_are_skipped_and_counted_unless_strict(tmp_path):
     from PIL import Image
 
-    for label in ("a", "b"):
-        (tmp_path / "data" / label).mkdir(parents=True)
-        for index in range(6):
-            Image.new("RGB", (20, 20), (40 * index, 100 if label == "a" else 0, 0)).save(
-                tmp_path / "data" / label / f"{index}.png"
-            )
-    (tmp_path / "data" / "a" / "broken.png").write_bytes(b"\x89PNG broken")
-    flags = ["--dataset_name", "None", "--train_dir", str(tmp_path / "data"), "--train_val_split", "0",
-             "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--output_dir", f"{tmp_path}/out",
-             "--per_device_train_batch_size", "13", "--max_train_samples", "None"]  # fmt: skip
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for index in range(6):
+                Image.new("RGB", (20, 20), (40 * index, 100 if label == "a" else 0, 0)).save(
+                    tmp_path / split / label / f"{index}.png"
+                )
+        (tmp_path / split / "a" / "broken.png").write_bytes(b"\x89PNG broken")
+    (tmp_path / "train" / "b" / "empty.png").write_bytes(b"")
+    Image.new("RGB", (1, 1), (0, 0, 0)).save(tmp_path / "train" / "b" / "pixel.png")  # valid: resized, not skipped
+    # One batch per epoch holds every training image, so two steps meet each bad one twice.
+    flags = ["--dataset_name", "None", "--train_dir", str(tmp_path / "train"), "--test_dir", str(tmp_path / "test"),
+             "--train_val_split", "0", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no",
+             "--output_dir", f"{tmp_path}/out", "--per_device_train_batch_size", "15",
+             "--max_train_samples", "None"]  # fmt: skip
     results = run_training(*read_recipe(RECIPE, flags))
     assert results["train_loss"] > 0
-    with pytest.raises(ValueError, match="broken.png"):
-        run_training(*read_recipe(RECIPE, [*flags, "--skip_bad_images", "false"]))
+    all_results = json.loads((tmp_path / "out" / "all_results.json").read_text())
+    assert all_results["train_skipped_images"] == 4 and all_results["test_skipped_images"] == 1
+    with pytest.raises(ValueError, match=r"(broken|empty)\.png.*strict_images"):
+        run_training(*read_recipe(RECIPE, [*flags, "--strict_images", "true"]))
+    with pytest.raises(FileNotFoundError, match=f"model_name_or_path='{tmp_path}/no_model' is not a directory"):
+        run_training(*read_recipe(RECIPE, [*flags, "--model_name_or_path", f"{tmp_path}/no_model"]))
 
 
 @pytest.mark.slow

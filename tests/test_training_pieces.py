@@ -10,6 +10,7 @@ from vit_ft import ViTForImageClassification
 from vit_ft.arguments import ViTTrainingArguments
 from vit_ft.optimization import layer_id, parameter_groups
 from vit_ft.recipe import read_recipe, save_resolved_recipe
+from vit_ft.trainer import ViTTrainer
 from vit_ft.transforms import BatchMixer, ExampleTransform, build_eval_transform, build_train_transform, collate_images
 
 
@@ -46,9 +47,39 @@ def test_undecodable_images_are_skipped_or_raise():
     examples = [dict(pixel_values=p, labels=y) for p, y in zip(batch["pixel_values"], batch["labels"])]
     collated = collate_images(examples)
     assert collated["pixel_values"].shape == (2, 3, 8, 8) and collated["labels"].tolist() == [1, 3]
+    assert collated["skipped_images"] == 1
     strict = ExampleTransform(transform.transform, strict=True)
-    with pytest.raises(ValueError, match="photos/broken.jpg"):
+    with pytest.raises(ValueError, match="photos/broken.jpg.*strict_images"):
         strict({"image": [broken], "label": [0]})
+
+
+def test_truncated_and_empty_files_are_undecodable_and_a_one_pixel_image_is_not(tmp_path):
+    processor = ViTImageProcessor(size={"height": 8, "width": 8})
+    Image.new("RGB", (40, 40), (10, 200, 30)).save(tmp_path / "whole.png")
+    (tmp_path / "truncated.png").write_bytes((tmp_path / "whole.png").read_bytes()[:60])
+    (tmp_path / "empty.png").write_bytes(b"")
+    Image.new("L", (1, 1), 255).save(tmp_path / "pixel.png")
+    images = [{"bytes": None, "path": str(tmp_path / name)} for name in ("truncated.png", "empty.png", "pixel.png")]
+    for transform in (build_eval_transform(processor), build_train_transform(processor, _args(tmp_path))):
+        batch = ExampleTransform(transform)({"image": images, "label": [0, 1, 2]})
+        assert batch["pixel_values"][:2] == [None, None] and batch["pixel_values"][2].shape == (3, 8, 8)
+    for name in ("truncated.png", "empty.png"):
+        with pytest.raises(ValueError, match=name):
+            ExampleTransform(build_eval_transform(processor), strict=True)(
+                {"image": [{"bytes": None, "path": str(tmp_path / name)}], "label": [0]}
+            )
+
+
+def test_the_trainer_counts_skipped_images_and_keeps_the_count_from_the_model(tmp_path):
+    model = ViTForImageClassification(tiny_config(num_labels=3))
+    trainer = ViTTrainer(model=model, args=_args(tmp_path))
+    batch = {"pixel_values": torch.randn(2, 3, 30, 30), "labels": torch.tensor([0, 1]),
+             "skipped_images": torch.tensor(3)}  # fmt: skip
+    model.train()
+    assert set(trainer._prepare_inputs(batch)) == {"pixel_values", "labels"}
+    model.eval()
+    trainer._prepare_inputs({**batch, "skipped_images": torch.tensor(1)})
+    assert trainer.skipped_training_images() == 3 and trainer._skipped_images["eval"] == 1
 
 
 def test_mixer_gives_smoothed_target_distributions():

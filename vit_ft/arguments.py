@@ -97,10 +97,11 @@ class DataArguments:
     )  # fmt: skip
     corruption_severity: int = field(default=3, metadata={"help": "Severity 1..5 of image_corruptions."})
     corruption_seed: int = field(default=0, metadata={"help": "Seed of image_corruptions' noise."})
-    skip_bad_images: bool = field(
-        default=True,
-        metadata={"help": "Replace an image that cannot be decoded by another example of the batch and warn, instead "
-                          "of stopping the run."},
+    strict_images: bool = field(
+        default=False,
+        metadata={"help": "Make an image that cannot be decoded fatal. By default it is left out of its batch, named "
+                          "in a warning and counted in the results (train_skipped_images, eval_skipped_images, "
+                          "test_skipped_images)."},
     )  # fmt: skip
 
 

@@ -1,6 +1,7 @@
 """Image classification datasets for `vit-ft train`/`evaluate`: the Hub, image folders or built-in digits."""
 
 import logging
+from pathlib import Path
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_dataset
@@ -45,6 +46,13 @@ def _load_raw(args: DataArguments, cache_dir: str | None = None, token: str | No
     folders = {split: folder for split, folder in folders.items() if folder}
     if not folders:
         raise ValueError("No data: set dataset_name (a Hub id or `digits`) or train_dir/validation_dir/test_dir.")
+    for split, folder in folders.items():
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{split}_dir={folder!r} is not a directory: give the folder that holds one "
+                                    "sub-folder of images per class.")  # fmt: skip
+        if not any(path.is_file() for path in Path(folder).rglob("*")):
+            raise ValueError(f"{split}_dir={folder!r} holds no files: the {split} split would be empty. Put one "
+                             "sub-folder of images per class in it, or unset it.")  # fmt: skip
     return load_dataset("imagefolder", data_files={split: f"{folder}/**" for split, folder in folders.items()},
                         cache_dir=cache_dir)  # fmt: skip
 
@@ -53,12 +61,15 @@ def _detect_column(dataset: Dataset, given: str | None, candidates: tuple[str, .
     columns = dataset.column_names
     if given:
         if given not in columns:
-            raise ValueError(f"{argument}={given!r} is not a column of the dataset; its columns are {columns}.")
+            raise ValueError(f"{argument}={given!r} is not a column of the dataset; its columns are {columns}: "
+                             f"set {argument} to one of them.")  # fmt: skip
         return given
     for name in candidates:
         if name in columns:
             return name
-    raise ValueError(f"Could not find the {argument.split('_')[0]} column among {columns}; set {argument}.")
+    kind = argument.split("_")[0]
+    hint = " (an image folder needs one sub-folder per class)" if kind == "label" and columns == ["image"] else ""
+    raise ValueError(f"Could not find the {kind} column among the dataset's columns {columns}; set {argument}{hint}.")
 
 
 def _split_names(raw: DatasetDict) -> dict[str, str]:
@@ -94,7 +105,9 @@ def load_image_datasets(
     renames = {old: new for old, new in ((image_column, "image"), (label_column, "label")) if old != new}
     if renames:
         data = data.rename_columns(renames)
+    _check_not_empty(data, "in the data")
     data, names = _encode_labels(data)
+    _check_labels(data, names)
     if "train" in data and "validation" not in data and args.train_val_split > 0:
         parts = data["train"].train_test_split(test_size=args.train_val_split, seed=seed, stratify_by_column="label")
         data["train"], data["validation"] = parts["train"], parts["test"]
@@ -103,6 +116,7 @@ def load_image_datasets(
     for split in ("validation", "test"):
         if args.max_eval_samples is not None and split in data:
             data[split] = data[split].select(range(min(args.max_eval_samples, len(data[split]))))
+    _check_not_empty(data, "after max_train_samples/max_eval_samples/train_val_split")
     # Decoding happens in the transforms, on the fly in the dataloader workers, so a broken file can be skipped.
     data = data.cast_column("image", Image(decode=False))
     return data, names
@@ -121,3 +135,27 @@ def _encode_labels(data: DatasetDict) -> tuple[DatasetDict, list[str]]:
     else:
         names = [str(value) for value in range(values[-1] + 1)]
     return data.cast_column("label", ClassLabel(names=names)), names
+
+
+def _check_not_empty(data: DatasetDict, where: str) -> None:
+    for split, dataset in data.items():
+        if len(dataset) == 0:
+            raise ValueError(f"The {split} split is empty {where}: give it examples, or raise max_train_samples/"
+                             "max_eval_samples if one of them is 0.")  # fmt: skip
+
+
+def _check_labels(data: DatasetDict, names: list[str]) -> None:
+    """Every label id is in the label map, and every class of validation/test also has training examples."""
+    seen = {split: set(dataset.unique("label")) for split, dataset in data.items()}
+    for split, ids in seen.items():
+        outside = sorted((i for i in ids if i is None or not 0 <= i < len(names)), key=str)
+        if outside:
+            raise ValueError(f"The {split} split has label(s) {outside} outside the label map ({len(names)} classes, "
+                             f"ids 0..{len(names) - 1}): fix or remove those examples.")  # fmt: skip
+    if "train" not in seen:
+        return
+    for split, ids in seen.items():
+        missing = sorted(names[i] for i in ids - seen["train"])
+        if missing:
+            raise ValueError(f"The {split} split has class(es) {missing} that the train split lacks: the model could "
+                             "never learn them. Add training examples of them, or remove them from the split.")

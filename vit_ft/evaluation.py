@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 
 from .arguments import DataArguments
 from .classification_metrics import ClassificationMetrics, first_logits
@@ -15,6 +15,7 @@ from .corruptions import CorruptedExampleTransform, check_corruption, with_corru
 from .data import load_image_datasets
 from .model_loading import check_labels, load_model, load_processor
 from .modeling_vit_ft import ViTForImageClassification
+from .trainer import ViTTrainer
 from .transforms import ExampleTransform, build_eval_transform, collate_images
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def evaluate_model(
     check_labels(model.config.id2label, label_names, "model", model_dir, advice)
 
     dataset = data[split]
-    example_transform = ExampleTransform(build_eval_transform(processor), strict=not data_args.skip_bad_images)
+    example_transform = ExampleTransform(build_eval_transform(processor), strict=data_args.strict_images)
     results = {"model": str(model_dir), "split": split, "examples": len(dataset)}
     if data_args.image_corruptions:
         # "clean" is then the low-quality data: say which.
@@ -81,7 +82,7 @@ def evaluate_model(
     return results
 
 
-def _trainer(model: ViTForImageClassification, num_labels: int, batch_size: int, output_dir: str) -> Trainer:
+def _trainer(model: ViTForImageClassification, num_labels: int, batch_size: int, output_dir: str) -> ViTTrainer:
     args = TrainingArguments(
         output_dir=output_dir,
         per_device_eval_batch_size=batch_size,
@@ -89,7 +90,8 @@ def _trainer(model: ViTForImageClassification, num_labels: int, batch_size: int,
         remove_unused_columns=False,  # the transforms need `image` and `label`
         use_cpu=not torch.cuda.is_available(),
     )
-    return Trainer(
+    # ViTTrainer, for its count of the images left out as undecodable (`skipped_images`).
+    return ViTTrainer(
         model=model,
         args=args,
         data_collator=collate_images,
@@ -98,7 +100,7 @@ def _trainer(model: ViTForImageClassification, num_labels: int, batch_size: int,
     )
 
 
-def _metrics(trainer: Trainer, dataset: Dataset) -> dict[str, float]:
+def _metrics(trainer: ViTTrainer, dataset: Dataset) -> dict[str, float]:
     # `predict`, unlike `evaluate`, logs nothing, so stdout stays clean for the JSON the command prints.
     metrics = trainer.predict(dataset, metric_key_prefix="eval").metrics
     metrics = {name.removeprefix("eval_"): value for name, value in metrics.items()}

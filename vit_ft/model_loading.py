@@ -3,6 +3,7 @@ or a preset trained from scratch, with the dataset's labels."""
 
 import json
 import logging
+import os
 import tempfile
 from itertools import zip_longest
 
@@ -22,6 +23,14 @@ logger = logging.getLogger(__name__)
 def hub_options(args: ModelArguments) -> dict:
     """The Hub options of `args` (cache, revision, token), as `from_pretrained` takes them."""
     return {"cache_dir": args.cache_dir, "revision": args.model_revision, "token": args.token}
+
+
+def check_model_source(path_or_id: str, argument: str) -> None:
+    """A source written as a path (`./x`, `/x`, `~/x`, `a/b/c`) must be a directory; `org/name` may be a Hub id."""
+    looks_local = path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") > 1
+    if looks_local and not os.path.isdir(os.path.expanduser(path_or_id)):
+        raise FileNotFoundError(f"{argument}={path_or_id!r} is not a directory: give a saved model's folder or a Hub "
+                                "id (org/name).")  # fmt: skip
 
 
 def default_processor(image_size: int) -> ViTImageProcessor:
@@ -101,6 +110,7 @@ def load_model(
     ```
     """
     hub_kwargs = hub_kwargs or {}
+    check_model_source(path_or_id, "model")
     if not is_adapter(path_or_id, hub_kwargs):
         return ViTForImageClassification.from_pretrained(path_or_id, **hub_kwargs)
     base, id2label, overrides = read_adapter(path_or_id, hub_kwargs)

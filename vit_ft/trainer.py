@@ -10,7 +10,7 @@ from transformers import Trainer
 from .distillation import Teacher, distillation_loss
 from .model_card import write_model_card
 from .optimization import EMACallback, parameter_groups
-from .transforms import BatchMixer
+from .transforms import SKIPPED_IMAGES, BatchMixer
 
 
 class ViTTrainer(Trainer):
@@ -19,6 +19,9 @@ class ViTTrainer(Trainer):
     model's loss takes and, given a `teacher`, adds its distillation loss (see `vit_ft.distillation`), logging both
     terms; builds AdamW groups with layer decay and weight-decay exclusions; and evaluates with the EMA weights when
     `ema` is given. Evaluation losses are the model's own: the teacher runs in training steps only.
+
+    Counts the images `collate_images` left out as undecodable: `skipped_training_images()` over the training
+    steps, `<prefix>_skipped_images` in every evaluation's and prediction's metrics; summed over processes.
     """
 
     def __init__(
@@ -35,6 +38,7 @@ class ViTTrainer(Trainer):
         # Kept beside the model, not in it: accelerate never wraps it (DDP, FSDP) nor does the optimizer see it.
         self.teacher = teacher.to(self.args.device) if teacher is not None else None
         self._loss_terms: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._skipped_images = {"train": 0, "eval": 0}  # on this process
         if ema is not None:
             self.add_callback(ema)
         # Label smoothing lives in `batch_mixer`'s targets: the Trainer's own smoother expects class ids.
@@ -67,6 +71,28 @@ class ViTTrainer(Trainer):
         for name in ("label_loss", "distillation_loss"):
             self._loss_terms[name].append(terms[name])
         return (terms["loss"], outputs) if return_outputs else terms["loss"]
+
+    def _prepare_inputs(self, inputs: dict) -> dict:
+        # Called in the main process for every training and evaluation batch, after the dataloader workers.
+        inputs = dict(inputs)
+        skipped = inputs.pop(SKIPPED_IMAGES, None)
+        if skipped is not None:
+            self._skipped_images["train" if self.model.training else "eval"] += int(skipped)
+        return super()._prepare_inputs(inputs)
+
+    def skipped_training_images(self) -> int:
+        """Images left out of training batches as undecodable in this run's `train` calls, over all processes."""
+        return self._sum_over_processes(self._skipped_images["train"])
+
+    def evaluation_loop(self, *args, metric_key_prefix: str = "eval", **kwargs):
+        self._skipped_images["eval"] = 0
+        output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
+        output.metrics[f"{metric_key_prefix}_skipped_images"] = self._sum_over_processes(self._skipped_images["eval"])
+        return output
+
+    def _sum_over_processes(self, count: int) -> int:
+        total = torch.tensor(count, device=self.args.device)
+        return int(self.accelerator.reduce(total, reduction="sum")) if self.args.world_size > 1 else count
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._loss_terms:

@@ -16,7 +16,7 @@ from .distillation import DISTILLATION_TYPES, Teacher, depth_pruned_student, loa
 from .hub import check_push_to_hub, push_trained_model
 from .lora import add_lora, write_adapter_record
 from .model_card import run_environment, write_model_card
-from .model_loading import build_model, freeze_backbone, hub_options
+from .model_loading import build_model, check_model_source, freeze_backbone, hub_options
 from .modeling_vit_ft import ViTForImageClassification
 from .optimization import EMACallback
 from .recipe import save_resolved_recipe
@@ -53,7 +53,10 @@ def _resolve_local_paths(model_args: ModelArguments, args: ViTTrainingArguments)
     for arguments, name in ((model_args, "model_name_or_path"), (model_args, "base_model"),
                             (args, "teacher_model_name_or_path")):  # fmt: skip
         value = getattr(arguments, name)
-        if value and os.path.isdir(value):
+        if not value:
+            continue
+        check_model_source(value, name)
+        if os.path.isdir(value):
             setattr(arguments, name, os.path.abspath(value))
 
 
@@ -100,7 +103,7 @@ def build_trainer(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.warning(f"Model: {total:,} parameters, {trainable:,} trainable ({100 * trainable / total:.2f}%).")
 
-    strict = not data_args.skip_bad_images
+    strict = data_args.strict_images
     train_transform = ExampleTransform(build_train_transform(processor, args), strict, seed=args.seed)
     if "train" in data:
         data["train"] = data["train"].add_column("example_id", list(range(len(data["train"]))))
@@ -145,7 +148,8 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViT
         if ema is not None:
             ema.copy_to(trainer.model)
         trainer.save_model(_internal_call=True)  # with push_to_hub, push once, at the end, with every result
-        metrics = {**outcome.metrics, "train_trainable_parameters": trainable, "train_total_parameters": total}
+        metrics = {**outcome.metrics, "train_trainable_parameters": trainable, "train_total_parameters": total,
+                   "train_skipped_images": trainer.skipped_training_images()}  # fmt: skip
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)  # also gathered into all_results.json
         results.update(metrics)

@@ -117,10 +117,11 @@ class ExampleTransform:
         try:
             return self.transform(decode_image(value))
         except Exception as error:  # PIL raises many types for broken files
-            where = value.get("path") if isinstance(value, dict) else None
+            where = (value.get("path") if isinstance(value, dict) else None) or "(in-memory bytes)"
             if self.strict:
-                raise ValueError(f"Cannot decode image {where or '(in-memory bytes)'}: {error}") from error
-            logger.warning(f"Skipping image {where or '(in-memory bytes)'} that cannot be decoded: {error}")
+                raise ValueError(f"Cannot decode image {where}: {error}. Fix or remove the file, or set "
+                                 "strict_images false to skip such images.") from error
+            logger.warning(f"Skipping image {where} that cannot be decoded ({error}); strict_images makes this fatal.")
             return None
 
 
@@ -140,14 +141,22 @@ class EpochCallback(TrainerCallback):
         self.transform.epoch = int(state.epoch + 1e-6)
 
 
+SKIPPED_IMAGES = "skipped_images"
+
+
 def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
-    """Stacks examples into `pixel_values` (batch, 3, H, W) and `labels` (batch,), leaving out undecodable ones."""
+    """
+    Stacks examples into `pixel_values` (batch, 3, H, W) and `labels` (batch,), leaving out undecodable ones, and
+    counts those under `SKIPPED_IMAGES`: `ViTTrainer` takes the count out before the model sees the batch.
+    """
     kept = [example for example in examples if example["pixel_values"] is not None]
     if not kept:
-        raise ValueError(f"None of the {len(examples)} images of this batch could be decoded; see the warnings above.")
+        raise ValueError(f"None of the {len(examples)} images of this batch could be decoded; see the warnings above. "
+                         "Check the image files, or remove the broken ones.")  # fmt: skip
     return {
         "pixel_values": torch.stack([example["pixel_values"] for example in kept]),
         "labels": torch.tensor([example["labels"] for example in kept]),
+        SKIPPED_IMAGES: torch.tensor(len(examples) - len(kept)),
     }
 
 
