@@ -164,3 +164,17 @@ def test_labels_outside_the_label_map_or_the_training_classes_are_named(tmp_path
     monkeypatch.setattr("vit_ft.data._load_raw", lambda *args: raw)
     with pytest.raises(ValueError, match=r"The test split has label\(s\) \[2\] outside the label map \(2 classes"):
         load_image_datasets(DataArguments(dataset_name="any", train_val_split=0))
+
+
+def test_a_split_without_labels_is_left_out():
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    from vit_ft.data import _drop_unlabelled
+
+    features = Features({"image": Value("string"), "label": ClassLabel(names=["a", "b"])})
+    data = DatasetDict({
+        "train": Dataset.from_dict({"image": ["x", "y"], "label": [0, 1]}, features=features),
+        "validation": Dataset.from_dict({"image": ["z"], "label": [1]}, features=features),
+        "test": Dataset.from_dict({"image": ["u", "v"], "label": [-1, -1]}, features=features),
+    })  # fmt: skip
+    assert list(_drop_unlabelled(data)) == ["train", "validation"]

@@ -106,6 +106,7 @@ def load_image_datasets(
     if renames:
         data = data.rename_columns(renames)
     _check_not_empty(data, "in the data")
+    data = _drop_unlabelled(data)
     data, names = _encode_labels(data)
     _check_labels(data, names)
     if "train" in data and "validation" not in data and args.train_val_split > 0:
@@ -159,3 +160,16 @@ def _check_labels(data: DatasetDict, names: list[str]) -> None:
         if missing:
             raise ValueError(f"The {split} split has class(es) {missing} that the train split lacks: the model could "
                              "never learn them. Add training examples of them, or remove them from the split.")
+
+
+def _drop_unlabelled(data: DatasetDict) -> DatasetDict:
+    """
+    Leaves out a validation or test split without labels (all -1 or None, as ImageNet-1k's test split on the Hub):
+    it cannot be scored. A train split without labels stays, for `_check_labels` to refuse.
+    """
+    for split in [name for name in data if name != "train"]:
+        if set(data[split].unique("label")) <= {-1, None}:
+            logger.warning(f"The {split} split has no labels (all -1 or missing): it is left out, as it cannot be "
+                           "scored.")  # fmt: skip
+            del data[split]
+    return data
