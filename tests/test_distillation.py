@@ -104,6 +104,10 @@ def test_the_teacher_sees_the_images_at_its_own_size_and_normalisation(teacher_d
                      / torch.tensor(TEACHER_STD).view(1, 3, 1, 1)).logits  # fmt: skip
     torch.testing.assert_close(teacher.train()(student_input), expected, rtol=1e-5, atol=1e-5)
     assert not teacher.model.training and not any(p.requires_grad for p in teacher.parameters())
+    # Seeing the images as the student does, the teacher takes the student's inputs as they are.
+    same = Teacher(model, default_processor(32), default_processor(32))
+    pixels = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(same(pixels), model(pixel_values=pixels).logits, rtol=0, atol=0)
     model = digits_model(image_size=32, num_hidden_layers=3)
     half = Teacher(model, teacher_processor, default_processor(16), "bfloat16")
     assert half(student_input).dtype == torch.float32 and next(half.model.parameters()).dtype == torch.bfloat16

@@ -115,8 +115,8 @@ def read_adapter(adapter: str, hub_kwargs: dict) -> tuple[str | None, dict[int, 
     return base, id2label, record.get("config_overrides") or {}
 
 
-def check_base_model(base: str | None, adapter: str, hub_kwargs: dict) -> dict:
-    """Returns the config.json of `adapter`'s base model `base`, or raises an error that says where it looked."""
+def check_base_model(base: str | None, adapter: str, hub_kwargs: dict) -> None:
+    """Raises an error that says where it looked unless `adapter`'s base model `base` has a config.json."""
     if not base:
         raise ValueError(f"The adapter {adapter} names no base model: pass --base_model DIR_OR_HUB_ID.")
     try:
@@ -131,4 +131,3 @@ def check_base_model(base: str | None, adapter: str, hub_kwargs: dict) -> dict:
             f"({os.path.abspath(base)}) and as a Hub id ({reason}). Pass --base_model DIR_OR_HUB_ID (base_model in "
             f"Python) to say where it is."
         )
-    return base_config

@@ -115,9 +115,10 @@ def load_model(
         return ViTForImageClassification.from_pretrained(path_or_id, **hub_kwargs)
     base, id2label, overrides = read_adapter(path_or_id, hub_kwargs)
     base = base_model or base
-    check_base_model(base, path_or_id, hub_kwargs)
+    base_kwargs = {key: value for key, value in hub_kwargs.items() if key != "revision"}  # the adapter's revision
+    check_base_model(base, path_or_id, base_kwargs)
     # The head's labels are the adapter's; the base's own head, if of another size, is replaced by the adapter's.
-    model = checkpoint_model(base, id2label, overrides, hub_kwargs)
+    model = checkpoint_model(base, id2label, overrides, base_kwargs)
     model = PeftModel.from_pretrained(model, path_or_id, **hub_kwargs)
     return model.merge_and_unload() if merge else model
 

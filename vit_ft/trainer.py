@@ -38,7 +38,7 @@ class ViTTrainer(Trainer):
         # Kept beside the model, not in it: accelerate never wraps it (DDP, FSDP) nor does the optimizer see it.
         self.teacher = teacher.to(self.args.device) if teacher is not None else None
         self._loss_terms: dict[str, list[torch.Tensor]] = defaultdict(list)
-        self._skipped_images = {"train": 0, "eval": 0}  # on this process
+        self._skipped_images: dict[str, int | torch.Tensor] = {"train": 0, "eval": 0}  # on this process
         if ema is not None:
             self.add_callback(ema)
         # Label smoothing lives in `batch_mixer`'s targets: the Trainer's own smoother expects class ids.
@@ -77,7 +77,8 @@ class ViTTrainer(Trainer):
         inputs = dict(inputs)
         skipped = inputs.pop(SKIPPED_IMAGES, None)
         if skipped is not None:
-            self._skipped_images["train" if self.model.training else "eval"] += int(skipped)
+            # Summed as tensors: reading the count back (int()) would wait for the GPU at every step.
+            self._skipped_images["train" if self.model.training else "eval"] += skipped
         return super()._prepare_inputs(inputs)
 
     def skipped_training_images(self) -> int:
@@ -90,9 +91,9 @@ class ViTTrainer(Trainer):
         output.metrics[f"{metric_key_prefix}_skipped_images"] = self._sum_over_processes(self._skipped_images["eval"])
         return output
 
-    def _sum_over_processes(self, count: int) -> int:
-        total = torch.tensor(count, device=self.args.device)
-        return int(self.accelerator.reduce(total, reduction="sum")) if self.args.world_size > 1 else count
+    def _sum_over_processes(self, count: int | torch.Tensor) -> int:
+        total = torch.as_tensor(count, device=self.args.device)
+        return int(self.accelerator.reduce(total, reduction="sum") if self.args.world_size > 1 else total)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._loss_terms:

@@ -60,6 +60,12 @@ def _resolve_local_paths(model_args: ModelArguments, args: ViTTrainingArguments)
             setattr(arguments, name, os.path.abspath(value))
 
 
+def parameter_counts(model) -> tuple[int, int]:
+    """(all, trainable) parameters of `model`: with LoRA, the adapters' own count in both."""
+    parameters = list(model.parameters())
+    return sum(p.numel() for p in parameters), sum(p.numel() for p in parameters if p.requires_grad)
+
+
 def _student_and_teacher(
     model_args: ModelArguments, args: ViTTrainingArguments, label_names: list[str]
 ) -> tuple[ViTForImageClassification, object, Teacher | None]:
@@ -99,8 +105,7 @@ def build_trainer(
         freeze_backbone(model)
     if model_args.peft_method:
         model = add_lora(model, model_args)
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total, trainable = parameter_counts(model)
     logger.warning(f"Model: {total:,} parameters, {trainable:,} trainable ({100 * trainable / total:.2f}%).")
 
     strict = data_args.strict_images
@@ -139,9 +144,8 @@ def build_trainer(
 def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViTTrainingArguments) -> dict:
     """Trains, evaluates on validation and test, saves the model, metrics and plots in `args.output_dir`."""
     trainer, data, label_names = build_trainer(model_args, data_args, args)
-    model, ema = trainer.model, trainer.ema
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    ema = trainer.ema
+    total, trainable = parameter_counts(trainer.model)
     results = {}
     if "train" in data:
         outcome = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
