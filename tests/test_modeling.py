@@ -4,7 +4,7 @@ from torch import nn
 
 from tests.conftest import tiny_config
 from vit_ft import ViTConfig, ViTForImageClassification, ViTModel
-from vit_ft.modeling_vit_ft import classification_loss, sincos_position_embeddings
+from vit_ft.modeling_vit_ft import _residual, classification_loss, sincos_position_embeddings
 
 VARIANTS = {
     "cls": {},
@@ -217,3 +217,98 @@ def test_flex_attention_matches_sdpa(pixel_values):
         sdpa = model(pixel_values).logits
         model.set_attn_implementation("flex_attention")
         torch.testing.assert_close(model(pixel_values).logits, sdpa, rtol=1e-5, atol=1e-5)
+
+
+INFERENCE_VARIANTS = {
+    "gelu": {},
+    "gelu_tanh": dict(hidden_act="gelu_pytorch_tanh"),
+    "quick_gelu": dict(hidden_act="quick_gelu"),  # no in-place form: runs out of place
+    "layer_scale_distilled": dict(layer_scale_init_value=0.1, use_distillation_token=True, num_register_tokens=1),
+}
+
+
+@pytest.mark.parametrize("variant", INFERENCE_VARIANTS)
+@pytest.mark.parametrize("no_grad", [torch.no_grad, torch.inference_mode])
+def test_inference_path_gives_the_outputs_of_the_autograd_path(variant, no_grad, pixel_values):
+    # Without autograd the blocks run three separate q/k/v products and overwrite their own intermediates.
+    model = ViTForImageClassification(tiny_config(**INFERENCE_VARIANTS[variant])).eval()
+    with_grad = model(pixel_values, output_hidden_states=True)
+    assert with_grad.logits.requires_grad
+    with no_grad():
+        without = model(pixel_values, output_hidden_states=True)
+    torch.testing.assert_close(without.logits, with_grad.logits, rtol=1e-6, atol=1e-6)
+    for inference, reference in zip(without.hidden_states, with_grad.hidden_states, strict=True):
+        torch.testing.assert_close(inference, reference, rtol=1e-6, atol=1e-6)
+    # The block outputs handed back are distinct tensors: no later block wrote into an earlier one's output.
+    assert len({states.data_ptr() for states in without.hidden_states}) == len(without.hidden_states)
+
+
+def test_inference_overwrites_only_when_nothing_can_see_it(pixel_values):
+    model = ViTForImageClassification(tiny_config()).eval()
+    block = model.vit.layers[0]
+    assert not block._can_overwrite()  # autograd on: the values are needed for the backward
+    with torch.no_grad():
+        assert block._can_overwrite()
+        handle = block.mlp.fc1.register_forward_hook(lambda *args: None)
+        assert not block._can_overwrite()
+        assert model.vit.layers[1]._can_overwrite()  # hooks count inside their own block only
+        handle.remove()
+        handle = block.attention.register_forward_pre_hook(lambda *args: None)
+        assert not block._can_overwrite()
+        handle.remove()
+        handle = nn.modules.module.register_module_forward_hook(lambda *args: None)
+        assert not block._can_overwrite()
+        handle.remove()
+        assert block._can_overwrite()
+
+
+def test_hooks_inside_a_block_see_the_same_tensors_without_autograd(pixel_values):
+    # A feature extractor hooked on fc1 or on the attention output keeps the values it was handed.
+    model = ViTForImageClassification(tiny_config()).eval()
+    block = model.vit.layers[1]
+    seen = {}
+
+    def keep(name):
+        def hook(module, args, output):
+            seen[name] = output[0] if isinstance(output, tuple) else output
+
+        return hook
+
+    handles = [block.mlp.fc1.register_forward_hook(keep("fc1")), block.attention.register_forward_hook(keep("attn"))]
+    model(pixel_values)
+    reference = {name: tensor.detach().clone() for name, tensor in seen.items()}
+    with torch.no_grad():
+        model(pixel_values)
+    for handle in handles:
+        handle.remove()
+    for name, tensor in reference.items():
+        torch.testing.assert_close(seen[name], tensor, rtol=1e-6, atol=1e-6, msg=name)
+        assert not torch.equal(seen["fc1"], nn.functional.gelu(seen["fc1"]))  # still before the activation
+
+
+def test_inference_under_autocast_gives_the_outputs_of_the_autograd_path(pixel_values):
+    model = ViTForImageClassification(tiny_config()).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with_grad = model(pixel_values, output_hidden_states=True)
+        with torch.no_grad():
+            without = model(pixel_values, output_hidden_states=True)
+    assert [s.dtype for s in without.hidden_states] == [s.dtype for s in with_grad.hidden_states]
+    torch.testing.assert_close(without.logits, with_grad.logits, rtol=2e-2, atol=2e-2)
+
+
+def test_residual_sum_is_written_in_place_only_when_it_keeps_dtype_and_shape():
+    stream = torch.randn(2, 3, 4)
+    branch = torch.randn(2, 3, 4)
+    expected = stream + branch
+    untouched = branch.clone()
+    assert _residual(stream, untouched, overwrite=False).data_ptr() != untouched.data_ptr()
+    assert torch.equal(untouched, branch)
+    written = branch.clone()
+    assert _residual(stream, written, overwrite=True).data_ptr() == written.data_ptr()
+    torch.testing.assert_close(written, expected, rtol=0, atol=0)
+    # A bf16 branch over a float32 stream (autocast on GPU) would demote the stream: summed out of place.
+    low = branch.to(torch.bfloat16)
+    summed = _residual(stream, low, overwrite=True)
+    assert summed.dtype == torch.float32 and torch.equal(low, branch.to(torch.bfloat16))
+    broadcast = torch.randn(1, 3, 4)  # a branch that broadcasts cannot hold the sum
+    assert _residual(stream, broadcast, overwrite=True).shape == (2, 3, 4)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.modules import module as torch_module
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -57,6 +58,11 @@ def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> 
     keep_prob = 1.0 - drop_prob
     mask = hidden_states.new_empty((hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)).bernoulli_(keep_prob)
     return hidden_states * mask / keep_prob
+
+
+# The activations ViTMLP can apply in place (without autograd), by `approximate` of the in-place GELU that gives the
+# same bits as ACT2FN's module.
+_INPLACE_GELU_APPROXIMATION = {"gelu": "none", "gelu_pytorch_tanh": "tanh"}
 
 
 def eager_attention_forward(
@@ -194,11 +200,13 @@ class ViTAttention(nn.Module):
 
     def _project_qkv(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, ...]:
         projections = (self.q_proj, self.k_proj, self.v_proj)
-        if any(type(projection) is not nn.Linear for projection in projections):
-            # LoRA, quantised or otherwise wrapped projections run as the modules they are.
+        if not torch.is_grad_enabled() or any(type(projection) is not nn.Linear for projection in projections):
+            # LoRA, quantised or otherwise wrapped projections run as the modules they are. So does inference: the
+            # stacked weights would be a fresh allocation per call, and on the CPU the page faults that follow cost
+            # more than the single GEMM saves (docs/benchmarks.md).
             return tuple(projection(hidden_states) for projection in projections)
-        # One GEMM over the stacked weights (timm's fused qkv) runs about 15% faster than three, forward and
-        # backward, and keeps q_proj/k_proj/v_proj as separate modules for peft to target.
+        # In training one GEMM over the stacked weights (timm's fused qkv) runs about 15% faster than three, forward
+        # and backward, and keeps q_proj/k_proj/v_proj as separate modules for peft to target.
         weight = torch.cat([projection.weight for projection in projections])
         bias = torch.cat([projection.bias for projection in projections]) if self.q_proj.bias is not None else None
         return nn.functional.linear(hidden_states, weight, bias).chunk(3, dim=-1)
@@ -234,10 +242,15 @@ class ViTMLP(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
         self.activation_fn = ACT2FN[config.hidden_act]
+        self.inplace_gelu_approximation = _INPLACE_GELU_APPROXIMATION.get(config.hidden_act)
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+    def forward(self, hidden_states: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
+        """`overwrite`: apply the activation in place on fc1's output (only where nothing else can hold it)."""
+        hidden_states = self.fc1(hidden_states)
+        if overwrite and self.inplace_gelu_approximation is not None:
+            return self.fc2(torch.ops.aten.gelu_(hidden_states, approximate=self.inplace_gelu_approximation))
+        return self.fc2(self.activation_fn(hidden_states))
 
 
 class ViTLayerScale(nn.Module):
@@ -269,12 +282,34 @@ class ViTLayer(GradientCheckpointingLayer):
     def forward(
         self, hidden_states: torch.Tensor, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        overwrite = self._can_overwrite()
         attended, weights = self.attention(self.layernorm_before(hidden_states), output_attentions)
         attended = self.layer_scale1(self.dropout(attended))
-        hidden_states = hidden_states + drop_path(attended, self.drop_path_rate, self.training)
-        transformed = self.layer_scale2(self.dropout(self.mlp(self.layernorm_after(hidden_states))))
-        hidden_states = hidden_states + drop_path(transformed, self.drop_path_rate, self.training)
+        hidden_states = _residual(hidden_states, drop_path(attended, self.drop_path_rate, self.training), overwrite)
+        transformed = self.mlp(self.layernorm_after(hidden_states), overwrite)
+        transformed = self.layer_scale2(self.dropout(transformed))
+        hidden_states = _residual(hidden_states, drop_path(transformed, self.drop_path_rate, self.training), overwrite)
         return hidden_states, weights
+
+    def _can_overwrite(self) -> bool:
+        """
+        Whether the MLP's activation and the residual sums may write into the tensors this block has just made
+        (fc1's output, the branches' outputs), saving three activation-sized allocations per block: on the CPU these
+        are fresh pages the kernel must fault in and zero, which costs more than the arithmetic (docs/benchmarks.md).
+        Only without autograd, which would need the overwritten values for the backward, and only while no hook inside
+        the block (or global) can have kept one of those tensors. The block's input and output are never overwritten,
+        so `output_hidden_states` and hooks on whole blocks see the same values either way.
+        """
+        if torch.is_grad_enabled() or torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+            return False
+        return not any(module._forward_hooks or module._forward_pre_hooks for module in self.modules())
+
+
+def _residual(hidden_states: torch.Tensor, branch: torch.Tensor, overwrite: bool) -> torch.Tensor:
+    """`hidden_states + branch`, written into `branch` when allowed and the result keeps its dtype and shape."""
+    if overwrite and branch.dtype == hidden_states.dtype and branch.shape == hidden_states.shape:
+        return branch.add_(hidden_states)
+    return hidden_states + branch
 
 
 def _read_json(path_or_id: str, filename: str, hub_kwargs: dict) -> dict | None:
