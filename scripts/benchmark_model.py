@@ -55,6 +55,9 @@ import vit_ft
 from vit_ft.configuration_vit_ft import PRESETS
 
 IMPLEMENTATIONS = ("vit_ft", "transformers", "timm")
+# With --control, a second timm model joins the rounds: timm / timm_control is the noise floor of the ratios, the
+# spread between two identical models measured the same way.
+CONTROL = "timm_control"
 NUM_LABELS = 1000
 SEED = 0
 # The attention kernel all three use: timm calls F.scaled_dot_product_attention by default, so the Hugging Face
@@ -64,7 +67,7 @@ ATTN_IMPLEMENTATION = "sdpa"
 # have no transformers equivalent of identical architecture.
 _PLAIN_VIT_FIELDS = {"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size",
                      "image_size"}  # fmt: skip
-_PROBE_MARKER = "MEMORY_PROBE_RESULT "
+_PROBE_MARKER = "PROBE_RESULT "
 
 Step = Callable[[], None]
 
@@ -84,6 +87,9 @@ class Row:
     ratios: dict[str, float] = field(default_factory=dict)
     train_memory_mib: dict[str, float] | None = None
     infer_memory_mib: dict[str, float] | None = None
+    # Median minor page faults per step (CPU): fresh pages the kernel maps and zeroes when the allocator grows.
+    train_page_faults: dict[str, float] = field(default_factory=dict)
+    infer_page_faults: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for phase in ("train", "infer"):
@@ -92,6 +98,8 @@ class Row:
             setattr(self, f"{phase}_images_per_s", throughput)
             for other in ("timm", "transformers"):
                 self.ratios[f"{phase}_vit_ft/{other}"] = throughput["vit_ft"] / throughput[other]
+            if CONTROL in throughput:
+                self.ratios[f"{phase}_timm/{CONTROL}"] = throughput["timm"] / throughput[CONTROL]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -109,14 +117,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="Untimed steps per model, batch size and phase.")
     parser.add_argument("--cpu-memory", action="store_true",
                         help="On CPU, measure each training step's peak RSS increase in a subprocess.")  # fmt: skip
+    parser.add_argument("--control", action="store_true",
+                        help="Add a second timm model: timm/timm_control shows the noise of the ratios.")  # fmt: skip
+    parser.add_argument("--isolate-inference", action="store_true",
+                        help="On CPU, time inference in a fresh process per model and round, as a process that "
+                             "only serves predictions: the allocator's state is the model's own.")  # fmt: skip
     parser.add_argument("--output", default=None, help="Write the results as JSON to this path.")
     # Internal: set when the script re-invokes itself to measure one model's RSS in a fresh process.
     parser.add_argument("--memory-probe", choices=IMPLEMENTATIONS, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--infer-probe", choices=IMPLEMENTATIONS, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.models = [name.strip() for name in args.models.split(",") if name.strip()]
     args.batch_sizes = [int(size) for size in args.batch_sizes.split(",") if size.strip()]
+    args.implementations = IMPLEMENTATIONS + ((CONTROL,) if args.control else ())
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but CUDA is not available.")
+    if args.isolate_inference and args.device != "cpu":
+        parser.error("--isolate-inference measures CPU processes; on CUDA the caching allocator makes it moot.")
     if min(args.repeats, args.steps) < 1 or args.warmup < 0:
         parser.error("--repeats and --steps must be at least 1, --warmup at least 0.")
     for name in args.models:
@@ -177,13 +194,14 @@ BUILDERS: dict[str, Callable[[str], nn.Module]] = {
     "vit_ft": build_vit_ft,
     "transformers": build_transformers,
     "timm": build_timm,
+    CONTROL: build_timm,
 }
 
 
 def build_model(impl: str, name: str, device: torch.device, compile_model: bool) -> nn.Module:
     seed_everything()  # the same seed before each model, so their initialisation draws the same way
     model = BUILDERS[impl](name).to(device)
-    if impl != "timm":
+    if impl in ("vit_ft", "transformers"):
         # Guards against a transformers version silently falling back to another attention kernel.
         actual = model.config._attn_implementation
         assert actual == ATTN_IMPLEMENTATION, f"{impl} uses attention {actual!r}, not {ATTN_IMPLEMENTATION!r}"
@@ -198,11 +216,13 @@ def count_parameters(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
-def build_models(name: str, device: torch.device, compile_model: bool) -> tuple[dict[str, nn.Module], int]:
-    models = {impl: build_model(impl, name, device, compile_model) for impl in IMPLEMENTATIONS}
+def build_models(
+    name: str, implementations: tuple[str, ...], device: torch.device, compile_model: bool
+) -> tuple[dict[str, nn.Module], int]:
+    models = {impl: build_model(impl, name, device, compile_model) for impl in implementations}
     counts = {impl: count_parameters(model) for impl, model in models.items()}
     print(f"{name}: parameters {counts}", flush=True)
-    assert len(set(counts.values())) == 1, f"{name}: the three models differ in parameter count: {counts}"
+    assert len(set(counts.values())) == 1, f"{name}: the models differ in parameter count: {counts}"
     return models, counts["vit_ft"]
 
 
@@ -264,24 +284,38 @@ def warm_up(steps: dict[str, Step], count: int, device: torch.device) -> None:
     synchronize(device)
 
 
-def time_per_step(step: Step, count: int, device: torch.device) -> float:
+def minor_page_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def time_per_step(step: Step, count: int, device: torch.device) -> tuple[float, float]:
+    """Seconds and minor page faults per step."""
     synchronize(device)
+    faults = minor_page_faults()
     start = time.perf_counter()
     for _ in range(count):
         step()
     synchronize(device)
-    return (time.perf_counter() - start) / count
+    return (time.perf_counter() - start) / count, (minor_page_faults() - faults) / count
 
 
-def measure_interleaved(steps: dict[str, Step], repeats: int, count: int, device: torch.device) -> dict[str, list]:
-    """Seconds per step of each model in each round; the starting model rotates from round to round."""
+def measure_interleaved(
+    steps: dict[str, Step], repeats: int, count: int, device: torch.device
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """
+    Seconds per step of each model in each round (the starting model rotates from round to round), and each
+    model's median page faults per step.
+    """
     order = list(steps)
     times: dict[str, list[float]] = {impl: [] for impl in order}
+    faults: dict[str, list[float]] = {impl: [] for impl in order}
     for round_index in range(repeats):
         shift = round_index % len(order)
         for impl in order[shift:] + order[:shift]:
-            times[impl].append(time_per_step(steps[impl], count, device))
-    return times
+            seconds, step_faults = time_per_step(steps[impl], count, device)
+            times[impl].append(seconds)
+            faults[impl].append(step_faults)
+    return times, {impl: statistics.median(values) for impl, values in faults.items()}
 
 
 def cuda_peak_increase_mib(step: Step, device: torch.device) -> float:
@@ -322,10 +356,26 @@ def run_memory_probe(args: argparse.Namespace) -> None:
     print(_PROBE_MARKER + json.dumps({"rss_increase_mib": max_rss_mib() - baseline}), flush=True)
 
 
-def cpu_peak_increase_mib(args: argparse.Namespace, name: str, batch: int, impl: str) -> float:
-    # ru_maxrss only ever grows, so each measurement needs its own process.
+def run_infer_probe(args: argparse.Namespace) -> None:
+    """In a fresh process: seconds and page faults per inference step of one model (medians of --steps steps)."""
+    device = torch.device("cpu")
+    name, batch, impl = args.models[0], args.batch_sizes[0], args.infer_probe
+    model = build_model(impl, name, device, args.compile).eval()
+    pixels, _ = make_inputs(name, batch, device)
+    step = make_infer_step(model, pixels, args.dtype)
+    warm_up({impl: step}, args.warmup, device)
+    measured = [time_per_step(step, 1, device) for _ in range(args.steps)]
+    seconds, faults = zip(*measured, strict=True)
+    result = {"seconds": statistics.median(seconds), "faults": statistics.median(faults)}
+    print(_PROBE_MARKER + json.dumps(result), flush=True)
+
+
+def run_probe(args: argparse.Namespace, name: str, batch: int, probe: str, impl: str) -> dict:
+    """Runs this script again as `--{probe}-probe impl` for one preset and batch size; returns its result."""
+    builder = "timm" if impl == CONTROL else impl  # a fresh process has no second model to tell apart
     command = [sys.executable, os.path.abspath(__file__), "--device", "cpu", "--models", name,
-               "--batch-sizes", str(batch), "--dtype", args.dtype, "--memory-probe", impl]  # fmt: skip
+               "--batch-sizes", str(batch), "--dtype", args.dtype, f"--{probe}-probe", builder,
+               "--steps", str(args.steps), "--warmup", str(args.warmup)]  # fmt: skip
     if args.compile:
         command.append("--compile")
     if args.threads is not None:
@@ -333,8 +383,29 @@ def cpu_peak_increase_mib(args: argparse.Namespace, name: str, batch: int, impl:
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     for line in result.stdout.splitlines():
         if line.startswith(_PROBE_MARKER):
-            return json.loads(line.removeprefix(_PROBE_MARKER))["rss_increase_mib"]
-    raise RuntimeError(f"memory probe {impl} {name} batch {batch} failed:\n{result.stdout}\n{result.stderr}")
+            return json.loads(line.removeprefix(_PROBE_MARKER))
+    raise RuntimeError(f"{probe} probe {impl} {name} batch {batch} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def cpu_peak_increase_mib(args: argparse.Namespace, name: str, batch: int, impl: str) -> float:
+    # ru_maxrss only ever grows, so each measurement needs its own process.
+    return run_probe(args, name, batch, "memory", impl)["rss_increase_mib"]
+
+
+def measure_isolated_inference(
+    args: argparse.Namespace, name: str, batch: int
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """As measure_interleaved, each (round, model) in its own process: one value per process, models rotating."""
+    order = list(args.implementations)
+    times: dict[str, list[float]] = {impl: [] for impl in order}
+    faults: dict[str, list[float]] = {impl: [] for impl in order}
+    for round_index in range(args.repeats):
+        shift = round_index % len(order)
+        for impl in order[shift:] + order[:shift]:
+            result = run_probe(args, name, batch, "infer", impl)
+            times[impl].append(result["seconds"])
+            faults[impl].append(result["faults"])
+    return times, {impl: statistics.median(values) for impl, values in faults.items()}
 
 
 def measure_memory(
@@ -348,7 +419,7 @@ def measure_memory(
         infer = {impl: cuda_peak_increase_mib(step, device) for impl, step in infer_steps.items()}
         return train, infer
     if args.cpu_memory:
-        return {impl: cpu_peak_increase_mib(args, name, batch, impl) for impl in IMPLEMENTATIONS}, None
+        return {impl: cpu_peak_increase_mib(args, name, batch, impl) for impl in args.implementations}, None
     return None, None
 
 
@@ -358,30 +429,39 @@ def benchmark_batch(
 ) -> Row:  # fmt: skip
     pixels, labels = make_inputs(name, batch, device)
     train_steps = {impl: make_train_step(models[impl], optimizers[impl], pixels, labels, args.dtype)
-                   for impl in IMPLEMENTATIONS}  # fmt: skip
-    infer_steps = {impl: make_infer_step(models[impl], pixels, args.dtype) for impl in IMPLEMENTATIONS}
+                   for impl in args.implementations}  # fmt: skip
+    infer_steps = {impl: make_infer_step(models[impl], pixels, args.dtype) for impl in args.implementations}
 
     set_mode(models, True)
     warm_up(train_steps, args.warmup, device)
-    train_times = measure_interleaved(train_steps, args.repeats, args.steps, device)
+    train_times, train_faults = measure_interleaved(train_steps, args.repeats, args.steps, device)
     set_mode(models, False)
-    warm_up(infer_steps, args.warmup, device)
-    infer_times = measure_interleaved(infer_steps, args.repeats, args.steps, device)
+    if args.isolate_inference:
+        infer_times, infer_faults = measure_isolated_inference(args, name, batch)
+    else:
+        warm_up(infer_steps, args.warmup, device)
+        infer_times, infer_faults = measure_interleaved(infer_steps, args.repeats, args.steps, device)
 
     train_memory, infer_memory = measure_memory(args, name, batch, train_steps, infer_steps, models, device)
     return Row(name, batch, args.dtype, "compile" if args.compile else "eager", train_times, infer_times,
-               train_memory_mib=train_memory, infer_memory_mib=infer_memory)  # fmt: skip
+               train_memory_mib=train_memory, infer_memory_mib=infer_memory, train_page_faults=train_faults,
+               infer_page_faults=infer_faults)  # fmt: skip
 
 
 
 
+
+
+def _ratio_names(row: Row) -> list[str]:
+    return ["vit_ft/timm", "vit_ft/transformers"] + ([f"timm/{CONTROL}"] if CONTROL in row.train_step_s else [])
 
 
 def format_row(row: Row) -> str:
     def phase(label: str, throughput: dict[str, float]) -> str:
-        values = ", ".join(f"{impl} {throughput[impl]:.1f}" for impl in IMPLEMENTATIONS)
-        return (f"{label} img/s: {values} | vit_ft/timm {row.ratios[f'{label}_vit_ft/timm']:.3f}, "
-                f"vit_ft/transformers {row.ratios[f'{label}_vit_ft/transformers']:.3f}")  # fmt: skip
+        values = ", ".join(f"{impl} {value:.1f}" for impl, value in throughput.items())
+        ratios = ", ".join(f"{name} {row.ratios[f'{label}_{name}']:.3f}" for name in _ratio_names(row))
+        faults = "/".join(f"{value:.0f}" for value in getattr(row, f"{label}_page_faults").values())
+        return f"{label} img/s: {values} | {ratios} | page faults {faults}"
 
     memory = ""
     if row.train_memory_mib is not None:
@@ -390,22 +470,24 @@ def format_row(row: Row) -> str:
             f"\n    {phase('infer', row.infer_images_per_s)}{memory}")  # fmt: skip
 
 
-def _memory_cells(memory: dict[str, float] | None) -> list[str]:
-    return [f"{memory[impl]:.0f}" if memory else "n/a" for impl in IMPLEMENTATIONS]
-
-
 def markdown_tables(rows: list[Row]) -> str:
-    speed = ["| model | batch | dtype | mode | phase | vit_ft img/s | transformers img/s | timm img/s "
-             "| vit_ft/timm | vit_ft/transformers |", "|" + "---|" * 10]  # fmt: skip
-    memory = ["| model | batch | dtype | mode | phase | vit_ft MiB | transformers MiB | timm MiB |", "|" + "---|" * 8]
+    implementations = list(rows[0].train_step_s)
+    ratio_names = _ratio_names(rows[0])
+    header = ["model", "batch", "dtype", "mode", "phase", *(f"{impl} img/s" for impl in implementations),
+              *ratio_names, "page faults per step"]  # fmt: skip
+    speed = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    memory_header = ["model", "batch", "dtype", "mode", "phase", *(f"{impl} MiB" for impl in implementations)]
+    memory = ["| " + " | ".join(memory_header) + " |", "|" + "---|" * len(memory_header)]
     for row in rows:
         key = f"| {row.model} | {row.batch} | {row.dtype} | {row.mode} "
         for label in ("train", "infer"):
             throughput = getattr(row, f"{label}_images_per_s")
-            cells = [f"{throughput[impl]:.1f}" for impl in IMPLEMENTATIONS]
-            cells += [f"{row.ratios[f'{label}_vit_ft/{other}']:.3f}" for other in ("timm", "transformers")]
+            cells = [f"{throughput[impl]:.1f}" for impl in implementations]
+            cells += [f"{row.ratios[f'{label}_{name}']:.3f}" for name in ratio_names]
+            cells.append(" / ".join(f"{value:.0f}" for value in getattr(row, f"{label}_page_faults").values()))
             speed.append(key + f"| {label} | " + " | ".join(cells) + " |")
-            memory_cells = _memory_cells(getattr(row, f"{label}_memory_mib"))
+            measured = getattr(row, f"{label}_memory_mib")
+            memory_cells = [f"{measured[impl]:.0f}" if measured else "n/a" for impl in implementations]
             memory.append(key + f"| {label} | " + " | ".join(memory_cells) + " |")
     return "\n".join(speed) + "\n\nPeak memory increase of one step (MiB):\n\n" + "\n".join(memory)
 
@@ -417,6 +499,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_probe:
         run_memory_probe(args)
         return
+    if args.infer_probe:
+        run_infer_probe(args)
+        return
     device = torch.device(args.device)
     hardware = machine_info(device, transformers=transformers.__version__, timm=timm.__version__)
     print(json.dumps(hardware, indent=2), flush=True)
@@ -424,7 +509,7 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[Row] = []
     parameters: dict[str, int] = {}
     for name in args.models:
-        models, parameters[name] = build_models(name, device, args.compile)
+        models, parameters[name] = build_models(name, args.implementations, device, args.compile)
         optimizers = {impl: make_optimizer(model) for impl, model in models.items()}
         for batch in args.batch_sizes:
             rows.append(benchmark_batch(args, name, batch, models, optimizers, device))
@@ -436,7 +521,7 @@ def main(argv: list[str] | None = None) -> None:
         hardware["load_average_end"] = os.getloadavg()
     print("\n" + markdown_tables(rows))
     if args.output:
-        settings = {key: value for key, value in vars(args).items() if key != "memory_probe"}
+        settings = {key: value for key, value in vars(args).items() if not key.endswith("_probe")}
         result = {"hardware": hardware, "settings": settings, "parameters": parameters,
                   "rows": [asdict(row) for row in rows]}  # fmt: skip
         with open(args.output, "w") as output:

@@ -259,7 +259,9 @@ def test_inference_overwrites_only_when_nothing_can_see_it(pixel_values):
         handle = nn.modules.module.register_module_forward_hook(lambda *args: None)
         assert not block._can_overwrite()
         handle.remove()
+        handle = block.register_forward_hook(lambda *args: None)  # sees the block's output, never overwritten
         assert block._can_overwrite()
+        handle.remove()
 
 
 def test_hooks_inside_a_block_see_the_same_tensors_without_autograd(pixel_values):
@@ -274,7 +276,8 @@ def test_hooks_inside_a_block_see_the_same_tensors_without_autograd(pixel_values
 
         return hook
 
-    handles = [block.mlp.fc1.register_forward_hook(keep("fc1")), block.attention.register_forward_hook(keep("attn"))]
+    handles = [block.mlp.fc1.register_forward_hook(keep("fc1")), block.attention.register_forward_hook(keep("attn")),
+               model.vit.layers[0].register_forward_hook(keep("block0"))]  # fmt: skip
     model(pixel_values)
     reference = {name: tensor.detach().clone() for name, tensor in seen.items()}
     with torch.no_grad():

@@ -298,11 +298,20 @@ class ViTLayer(GradientCheckpointingLayer):
         are fresh pages the kernel must fault in and zero, which costs more than the arithmetic (docs/benchmarks.md).
         Only without autograd, which would need the overwritten values for the backward, and only while no hook inside
         the block (or global) can have kept one of those tensors. The block's input and output are never overwritten,
-        so `output_hidden_states` and hooks on whole blocks see the same values either way.
+        so `output_hidden_states` and hooks on whole blocks see the same values either way (and keep the fast path).
         """
         if torch.is_grad_enabled() or torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
             return False
-        return not any(module._forward_hooks or module._forward_pre_hooks for module in self.modules())
+        return not any(_holds_hooks(child) for child in self._modules.values())
+
+
+def _holds_hooks(module: nn.Module | None) -> bool:
+    """Whether `module` or a module inside it has a forward (pre-)hook (as `modules()` would find, but faster)."""
+    if module is None:
+        return False
+    if module._forward_hooks or module._forward_pre_hooks:
+        return True
+    return any(_holds_hooks(child) for child in module._modules.values())
 
 
 def _residual(hidden_states: torch.Tensor, branch: torch.Tensor, overwrite: bool) -> torch.Tensor:
