@@ -16,10 +16,16 @@ after building the model, optimizer and inputs. That first step also creates Ada
 bytes, equal for the three models) and, with `--compile`, the compilation (what it allocates in this process; its
 worker processes are not counted).
 
+`--control` adds a second timm model (timm / timm_control is the spread of two identical models: the noise floor of
+every ratio). `--isolate-inference` times CPU inference in a fresh process per model and round, where the allocator's
+state (and so the page faults a forward pays for) is the model's own, as in a process that only serves predictions.
+
 Commands used for the reported numbers:
 
-    # CPU
-    python scripts/benchmark_model.py --models vit_tiny_patch16_224,vit_small_patch16_224 --batch-sizes 8,32
+    # CPU: training and inference in one process, then inference in processes of its own
+    python scripts/benchmark_model.py --models vit_tiny_patch16_224,vit_small_patch16_224 --batch-sizes 8,32 --control
+    python scripts/benchmark_model.py --models vit_tiny_patch16_224,vit_small_patch16_224 --batch-sizes 8,32 \
+        --control --isolate-inference
     # GPU, eager then compiled
     python scripts/benchmark_model.py --device cuda --dtype bfloat16 \
         --models vit_small_patch16_224,vit_base_patch16_224 --batch-sizes 128,256
