@@ -243,50 +243,130 @@ def test_inference_path_gives_the_outputs_of_the_autograd_path(variant, no_grad,
     assert len({states.data_ptr() for states in without.hidden_states}) == len(without.hidden_states)
 
 
-def test_inference_overwrites_only_when_nothing_can_see_it(pixel_values):
+def test_inference_overwrites_only_when_nothing_can_see_it():
     model = ViTForImageClassification(tiny_config()).eval()
     block = model.vit.layers[0]
     assert not block._can_overwrite()  # autograd on: the values are needed for the backward
     with torch.no_grad():
         assert block._can_overwrite()
-        handle = block.mlp.fc1.register_forward_hook(lambda *args: None)
-        assert not block._can_overwrite()
-        assert model.vit.layers[1]._can_overwrite()  # hooks count inside their own block only
-        handle.remove()
-        handle = block.attention.register_forward_pre_hook(lambda *args: None)
-        assert not block._can_overwrite()
-        handle.remove()
-        handle = nn.modules.module.register_module_forward_hook(lambda *args: None)
-        assert not block._can_overwrite()
-        handle.remove()
+        for register in (block.mlp.fc1.register_forward_hook, block.attention.register_forward_pre_hook,
+                         block.mlp.activation_fn.register_forward_hook):  # fmt: skip
+            handle = register(lambda *args: None)
+            try:
+                assert not block._can_overwrite()
+                assert model.vit.layers[1]._can_overwrite()  # hooks count inside their own block only
+            finally:
+                handle.remove()
+        for register in (nn.modules.module.register_module_forward_hook,
+                         nn.modules.module.register_module_forward_pre_hook):  # fmt: skip
+            handle = register(lambda *args: None)
+            try:
+                assert not block._can_overwrite()
+            finally:
+                handle.remove()
         handle = block.register_forward_hook(lambda *args: None)  # sees the block's output, never overwritten
         assert block._can_overwrite()
         handle.remove()
+        # A forward replaced on the instance (accelerate's add_hook_to_module) may keep what it returns.
+        block.mlp.fc2.forward = block.mlp.fc2.forward
+        assert not block._can_overwrite()
 
 
-def test_hooks_inside_a_block_see_the_same_tensors_without_autograd(pixel_values):
-    # A feature extractor hooked on fc1 or on the attention output keeps the values it was handed.
+def _count_aten_calls(model, pixel_values, *names):
+    """How often each aten overload in `names` runs in one forward."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    counts = dict.fromkeys(names, 0)
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if str(func) in counts:
+                counts[str(func)] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        model(pixel_values)
+    return counts
+
+
+def test_inference_takes_the_overwriting_path(pixel_values):
     model = ViTForImageClassification(tiny_config()).eval()
-    block = model.vit.layers[1]
-    seen = {}
+    layers = model.config.num_hidden_layers
+    names = ("aten.gelu_.default", "aten.gelu.default", "aten.add_.Tensor", "aten.add.Tensor")
+    with torch.no_grad():
+        counts = _count_aten_calls(model, pixel_values, *names)
+    assert counts["aten.gelu_.default"] == layers and counts["aten.gelu.default"] == 0
+    assert counts["aten.add_.Tensor"] >= 2 * layers  # both residual sums of every block
+    with_grad = _count_aten_calls(model, pixel_values, *names)
+    assert with_grad["aten.gelu_.default"] == 0 and with_grad["aten.gelu.default"] == layers
+    assert with_grad["aten.add_.Tensor"] == 0
 
-    def keep(name):
-        def hook(module, args, output):
-            seen[name] = output[0] if isinstance(output, tuple) else output
 
-        return hook
+@pytest.mark.parametrize("watched", ["mlp.fc1", "mlp.fc2", "mlp", "attention", "attention.o_proj"])
+def test_a_hooked_module_inside_a_block_keeps_the_values_it_was_handed(watched, pixel_values):
+    # A feature extractor hooked on a module whose output the fast path would overwrite.
+    model = ViTForImageClassification(tiny_config()).eval()
+    module = model.vit.layers[1].get_submodule(watched)
+    seen = []
+    handle = module.register_forward_hook(
+        lambda module, args, output: seen.append(output[0] if isinstance(output, tuple) else output)
+    )
+    try:
+        model(pixel_values)
+        with torch.no_grad():
+            model(pixel_values)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(seen[1], seen[0].detach(), rtol=1e-6, atol=1e-6)
 
-    handles = [block.mlp.fc1.register_forward_hook(keep("fc1")), block.attention.register_forward_hook(keep("attn")),
-               model.vit.layers[0].register_forward_hook(keep("block0"))]  # fmt: skip
+
+def test_a_block_level_hook_keeps_its_values_on_the_fast_path(pixel_values):
+    model = ViTForImageClassification(tiny_config()).eval()
+    seen = []
+    handle = model.vit.layers[0].register_forward_hook(lambda module, args, output: seen.append(output[0]))
+    try:
+        model(pixel_values)
+        with torch.no_grad():
+            model(pixel_values)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(seen[1], seen[0].detach(), rtol=1e-6, atol=1e-6)
+
+
+def test_an_instance_forward_wrapper_keeps_the_values_it_was_handed(pixel_values):
+    # As accelerate's add_hook_to_module: no torch hook, a forward replaced on the module instance.
+    model = ViTForImageClassification(tiny_config()).eval()
+    fc1 = model.vit.layers[0].mlp.fc1
+    seen, original = [], fc1.forward
+
+    def wrapped(hidden_states):
+        seen.append(original(hidden_states))
+        return seen[-1]
+
+    fc1.forward = wrapped
     model(pixel_values)
-    reference = {name: tensor.detach().clone() for name, tensor in seen.items()}
     with torch.no_grad():
         model(pixel_values)
-    for handle in handles:
-        handle.remove()
-    for name, tensor in reference.items():
-        torch.testing.assert_close(seen[name], tensor, rtol=1e-6, atol=1e-6, msg=name)
-        assert not torch.equal(seen["fc1"], nn.functional.gelu(seen["fc1"]))  # still before the activation
+    torch.testing.assert_close(seen[1], seen[0].detach(), rtol=1e-6, atol=1e-6)
+
+
+def test_a_replaced_activation_or_mlp_is_run_as_it_is_without_autograd(pixel_values):
+    model = ViTForImageClassification(tiny_config()).eval()
+    for layer in model.vit.layers:
+        layer.mlp.activation_fn = nn.ReLU()
+    torch.testing.assert_close(torch.no_grad()(model)(pixel_values).logits, model(pixel_values).logits.detach())
+
+    class PlainMLP(nn.Module):  # takes the hidden states alone, as a user's replacement would
+        def __init__(self, mlp):
+            super().__init__()
+            self.inner = mlp
+
+        def forward(self, hidden_states):
+            return self.inner.fc2(torch.tanh(self.inner.fc1(hidden_states)))
+
+    for layer in model.vit.layers:
+        layer.mlp = PlainMLP(layer.mlp)
+    torch.testing.assert_close(torch.no_grad()(model)(pixel_values).logits, model(pixel_values).logits.detach())
 
 
 def test_inference_under_autocast_gives_the_outputs_of_the_autograd_path(pixel_values):
@@ -309,7 +389,7 @@ def test_residual_sum_is_written_in_place_only_when_it_keeps_dtype_and_shape():
     written = branch.clone()
     assert _residual(stream, written, overwrite=True).data_ptr() == written.data_ptr()
     torch.testing.assert_close(written, expected, rtol=0, atol=0)
-    # A bf16 branch over a float32 stream (autocast on GPU) would demote the stream: summed out of place.
+    # A bf16 branch over a float32 stream would demote the stream: summed out of place, as autograd sums it.
     low = branch.to(torch.bfloat16)
     summed = _residual(stream, low, overwrite=True)
     assert summed.dtype == torch.float32 and torch.equal(low, branch.to(torch.bfloat16))

@@ -243,15 +243,22 @@ class ViTMLP(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
         self.activation_fn = ACT2FN[config.hidden_act]
-        self.inplace_gelu_approximation = _INPLACE_GELU_APPROXIMATION.get(config.hidden_act)
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        # The activation module and its class's forward as built, kept so that an activation replaced or patched
+        # later (another module, a hub kernel) is run as it is rather than bypassed by the in-place GELU.
+        approximation = _INPLACE_GELU_APPROXIMATION.get(config.hidden_act)
+        self._inplace_gelu = (self.activation_fn, type(self.activation_fn).forward, approximation)
 
-    def forward(self, hidden_states: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
-        """`overwrite`: apply the activation in place on fc1's output (only where nothing else can hold it)."""
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+
+    def _forward_overwriting(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`forward` with the GELU applied in place on fc1's output, for a caller that knows nothing else holds it."""
         hidden_states = self.fc1(hidden_states)
-        if overwrite and self.inplace_gelu_approximation is not None:
-            return self.fc2(torch.ops.aten.gelu_(hidden_states, approximate=self.inplace_gelu_approximation))
-        return self.fc2(self.activation_fn(hidden_states))
+        built, built_forward, approximation = self._inplace_gelu
+        if approximation is None or self.activation_fn is not built or type(built).forward is not built_forward:
+            return self.fc2(self.activation_fn(hidden_states))
+        return self.fc2(torch.ops.aten.gelu_(hidden_states, approximate=approximation))
 
 
 class ViTLayerScale(nn.Module):
@@ -287,10 +294,18 @@ class ViTLayer(GradientCheckpointingLayer):
         attended, weights = self.attention(self.layernorm_before(hidden_states), output_attentions)
         attended = self.layer_scale1(self.dropout(attended))
         hidden_states = _residual(hidden_states, drop_path(attended, self.drop_path_rate, self.training), overwrite)
-        transformed = self.mlp(self.layernorm_after(hidden_states), overwrite)
+        transformed = self._mlp(self.layernorm_after(hidden_states), overwrite)
         transformed = self.layer_scale2(self.dropout(transformed))
         hidden_states = _residual(hidden_states, drop_path(transformed, self.drop_path_rate, self.training), overwrite)
         return hidden_states, weights
+
+    def _mlp(self, hidden_states: torch.Tensor, overwrite: bool) -> torch.Tensor:
+        # The overwriting forward is called directly: with no hook inside the block, `__call__` would add nothing
+        # but its overhead. A replaced or compiled MLP goes through `__call__` as usual.
+        mlp = self.mlp
+        if overwrite and type(mlp) is ViTMLP and mlp._compiled_call_impl is None:
+            return mlp._forward_overwriting(hidden_states)
+        return mlp(hidden_states)
 
     def _can_overwrite(self) -> bool:
         """
@@ -298,8 +313,10 @@ class ViTLayer(GradientCheckpointingLayer):
         (fc1's output, the branches' outputs), saving three activation-sized allocations per block: on the CPU these
         are fresh pages the kernel must fault in and zero, which costs more than the arithmetic (docs/benchmarks.md).
         Only without autograd, which would need the overwritten values for the backward, and only while no hook inside
-        the block (or global) can have kept one of those tensors. The block's input and output are never overwritten,
-        so `output_hidden_states` and hooks on whole blocks see the same values either way (and keep the fast path).
+        the block (or global), nor a forward replaced on an instance (accelerate's `add_hook_to_module`), can have
+        kept one of those tensors; other ways of watching tensors (dispatch modes) are not detected. The block's input
+        and output are never overwritten, so `output_hidden_states` and hooks on whole blocks see the same values
+        either way (and keep the fast path).
         """
         if torch.is_grad_enabled() or torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
             return False
@@ -307,10 +324,13 @@ class ViTLayer(GradientCheckpointingLayer):
 
 
 def _holds_hooks(module: nn.Module | None) -> bool:
-    """Whether `module` or a module inside it has a forward (pre-)hook (as `modules()` would find, but faster)."""
+    """
+    Whether `module` or a module inside it has a forward (pre-)hook or a forward replaced on the instance (walks
+    `_modules` as `modules()` would, faster).
+    """
     if module is None:
         return False
-    if module._forward_hooks or module._forward_pre_hooks:
+    if module._forward_hooks or module._forward_pre_hooks or "forward" in module.__dict__:
         return True
     return any(_holds_hooks(child) for child in module._modules.values())
 
