@@ -100,6 +100,8 @@ class Row:
     def __post_init__(self) -> None:
         for phase in ("train", "infer"):
             step_s = getattr(self, f"{phase}_step_s")
+            if not step_s:  # phase not measured (--phases)
+                continue
             throughput = {impl: self.batch / statistics.median(times) for impl, times in step_s.items()}
             setattr(self, f"{phase}_images_per_s", throughput)
             for other in ("timm", "transformers"):
@@ -123,6 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="Untimed steps per model, batch size and phase.")
     parser.add_argument("--cpu-memory", action="store_true",
                         help="On CPU, measure each training step's peak RSS increase in a subprocess.")  # fmt: skip
+    parser.add_argument("--phases", default="train,infer", help="Comma-separated: train, infer or both.")
     parser.add_argument("--control", action="store_true",
                         help="Add a second timm model: timm/timm_control shows the noise of the ratios.")  # fmt: skip
     parser.add_argument("--isolate-inference", action="store_true",
@@ -136,6 +139,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.models = [name.strip() for name in args.models.split(",") if name.strip()]
     args.batch_sizes = [int(size) for size in args.batch_sizes.split(",") if size.strip()]
     args.implementations = IMPLEMENTATIONS + ((CONTROL,) if args.control else ())
+    args.phases = [phase.strip() for phase in args.phases.split(",") if phase.strip()]
+    if not args.phases or set(args.phases) - {"train", "infer"}:
+        parser.error(f"--phases takes train, infer or both, comma-separated; got {args.phases}.")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but CUDA is not available.")
     if args.isolate_inference and args.device != "cpu":
@@ -438,13 +444,15 @@ def benchmark_batch(
                    for impl in args.implementations}  # fmt: skip
     infer_steps = {impl: make_infer_step(models[impl], pixels, args.dtype) for impl in args.implementations}
 
-    set_mode(models, True)
-    warm_up(train_steps, args.warmup, device)
-    train_times, train_faults = measure_interleaved(train_steps, args.repeats, args.steps, device)
+    train_times, train_faults, infer_times, infer_faults = {}, {}, {}, {}
+    if "train" in args.phases:
+        set_mode(models, True)
+        warm_up(train_steps, args.warmup, device)
+        train_times, train_faults = measure_interleaved(train_steps, args.repeats, args.steps, device)
     set_mode(models, False)
-    if args.isolate_inference:
+    if "infer" in args.phases and args.isolate_inference:
         infer_times, infer_faults = measure_isolated_inference(args, name, batch)
-    else:
+    elif "infer" in args.phases:
         warm_up(infer_steps, args.warmup, device)
         infer_times, infer_faults = measure_interleaved(infer_steps, args.repeats, args.steps, device)
 
@@ -459,7 +467,12 @@ def benchmark_batch(
 
 
 def _ratio_names(row: Row) -> list[str]:
-    return ["vit_ft/timm", "vit_ft/transformers"] + ([f"timm/{CONTROL}"] if CONTROL in row.train_step_s else [])
+    measured = row.train_step_s or row.infer_step_s
+    return ["vit_ft/timm", "vit_ft/transformers"] + ([f"timm/{CONTROL}"] if CONTROL in measured else [])
+
+
+def _phases(row: Row) -> list[str]:
+    return [phase for phase in ("train", "infer") if getattr(row, f"{phase}_step_s")]
 
 
 def format_row(row: Row) -> str:
@@ -472,12 +485,12 @@ def format_row(row: Row) -> str:
     memory = ""
     if row.train_memory_mib is not None:
         memory = "\n    train peak MiB: " + ", ".join(f"{k} {v:.0f}" for k, v in row.train_memory_mib.items())
-    return (f"{row.model} batch {row.batch} {row.dtype} {row.mode}\n    {phase('train', row.train_images_per_s)}"
-            f"\n    {phase('infer', row.infer_images_per_s)}{memory}")  # fmt: skip
+    lines = [phase(label, getattr(row, f"{label}_images_per_s")) for label in _phases(row)]
+    return f"{row.model} batch {row.batch} {row.dtype} {row.mode}\n    " + "\n    ".join(lines) + memory
 
 
 def markdown_tables(rows: list[Row]) -> str:
-    implementations = list(rows[0].train_step_s)
+    implementations = list(rows[0].train_step_s or rows[0].infer_step_s)
     ratio_names = _ratio_names(rows[0])
     header = ["model", "batch", "dtype", "mode", "phase", *(f"{impl} img/s" for impl in implementations),
               *ratio_names, "page faults per step"]  # fmt: skip
@@ -486,7 +499,7 @@ def markdown_tables(rows: list[Row]) -> str:
     memory = ["| " + " | ".join(memory_header) + " |", "|" + "---|" * len(memory_header)]
     for row in rows:
         key = f"| {row.model} | {row.batch} | {row.dtype} | {row.mode} "
-        for label in ("train", "infer"):
+        for label in _phases(row):
             throughput = getattr(row, f"{label}_images_per_s")
             cells = [f"{throughput[impl]:.1f}" for impl in implementations]
             cells += [f"{row.ratios[f'{label}_{name}']:.3f}" for name in ratio_names]
