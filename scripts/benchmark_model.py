@@ -1,19 +1,19 @@
-"""Speed and memory of vit_ft's ViT against transformers' and timm's, all three built with the same architecture.
+"""Speed and memory of vit_ft's ViT against transformers' and timm's, all built with the same architecture.
 
-For each preset the three models are created once (same parameter count, asserted), then for each batch size:
+For each preset the models are created once (same parameter count, asserted), then for each batch size:
 warm-up steps, then `--repeats` rounds in which every model runs `--steps` training steps, the order of the models
-rotating from round to round so that drift (thermal, clocks, other processes) hits all three alike. A training step
+rotating from round to round so that drift (thermal, clocks, other processes) hits all alike. A training step
 is forward, `F.cross_entropy(logits, labels)`, backward, `torch.optim.AdamW.step()` and `zero_grad(set_to_none=True)`;
 an inference step is a forward in eval mode under `torch.inference_mode()`. The reported time per step is the median
 over the rounds; throughput is batch / that time. A ratio above 1 means vit_ft is faster.
 
 Peak memory: on CUDA, the increase of `torch.cuda.max_memory_allocated` over the memory allocated before one step
-(after warm-up, so AdamW's state is already there and not counted; the three models share the GPU, so absolute peaks
+(after warm-up, so AdamW's state is already there and not counted; the models share the GPU, so absolute peaks
 would include the others' weights). On CPU it is "n/a" unless `--cpu-memory` is given: then each model's training
 step runs in a fresh subprocess (this script, re-invoked) and the figure is its peak RSS (VmHWM on Linux, where
 `ru_maxrss` would include the parent's peak; `ru_maxrss` elsewhere) after one training step minus the peak RSS right
 after building the model, optimizer and inputs. That first step also creates AdamW's state (2 x parameters x 4
-bytes, equal for the three models) and, with `--compile`, the compilation (what it allocates in this process; its
+bytes, equal for all the models) and, with `--compile`, the compilation (what it allocates in this process; its
 worker processes are not counted).
 
 `--control` adds a second timm model (timm / timm_control is the spread of two identical models: the noise floor of
@@ -66,7 +66,7 @@ IMPLEMENTATIONS = ("vit_ft", "transformers", "timm")
 CONTROL = "timm_control"
 NUM_LABELS = 1000
 SEED = 0
-# The attention kernel all three use: timm calls F.scaled_dot_product_attention by default, so the Hugging Face
+# The attention kernel they all use: timm calls F.scaled_dot_product_attention by default, so the Hugging Face
 # models are pinned to "sdpa" too rather than left to whatever default the installed transformers picks.
 ATTN_IMPLEMENTATION = "sdpa"
 # Preset fields transformers' ViTConfig can express; other presets (registers, distillation token, mean pooling)
@@ -258,7 +258,7 @@ def make_train_step(
 ) -> Step:
     def step() -> None:
         with autocast_context(pixels.device, dtype):
-            # The loss is computed here, identically for all three, rather than by the Hugging Face models.
+            # The loss is computed here, identically for all, rather than by the Hugging Face models.
             loss = F.cross_entropy(logits_of(model(pixels)), labels)
         loss.backward()
         optimizer.step()
@@ -344,7 +344,7 @@ def cuda_peak_increase_mib(step: Step, device: torch.device) -> float:
 def max_rss_mib() -> float:
     """Peak resident set size of this process so far."""
     # On Linux ru_maxrss carries over the parent's peak through fork and exec (the kernel keeps the larger of the
-    # two), so a probe started by the benchmark, which holds three models, would read the parent's size. VmHWM
+    # two), so a probe started by the benchmark, which holds all the models, would read the parent's size. VmHWM
     # belongs to the process's own address space, created fresh by exec.
     with contextlib.suppress(OSError), open("/proc/self/status") as status:
         for line in status:
