@@ -104,10 +104,12 @@ def run_probe(args: argparse.Namespace) -> dict:
             peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20
         else:
             peak = _peak_rss_mib() - before
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    from vit_ft.model_loading import parameter_counts
+
+    total, trainable = parameter_counts(model)
     return {"mode": args.probe, "step_seconds": statistics.median(times), "step_seconds_all": times,
             "optimizer_state_mib": state_mib, "peak_memory_mib": peak, "trainable_parameters": trainable,
-            "parameters": sum(p.numel() for p in model.parameters())}  # fmt: skip
+            "parameters": total}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -167,8 +167,6 @@ def seed_everything(seed: int = SEED) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-
-
 def autocast_context(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
     if dtype == "bfloat16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -311,23 +309,29 @@ def time_per_step(step: Step, count: int, device: torch.device) -> tuple[float, 
     return (time.perf_counter() - start) / count, (minor_page_faults() - faults) / count
 
 
-def measure_interleaved(
-    steps: dict[str, Step], repeats: int, count: int, device: torch.device
+def measure_rounds(
+    measure: Callable[[str], tuple[float, float]], order: list[str], repeats: int
 ) -> tuple[dict[str, list[float]], dict[str, float]]:
     """
-    Seconds per step of each model in each round (the starting model rotates from round to round), and each
-    model's median page faults per step.
+    Seconds per step of each model in each round, from `measure(impl)` (seconds and page faults per step), the
+    starting model rotating from round to round; and each model's median page faults per step.
     """
-    order = list(steps)
     times: dict[str, list[float]] = {impl: [] for impl in order}
     faults: dict[str, list[float]] = {impl: [] for impl in order}
     for round_index in range(repeats):
         shift = round_index % len(order)
         for impl in order[shift:] + order[:shift]:
-            seconds, step_faults = time_per_step(steps[impl], count, device)
+            seconds, step_faults = measure(impl)
             times[impl].append(seconds)
             faults[impl].append(step_faults)
     return times, {impl: statistics.median(values) for impl, values in faults.items()}
+
+
+def measure_interleaved(
+    steps: dict[str, Step], repeats: int, count: int, device: torch.device
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """`count` steps of each model per round, all in this process."""
+    return measure_rounds(lambda impl: time_per_step(steps[impl], count, device), list(steps), repeats)
 
 
 def cuda_peak_increase_mib(step: Step, device: torch.device) -> float:
@@ -407,17 +411,13 @@ def cpu_peak_increase_mib(args: argparse.Namespace, name: str, batch: int, impl:
 def measure_isolated_inference(
     args: argparse.Namespace, name: str, batch: int
 ) -> tuple[dict[str, list[float]], dict[str, float]]:
-    """As measure_interleaved, each (round, model) in its own process: one value per process, models rotating."""
-    order = list(args.implementations)
-    times: dict[str, list[float]] = {impl: [] for impl in order}
-    faults: dict[str, list[float]] = {impl: [] for impl in order}
-    for round_index in range(args.repeats):
-        shift = round_index % len(order)
-        for impl in order[shift:] + order[:shift]:
-            result = run_probe(args, name, batch, "infer", impl)
-            times[impl].append(result["seconds"])
-            faults[impl].append(result["faults"])
-    return times, {impl: statistics.median(values) for impl, values in faults.items()}
+    """Each (round, model) in its own process: the median of that process's `--steps` inference steps."""
+
+    def measure(impl: str) -> tuple[float, float]:
+        result = run_probe(args, name, batch, "infer", impl)
+        return result["seconds"], result["faults"]
+
+    return measure_rounds(measure, list(args.implementations), args.repeats)
 
 
 def measure_memory(
@@ -460,10 +460,6 @@ def benchmark_batch(
     return Row(name, batch, args.dtype, "compile" if args.compile else "eager", train_times, infer_times,
                train_memory_mib=train_memory, infer_memory_mib=infer_memory, train_page_faults=train_faults,
                infer_page_faults=infer_faults)  # fmt: skip
-
-
-
-
 
 
 def _ratio_names(row: Row) -> list[str]:

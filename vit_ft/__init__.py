@@ -27,7 +27,6 @@ ViTModel.register_for_auto_class("AutoModel")
 ViTForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
 
-
 # Imported on first use, so `import vit_ft` stays light: these bring in peft, the training stack and the Hub client.
 _LAZY = {"load_model": "model_loading", "push_model": "hub", "build_model_card": "model_card"}
 

@@ -180,8 +180,14 @@ def check_labels(id2label: dict[int, str], label_names: list[str], role: str, so
     )
 
 
+def parameter_counts(model) -> tuple[int, int]:
+    """(all, trainable) parameters of `model`: with LoRA, the adapters' own count in both."""
+    parameters = list(model.parameters())
+    return sum(p.numel() for p in parameters), sum(p.numel() for p in parameters if p.requires_grad)
+
+
 def freeze_backbone(model: ViTForImageClassification) -> int:
     """Freezes everything but the classifier head(s), for a linear probe. Returns the trainable parameter count."""
     for name, parameter in model.named_parameters():
         parameter.requires_grad = name.startswith(("classifier.", "distillation_classifier."))
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return parameter_counts(model)[1]

@@ -16,7 +16,7 @@ from .distillation import DISTILLATION_TYPES, Teacher, depth_pruned_student, loa
 from .hub import check_push_to_hub, push_trained_model
 from .lora import add_lora, write_adapter_record
 from .model_card import run_environment, write_model_card
-from .model_loading import build_model, check_model_source, freeze_backbone, hub_options
+from .model_loading import build_model, check_model_source, freeze_backbone, hub_options, parameter_counts
 from .modeling_vit_ft import ViTForImageClassification
 from .optimization import EMACallback
 from .recipe import save_resolved_recipe
@@ -58,12 +58,6 @@ def _resolve_local_paths(model_args: ModelArguments, args: ViTTrainingArguments)
         check_model_source(value, name)
         if os.path.isdir(value):
             setattr(arguments, name, os.path.abspath(value))
-
-
-def parameter_counts(model) -> tuple[int, int]:
-    """(all, trainable) parameters of `model`: with LoRA, the adapters' own count in both."""
-    parameters = list(model.parameters())
-    return sum(p.numel() for p in parameters), sum(p.numel() for p in parameters if p.requires_grad)
 
 
 def _student_and_teacher(
