@@ -23,9 +23,9 @@ from benchmark_common import machine_info, timed, training_step  # noqa: E402
 
 from vit_ft import ViTConfig, ViTForImageClassification  # noqa: E402
 from vit_ft.arguments import ViTTrainingArguments  # noqa: E402
-from vit_ft.distillation import Teacher  # noqa: E402
-from vit_ft.model_loading import default_processor  # noqa: E402
-from vit_ft.trainer import ViTTrainer  # noqa: E402
+from vit_ft.checkpoints.loading import default_processor  # noqa: E402
+from vit_ft.training.distillation import Teacher  # noqa: E402
+from vit_ft.training.trainer import ViTTrainer  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

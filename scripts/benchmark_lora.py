@@ -56,8 +56,8 @@ def _reset_peak_rss() -> None:
 def _trainer(args: argparse.Namespace, mode: str, output_dir: str):
     from vit_ft import ViTConfig, ViTForImageClassification
     from vit_ft.arguments import ModelArguments, ViTTrainingArguments
-    from vit_ft.lora import add_lora
-    from vit_ft.trainer import ViTTrainer
+    from vit_ft.training.lora import add_lora
+    from vit_ft.training.trainer import ViTTrainer
 
     model = ViTForImageClassification(ViTConfig.from_preset(args.preset, num_labels=args.num_labels))
     if mode == "lora":
@@ -104,7 +104,7 @@ def run_probe(args: argparse.Namespace) -> dict:
             peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20
         else:
             peak = _peak_rss_mib() - before
-    from vit_ft.model_loading import parameter_counts
+    from vit_ft.checkpoints.loading import parameter_counts
 
     total, trainable = parameter_counts(model)
     return {"mode": args.probe, "step_seconds": statistics.median(times), "step_seconds_all": times,

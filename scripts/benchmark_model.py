@@ -58,7 +58,7 @@ from benchmark_common import machine_info, synchronize
 from torch import nn
 
 import vit_ft
-from vit_ft.configuration_vit_ft import PRESETS
+from vit_ft.model.configuration_vit_ft import PRESETS
 
 IMPLEMENTATIONS = ("vit_ft", "transformers", "timm")
 # With --control, a second timm model joins the rounds: timm / timm_control is the noise floor of the ratios, the

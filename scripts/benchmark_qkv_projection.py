@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vit_ft import ViTConfig, ViTForImageClassification
-from vit_ft.modeling_vit_ft import ViTAttention
+from vit_ft.model.modeling_vit_ft import ViTAttention
 
 
 def _separate(self: ViTAttention, hidden_states: torch.Tensor) -> tuple[torch.Tensor, ...]:

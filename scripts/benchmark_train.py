@@ -1,6 +1,6 @@
 """Training throughput of `vit-ft train` end to end against the model's training step alone, at the same batch size.
 
-End to end is the real pipeline: JPEG files in an image folder, loaded by `vit_ft.data.load_image_datasets`,
+End to end is the real pipeline: JPEG files in an image folder, loaded by `vit_ft.data.datasets.load_image_datasets`,
 decoded and augmented on the fly (`ExampleTransform(build_train_transform(...))`) in `--workers` dataloader workers,
 batched by `collate_images`, and trained by `ViTTrainer.train()` (AdamW, gradient clipping, bf16 autocast with
 `--bf16`) for `--warmup` + `--steps` optimizer steps. A callback timestamps every `on_step_end`; a step's time runs
@@ -64,11 +64,12 @@ from transformers import PrinterCallback, TrainerCallback
 
 from vit_ft import PRESETS, ViTConfig, ViTForImageClassification
 from vit_ft.arguments import DataArguments, ViTTrainingArguments
-from vit_ft.data import load_image_datasets
-from vit_ft.model_loading import default_processor
-from vit_ft.optimization import parameter_groups
-from vit_ft.trainer import ViTTrainer
-from vit_ft.transforms import BatchMixer, ExampleTransform, build_train_transform, collate_images
+from vit_ft.checkpoints.loading import default_processor
+from vit_ft.data.datasets import load_image_datasets
+from vit_ft.data.transforms import ExampleTransform, build_train_transform, collate_images
+from vit_ft.training.mixing import BatchMixer
+from vit_ft.training.optimization import parameter_groups
+from vit_ft.training.trainer import ViTTrainer
 
 NUM_CLASSES = 10
 IMAGE_SIDE = 256  # stored size; RandomResizedCrop brings it to the model's 224
@@ -245,7 +246,7 @@ def build_model(preset: str) -> ViTForImageClassification:
 def run_end_to_end(
     args: argparse.Namespace, train: datasets.Dataset, training_args: ViTTrainingArguments
 ) -> list[float]:
-    """Step times of one `ViTTrainer.train()` run, built as `vit_ft.training.run_training` builds it."""
+    """Step times of one `ViTTrainer.train()` run, built as `vit_ft.train.run_training` builds it."""
     model = build_model(args.preset)
     clock = StepClock(training_args.device)
     trainer = ViTTrainer(

@@ -12,7 +12,7 @@ from pathlib import Path
 import datasets
 from transformers import PreTrainedModel
 
-from vit_ft import classification_metrics
+from vit_ft.evaluation import metrics as classification_metrics
 from vit_ft.cli import main
 
 RANK = int(os.environ.get("RANK", "0"))

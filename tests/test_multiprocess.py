@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vit_ft.arguments import DataArguments
-from vit_ft.data import load_image_datasets
+from vit_ft.data.datasets import load_image_datasets
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "full_finetune" / "digits.yaml"

@@ -9,11 +9,12 @@ from accelerate.commands.config.config_args import load_config_from_file
 from torch.utils.flop_counter import FlopCounterMode
 
 from vit_ft import ViTConfig, ViTForImageClassification
-from vit_ft.distillation import DISTILLATION_TYPES
-from vit_ft.lora import lora_config
-from vit_ft.model_loading import default_processor
+from vit_ft.checkpoints.loading import default_processor
+from vit_ft.data.transforms import build_eval_transform, build_train_transform
 from vit_ft.recipe import read_recipe
-from vit_ft.transforms import BatchMixer, build_eval_transform, build_train_transform
+from vit_ft.training.distillation import DISTILLATION_TYPES
+from vit_ft.training.lora import lora_config
+from vit_ft.training.mixing import BatchMixer
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAINING_RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if p.parent.name != "accelerate")

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification
 
 from vit_ft.recipe import read_recipe
-from vit_ft.training import run_training
+from vit_ft.train import run_training
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "full_finetune" / "digits.yaml"
 QUICK = ["--max_train_samples", "160", "--max_eval_samples", "48", "--per_device_train_batch_size", "16",

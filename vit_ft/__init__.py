@@ -11,8 +11,7 @@ from transformers import (
     ViTImageProcessor,
 )
 
-from .configuration_vit_ft import PRESETS, ViTConfig
-from .modeling_vit_ft import ViTForImageClassification, ViTModel, ViTPreTrainedModel
+from .model import PRESETS, ViTConfig, ViTForImageClassification, ViTModel, ViTPreTrainedModel
 
 __version__ = "0.1.0"
 
@@ -28,7 +27,7 @@ ViTForImageClassification.register_for_auto_class("AutoModelForImageClassificati
 
 
 # Imported on first use, so `import vit_ft` stays light: these bring in peft, the training stack and the Hub client.
-_LAZY = {"load_model": "model_loading", "push_model": "hub", "build_model_card": "model_card"}
+_LAZY = {"load_model": "checkpoints.loading", "push_model": "hub.push", "build_model_card": "hub.card"}
 
 
 def __getattr__(name: str):

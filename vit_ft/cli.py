@@ -11,7 +11,7 @@ from .arguments import DataArguments
 
 
 def _convert(args: argparse.Namespace) -> None:
-    from .convert import convert_timm, convert_transformers
+    from .checkpoints.convert import convert_timm, convert_transformers
 
     if args.source == "transformers":
         if not args.input:
@@ -27,7 +27,7 @@ def _convert(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from .recipe import DATACLASSES, read_recipe
-    from .training import run_training
+    from .train import run_training
 
     if args.help or args.recipe is None:
         from transformers import HfArgumentParser
@@ -39,8 +39,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from .corruptions import CORRUPTIONS
-    from .evaluation import evaluate_model
+    from .data.corruptions import CORRUPTIONS
+    from .evaluation.evaluate import evaluate_model
 
     data_args = DataArguments(**{field.name: getattr(args, field.name) for field in fields(DataArguments)})
     corruptions = None
@@ -54,14 +54,14 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from .prediction import predict_images
+    from .evaluation.predict import predict_images
 
     for result in predict_images(args.model, args.images, args.top_k, args.base_model):
         print(json.dumps(result))
 
 
 def _merge_lora(args: argparse.Namespace) -> None:
-    from .model_loading import merge_adapter
+    from .checkpoints.loading import merge_adapter
 
     model = merge_adapter(args.adapter, args.output, args.base_model)
     print(f"Wrote {type(model).__name__} (adapter {args.adapter} merged into its base) to {args.output}")
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _push(args: argparse.Namespace) -> None:
-    from .hub import push_model
+    from .hub.push import push_model
 
     commit = push_model(args.model, args.repo_id, args.private, args.revision, args.commit_message, args.license)
     print(f"Pushed {args.model} to {commit.repo_url.url}: {commit.commit_url}")

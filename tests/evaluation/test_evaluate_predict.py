@@ -1,0 +1,296 @@
+"""`vit-ft evaluate` and `vit-ft predict`: metrics against a hand computation, corruptions, label checks, errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.metrics import f1_score
+from torchvision.transforms import v2
+from transformers import AutoImageProcessor, ViTImageProcessor
+
+from tests.conftest import tiny_config
+from vit_ft import ViTForImageClassification
+from vit_ft.arguments import DataArguments
+from vit_ft.cli import main
+from vit_ft.data.corruptions import (
+    CORRUPTIONS,
+    CorruptedExampleTransform,
+    corrupt,
+    example_seed,
+    with_corruption,
+    with_data_corruptions,
+)
+from vit_ft.data.datasets import load_digits_dataset, load_image_datasets
+from vit_ft.data.transforms import ExampleTransform, build_eval_transform, decode_image
+from vit_ft.evaluation.evaluate import evaluate_model
+from vit_ft.evaluation.predict import predict_images
+
+DIGITS = {i: str(i) for i in range(10)}
+METRICS = {"accuracy", "top5_accuracy", "f1", "loss", "skipped_images"}
+
+
+def _save_model(path, id2label: dict[int, str]) -> str:
+    # initializer_range 0.5: an untrained tiny model then predicts 9 of the 10 digits, not one constant class, so
+    # accuracy checks below compare real per-image predictions.
+    torch.manual_seed(0)
+    config = tiny_config(
+        image_size=16, patch_size=4, num_labels=len(id2label), id2label=id2label, initializer_range=0.5
+    )
+    ViTForImageClassification(config).save_pretrained(path)
+    ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> str:
+    return _save_model(tmp_path_factory.mktemp("digits_model"), DIGITS)
+
+
+@pytest.fixture(scope="module")
+def digits_test():
+    data, names = load_image_datasets(DataArguments(dataset_name="digits"))
+    assert names == list(DIGITS.values())
+    return data["test"]
+
+
+def _by_hand(model_dir: str, images: list[Image.Image], labels: list[int]) -> dict[str, float]:
+    """The metrics computed without the Trainer: eval transform, one forward pass, numpy."""
+    model = ViTForImageClassification.from_pretrained(model_dir).eval()
+    transform = build_eval_transform(AutoImageProcessor.from_pretrained(model_dir))
+    with torch.no_grad():
+        logits = model(torch.stack([transform(image) for image in images])).logits  # (examples, 10)
+    labels = torch.tensor(labels)
+    predicted = logits.argmax(-1)
+    return {
+        "accuracy": (predicted == labels).sum().item() / len(labels),
+        "top5_accuracy": (logits.topk(5).indices == labels[:, None]).any(-1).sum().item() / len(labels),
+        "f1": f1_score(labels, predicted, average="macro"),
+        "loss": torch.nn.functional.cross_entropy(logits, labels).item(),
+        "distinct_predictions": predicted.unique().numel(),
+    }
+
+
+def _assert_metrics_match(measured: dict, expected: dict) -> None:
+    assert set(measured) == METRICS  # no trainer prefix, no timings
+    assert measured["skipped_images"] == 0
+    assert measured["accuracy"] == expected["accuracy"]
+    assert measured["top5_accuracy"] == expected["top5_accuracy"]
+    assert measured["f1"] == pytest.approx(expected["f1"], abs=1e-12)
+    assert measured["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+
+
+def _digit_image(index: int = 0, size: int = 32) -> Image.Image:
+    """A digits test image scaled up with sharp edges, so blur, JPEG and downscaling all have edges to destroy."""
+    value = load_digits_dataset()["test"][index]["image"]
+    return value.convert("RGB").resize((size, size), Image.NEAREST)
+
+
+def _difference(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).mean())
+
+
+# Corruptions
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_corruptions_grow_with_severity(name):
+    image = _digit_image()
+    corrupted = [corrupt(image, name, severity, seed=0) for severity in (1, 2, 3, 4, 5)]
+    assert all(output.size == image.size and output.mode == "RGB" for output in corrupted)
+    changes = [_difference(output, image) for output in corrupted]  # mean absolute change in 0..255 pixel values
+    assert changes[0] > 1.0
+    assert changes == sorted(changes) and len(set(changes)) == 5
+    assert changes[4] > 1.5 * changes[0]
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_corruptions_on_tiny_images(name):
+    # 8x8 digits at severity 5: the blur kernel and the downscaled size must shrink to fit.
+    image = load_digits_dataset()["test"][0]["image"].convert("RGB")
+    assert corrupt(image, name, 5).size == (8, 8)
+
+
+def test_corruptions_are_reproducible_from_the_seed():
+    image = _digit_image()
+    noisy = np.asarray(corrupt(image, "gaussian_noise", 3, seed=7))
+    np.testing.assert_array_equal(noisy, np.asarray(corrupt(image, "gaussian_noise", 3, seed=7)))
+    generator = torch.Generator().manual_seed(7)
+    np.testing.assert_array_equal(noisy, np.asarray(corrupt(image, "gaussian_noise", 3, generator)))
+    other = np.asarray(corrupt(image, "gaussian_noise", 3, seed=8))
+    assert (noisy != other).mean() > 0.5
+    for name in ("gaussian_blur", "jpeg", "low_resolution"):  # not random: the seed changes nothing
+        np.testing.assert_array_equal(np.asarray(corrupt(image, name, 3, seed=1)), np.asarray(corrupt(image, name, 3)))
+
+
+@pytest.mark.parametrize("severity", [0, 6])
+def test_severity_out_of_range(severity):
+    with pytest.raises(ValueError, match=f"severity={severity} is out of range: use an integer from 1"):
+        corrupt(_digit_image(), "jpeg", severity)
+
+
+def test_unknown_corruption():
+    with pytest.raises(ValueError, match="Unknown corruption 'fog': choose among gaussian_noise, gaussian_blur"):
+        corrupt(_digit_image(), "fog", 3)
+
+
+def test_corrupted_examples_do_not_depend_on_the_batch(digits_test):
+    # What a dataloader worker sees: example i is seeded from (seed, i), whatever batch it arrives in.
+    transform = build_eval_transform(ViTImageProcessor(size={"height": 16, "width": 16}))
+    dataset = with_corruption(digits_test.select(range(12)), ExampleTransform(transform), "gaussian_noise", 4, seed=3)
+    expected = transform(corrupt(decode_image(digits_test[5]["image"]), "gaussian_noise", 4, example_seed(3, 5)))
+    torch.testing.assert_close(dataset[5]["pixel_values"], expected, rtol=0, atol=0)
+    torch.testing.assert_close(dataset[0:12]["pixel_values"][5], expected, rtol=0, atol=0)
+    torch.testing.assert_close(dataset[4:8]["pixel_values"][1], expected, rtol=0, atol=0)
+    assert dataset[5]["labels"] == digits_test[5]["label"]
+    assert example_seed(3, 5) != example_seed(5, 3)
+
+
+def test_corruption_keeps_a_seeded_augmentation_per_example(digits_test):
+    # The later low-quality-image recipe trains through a seeded ExampleTransform, which needs `example_id`.
+    augment = v2.Compose([v2.PILToTensor(), v2.RandomResizedCrop(16, scale=(0.3, 1.0)), v2.ToDtype(torch.float32)])
+    dataset = with_corruption(digits_test.select(range(12)), ExampleTransform(augment, seed=1), "jpeg", 2)
+    torch.testing.assert_close(dataset[0:12]["pixel_values"][5], dataset[5]["pixel_values"], rtol=0, atol=0)
+    torch.testing.assert_close(dataset[3:9]["pixel_values"][2], dataset[5]["pixel_values"], rtol=0, atol=0)
+
+
+def test_data_corruptions_come_first_and_a_corruption_on_top_draws_other_noise(digits_test):
+    # `vit-ft evaluate --image_corruptions gaussian_noise --corruptions gaussian_noise`: both noises at seed 0.
+    transform = build_eval_transform(ViTImageProcessor(size={"height": 16, "width": 16}))
+    data_args = DataArguments(image_corruptions="low_resolution,gaussian_noise", corruption_severity=2)
+    on_top = CorruptedExampleTransform(ExampleTransform(transform), "gaussian_noise", 4, seed=0, stream=1)
+    dataset = with_data_corruptions(digits_test.select(range(8)), on_top, data_args)
+    generator = torch.Generator().manual_seed(example_seed(0, 5))
+    image = decode_image(digits_test[5]["image"])
+    low_quality = corrupt(corrupt(image, "low_resolution", 2, generator), "gaussian_noise", 2, generator)
+    expected = transform(corrupt(low_quality, "gaussian_noise", 4, example_seed(0, 5, stream=1)))
+    torch.testing.assert_close(dataset[5]["pixel_values"], expected, rtol=0, atol=0)
+    assert example_seed(0, 5, stream=1) != example_seed(0, 5)
+
+
+# evaluate
+
+
+def test_evaluate_matches_a_hand_computation(model_dir, digits_test, tmp_path):
+    output = tmp_path / "eval.json"
+    results = evaluate_model(model_dir, DataArguments(dataset_name="digits"), output_file=str(output))
+    assert results["split"] == "test" and results["examples"] == 360 and "corruptions" not in results
+    expected = _by_hand(model_dir, [decode_image(v) for v in digits_test["image"]], digits_test["label"])
+    assert expected["distinct_predictions"] >= 5
+    _assert_metrics_match(results["clean"], expected)
+    assert json.loads(output.read_text()) == results
+
+
+def test_evaluate_with_corruptions(model_dir, digits_test):
+    results = evaluate_model(
+        model_dir, DataArguments(dataset_name="digits", max_eval_samples=48), corruptions=list(CORRUPTIONS),
+        severity=5, seed=11, batch_size=16,
+    )  # fmt: skip
+    assert results["examples"] == 48 and results["severity"] == 5 and results["seed"] == 11
+    assert list(results["corruptions"]) == list(CORRUPTIONS)
+    subset = digits_test.select(range(48))
+    clean = [decode_image(value) for value in subset["image"]]
+    _assert_metrics_match(results["clean"], _by_hand(model_dir, clean, subset["label"]))
+    for name in CORRUPTIONS:
+        corrupted = [corrupt(image, name, 5, example_seed(11, i)) for i, image in enumerate(clean)]
+        _assert_metrics_match(results["corruptions"][name], _by_hand(model_dir, corrupted, subset["label"]))
+        assert results["corruptions"][name]["loss"] != results["clean"]["loss"]
+    # Written next to the model by default.
+    assert json.loads((Path(model_dir) / "robustness_test.json").read_text()) == results
+
+
+def test_evaluate_refuses_a_model_with_other_labels(tmp_path):
+    model_dir = _save_model(tmp_path / "letters", {0: "0", 1: "1", 2: "two", 3: "3", 4: "4", 5: "5", 6: "6"})
+    with pytest.raises(ValueError) as error:
+        evaluate_model(model_dir, DataArguments(dataset_name="digits", max_eval_samples=8))
+    message = str(error.value)
+    assert f"The labels of model {model_dir} (7 classes) differ from the dataset's (10)" in message
+    assert "class 2 is 'two' for the model, '2' in the data" in message
+    assert "class 9 is '(none)' for the model, '9' in the data" in message
+    assert "class 1 " not in message  # labels that agree are not listed
+
+
+def test_evaluate_argument_errors(model_dir, tmp_path):
+    data = DataArguments(dataset_name="digits")
+    with pytest.raises(FileNotFoundError, match=f"model='{tmp_path}/missing' is not a directory"):
+        evaluate_model(str(tmp_path / "missing"), data)
+    with pytest.raises(ValueError, match="severity=6 is out of range"):
+        evaluate_model(model_dir, data, corruptions=["jpeg"], severity=6)
+    with pytest.raises(ValueError, match="Unknown corruption 'snow'"):
+        evaluate_model(model_dir, data, corruptions=["jpeg", "snow"])
+    with pytest.raises(ValueError, match="split='validation' is not in the data, which has train, test: choose"):
+        evaluate_model(model_dir, DataArguments(dataset_name="digits", train_val_split=0), split="validation")
+
+
+# predict
+
+
+@pytest.fixture
+def image_files(tmp_path) -> list[str]:
+    paths = []
+    for index in range(3):
+        path = tmp_path / f"digit_{index}.png"
+        _digit_image(index, size=24).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_predict_ranks_the_models_classes(model_dir, image_files):
+    results = predict_images(model_dir, image_files, top_k=3)
+    assert [result["image"] for result in results] == image_files
+    model = ViTForImageClassification.from_pretrained(model_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    for path, result in zip(image_files, results):
+        pixel_values = processor(images=Image.open(path).convert("RGB"), return_tensors="pt").pixel_values
+        with torch.no_grad():
+            logits = model(pixel_values).logits[0]  # (10,)
+        predictions = result["predictions"]
+        scores = [prediction["score"] for prediction in predictions]
+        assert len(predictions) == 3 and scores == sorted(scores, reverse=True) and sum(scores) <= 1
+        assert {prediction["label"] for prediction in predictions} <= set(DIGITS.values())
+        assert predictions[0]["label"] == DIGITS[logits.argmax().item()]
+        np.testing.assert_allclose(scores, logits.softmax(-1).topk(3).values.numpy(), rtol=1e-5)
+
+
+def test_predict_names_a_missing_or_broken_file(model_dir, image_files, tmp_path):
+    missing = str(tmp_path / "missing.png")
+    with pytest.raises(OSError, match=f"Cannot read image {missing}"):
+        predict_images(model_dir, [image_files[0], missing])
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    with pytest.raises(OSError, match=f"Cannot read image {broken}"):
+        predict_images(model_dir, [str(broken)])
+
+
+# CLI
+
+
+def test_cli_evaluate_prints_the_json_it_writes(model_dir, tmp_path, capsys):
+    output = tmp_path / "robustness.json"
+    data = ["--dataset_name", "digits", "--max_eval_samples", "16"]
+    corruptions = ["--corruptions", "jpeg,low_resolution", "--severity", "2"]
+    main(["evaluate", "--model", model_dir, *data, *corruptions, "--batch_size", "8", "--output", str(output)])
+    printed = json.loads(capsys.readouterr().out)  # stdout holds the JSON and nothing else
+    assert printed == json.loads(output.read_text())
+    assert printed["examples"] == 16 and printed["severity"] == 2
+    assert list(printed["corruptions"]) == ["jpeg", "low_resolution"]
+
+
+def test_cli_evaluate_errors(model_dir, capsys):
+    with pytest.raises(SystemExit) as error:
+        main(["evaluate", "--model", model_dir, "--dataset_name", "digits", "--corruptions", "fog"])
+    assert str(error.value).startswith("vit-ft evaluate: Unknown corruption 'fog'")
+    with pytest.raises(SystemExit) as error:
+        main(["evaluate", "--model", model_dir, "--dataset_name", "digits", "--severity", "0"])
+    assert error.value.code == 2 and "argument --severity: invalid choice: 0" in capsys.readouterr().err
+
+
+def test_cli_predict_prints_one_line_per_image(model_dir, image_files, capsys):
+    main(["predict", "--model", model_dir, *image_files[:2], "--top_k", "2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(line)["image"] for line in lines] == image_files[:2]
+    assert all(len(json.loads(line)["predictions"]) == 2 for line in lines)
+    with pytest.raises(SystemExit, match="vit-ft predict: Cannot read image nowhere.jpg"):
+        main(["predict", "--model", model_dir, "nowhere.jpg"])

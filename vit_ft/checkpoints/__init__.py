@@ -1,0 +1,2 @@
+"""Reading every checkpoint source (vit_ft, transformers ViT/DeiT, timm, LoRA adapters, image processors) into
+vit_ft models."""

@@ -1,0 +1,193 @@
+"""Building the model and image processor a run starts from: a checkpoint (vit_ft, transformers, timm-converted)
+or a preset trained from scratch, with the dataset's labels."""
+
+import json
+import logging
+import os
+import tempfile
+from itertools import zip_longest
+
+import torch
+from peft import PeftModel
+from transformers import AutoImageProcessor, ViTImageProcessor
+from transformers.image_utils import PILImageResampling
+
+from ..arguments import ModelArguments
+from ..model.configuration_vit_ft import ViTConfig
+from ..model.modeling_vit_ft import ViTForImageClassification, _read_json
+from .adapters import check_base_model, is_adapter, read_adapter
+
+logger = logging.getLogger(__name__)
+
+
+def hub_options(args: ModelArguments) -> dict:
+    """The Hub options of `args` (cache, revision, token), as `from_pretrained` takes them."""
+    return {"cache_dir": args.cache_dir, "revision": args.model_revision, "token": args.token}
+
+
+def check_model_source(path_or_id: str, argument: str) -> None:
+    """A source written as a path (`./x`, `/x`, `~/x`, `a/b/c`) must be a directory; `org/name` may be a Hub id."""
+    looks_local = path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") > 1
+    if looks_local and not os.path.isdir(os.path.expanduser(path_or_id)):
+        raise FileNotFoundError(f"{argument}={path_or_id!r} is not a directory: give a saved model's folder or a Hub "
+                                "id (org/name).")  # fmt: skip
+
+
+def default_processor(image_size: int) -> ViTImageProcessor:
+    """transformers' ViT preprocessing (mean = std = 0.5) at the model's size, for models trained from scratch."""
+    return ViTImageProcessor(size={"height": image_size, "width": image_size}, resample=PILImageResampling.BICUBIC)
+
+
+def build_model(args: ModelArguments, label_names: list[str]) -> tuple[ViTForImageClassification, object]:
+    """
+    Returns the model, labelled with `label_names`, and its image processor. A checkpoint whose labels differ from
+    the dataset's gets new classifier heads, with a warning that says so. A LoRA adapter directory is merged into
+    its base first.
+    """
+    id2label = dict(enumerate(label_names))
+    overrides = json.loads(args.model_overrides) if args.model_overrides else {}
+    if not args.model_name_or_path:
+        if not args.preset:
+            raise ValueError("Set model_name_or_path (a checkpoint) or preset (an architecture to train from scratch)")
+        config = ViTConfig.from_preset(args.preset, **_label_maps(id2label), **overrides)
+        return ViTForImageClassification(config), default_processor(config.image_size)
+
+    hub_kwargs = hub_options(args)
+    with tempfile.TemporaryDirectory() as merged:
+        source = args.model_name_or_path
+        if is_adapter(source, hub_kwargs):
+            if args.peft_method:
+                raise ValueError(f"{source} is a LoRA adapter: merge it first (vit-ft merge-lora --adapter {source} "
+                                 "--output DIR) and train the new adapter on the merged model.")  # fmt: skip
+            merge_adapter(source, merged, args.base_model, hub_kwargs)
+            source, hub_kwargs = merged, {}
+        model = checkpoint_model(source, id2label, overrides, hub_kwargs, shown_name=args.model_name_or_path)
+    return model, load_processor(model, args.image_processor_name or args.model_name_or_path, hub_options(args))
+
+
+def _label_maps(id2label: dict[int, str]) -> dict:
+    return {"id2label": id2label, "label2id": {name: i for i, name in id2label.items()}}
+
+
+def checkpoint_model(
+    path_or_id: str, id2label: dict[int, str] | None, overrides: dict, hub_kwargs: dict, shown_name: str | None = None
+) -> ViTForImageClassification:
+    """
+    Loads the checkpoint `path_or_id` (vit_ft, transformers ViT/DeiT, timm-converted) with config fields
+    `overrides`, labelled `id2label` (None keeps its own). Heads of other labels are re-initialised, with a warning
+    that calls the checkpoint `shown_name` (no warning when None: an adapter's heads replace them).
+    """
+    source = _read_json(path_or_id, "config.json", hub_kwargs) or {}
+    old_labels = {int(k): v for k, v in (source.get("id2label") or {}).items()}
+    relabel = id2label is not None and old_labels != id2label
+    labels = _label_maps(id2label) if id2label is not None else {}
+    model = ViTForImageClassification.from_pretrained(
+        path_or_id, **labels, **overrides, ignore_mismatched_sizes=relabel, **hub_kwargs
+    )
+    if relabel and shown_name is not None:
+        logger.warning(
+            f"The labels of {shown_name} ({len(old_labels)}: {_preview(old_labels)}) differ from the "
+            f"dataset's ({len(id2label)}: {_preview(id2label)}): the classifier head(s) are re-initialised."
+        )
+        for head in (model.classifier, model.distillation_classifier):
+            if head is not None:
+                # torch's init, not model._init_weights: transformers' initialisers skip weights it has loaded.
+                torch.nn.init.trunc_normal_(head.weight, std=model.config.initializer_range)
+                torch.nn.init.zeros_(head.bias)
+    return model
+
+
+def load_model(
+    path_or_id: str, base_model: str | None = None, merge: bool = False, hub_kwargs: dict | None = None
+) -> ViTForImageClassification | PeftModel:
+    """
+    Loads a vit_ft model directory or Hub id, or a LoRA adapter (base plus adapter, as a `PeftModel`, or merged into
+    a plain model with `merge=True`). `base_model` replaces the base an adapter's adapter_config.json names.
+
+    ```python
+    from vit_ft import load_model
+    model = load_model("outputs/digits_lora")  # a model or an adapter directory, or a Hub id
+    ```
+    """
+    hub_kwargs = hub_kwargs or {}
+    check_model_source(path_or_id, "model")
+    if not is_adapter(path_or_id, hub_kwargs):
+        return ViTForImageClassification.from_pretrained(path_or_id, **hub_kwargs)
+    base, id2label, overrides = read_adapter(path_or_id, hub_kwargs)
+    base = base_model or base
+    base_kwargs = {key: value for key, value in hub_kwargs.items() if key != "revision"}  # the adapter's revision
+    check_base_model(base, path_or_id, base_kwargs)
+    # The head's labels are the adapter's; the base's own head, if of another size, is replaced by the adapter's.
+    model = checkpoint_model(base, id2label, overrides, base_kwargs)
+    model = PeftModel.from_pretrained(model, path_or_id, **hub_kwargs)
+    return model.merge_and_unload() if merge else model
+
+
+def merge_adapter(
+    adapter: str, output_dir: str, base_model: str | None = None, hub_kwargs: dict | None = None
+) -> ViTForImageClassification:
+    """
+    Writes base plus the LoRA adapter `adapter` as one plain vit_ft model (weights, config, remote code, image
+    processor) to `output_dir`; it loads with AutoModelForImageClassification and pipeline. Returns the model.
+    """
+    merged = load_model(adapter, base_model, merge=True, hub_kwargs=hub_kwargs)
+    merged.save_pretrained(output_dir)
+    load_processor(merged, adapter, hub_kwargs).save_pretrained(output_dir)
+    return merged
+
+
+def _preview(id2label: dict) -> str:
+    names = [id2label[i] for i in sorted(id2label)]
+    return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+
+
+def load_processor(model: ViTForImageClassification, source: str, hub_kwargs: dict | None = None):
+    """The image processor of `source` (a model or adapter directory or Hub id), producing the model's image size."""
+    hub_kwargs = hub_kwargs or {}
+    if _read_json(source, "preprocessor_config.json", hub_kwargs) is None:
+        logger.warning(f"{source} has no preprocessor_config.json: using ViT's normalisation (mean = std = 0.5).")
+        return default_processor(model.config.image_size)
+    processor = AutoImageProcessor.from_pretrained(source, **hub_kwargs)
+    size = model.config.image_size
+    crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
+    final = (crop or processor.size).get("height")
+    if final != size:
+        # Fine-tuning at another resolution than the checkpoint's: the processor must produce the model's size.
+        logger.warning(f"Resizing the image processor's output from {final} to the model's image_size {size}.")
+        processor.size = {"height": size, "width": size}
+        processor.do_center_crop = False
+    return processor
+
+
+def check_labels(id2label: dict[int, str], label_names: list[str], role: str, source: str, advice: str) -> None:
+    """
+    Raises a ValueError naming each class where the labels (`id2label`) of the `role` ("model", "teacher") in
+    `source` differ from the data's `label_names`, ended by `advice`: scores and teacher logits mean nothing when
+    class i is not class i.
+    """
+    names = [id2label[i] for i in sorted(id2label)]
+    if names == label_names:
+        return
+    differences = [
+        f"class {i} is {theirs!r} for the {role}, {data!r} in the data"
+        for i, (theirs, data) in enumerate(zip_longest(names, label_names, fillvalue="(none)"))
+        if theirs != data
+    ]
+    shown = "; ".join(differences[:10]) + ("; ..." if len(differences) > 10 else "")
+    raise ValueError(
+        f"The labels of {role} {source} ({len(names)} classes) differ from the dataset's ({len(label_names)}): "
+        f"{shown}. {advice}"
+    )
+
+
+def parameter_counts(model) -> tuple[int, int]:
+    """(all, trainable) parameters of `model`: with LoRA, the adapters' own count in both."""
+    parameters = list(model.parameters())
+    return sum(p.numel() for p in parameters), sum(p.numel() for p in parameters if p.requires_grad)
+
+
+def freeze_backbone(model: ViTForImageClassification) -> int:
+    """Freezes everything but the classifier head(s), for a linear probe. Returns the trainable parameter count."""
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = name.startswith(("classifier.", "distillation_classifier."))
+    return parameter_counts(model)[1]

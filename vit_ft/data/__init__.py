@@ -1,0 +1,1 @@
+"""Datasets, image decoding, augmentation and corruptions."""

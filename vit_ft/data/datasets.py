@@ -1,0 +1,175 @@
+"""Image classification datasets for `vit-ft train`/`evaluate`: the Hub, image folders or built-in digits."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_dataset
+
+from ..arguments import DataArguments
+
+logger = logging.getLogger(__name__)
+
+IMAGE_COLUMNS = ("image", "img", "images", "pixel_values", "picture", "jpg", "png", "webp")
+LABEL_COLUMNS = ("label", "labels", "fine_label", "class", "target", "category", "coarse_label")
+VALIDATION_SPLITS = ("validation", "valid", "val", "eval", "dev")
+
+
+def load_digits_dataset() -> DatasetDict:
+    """
+    scikit-learn's 1,797 8x8 digits as a `DatasetDict` with `train` (1,437) and `test` (360), split exactly as
+    `train_test_split(images, target, test_size=0.2, random_state=0, stratify=target)`. Pixels 0..16 become 8-bit
+    grayscale images (value * 255 / 16), stored as PNG like any image dataset.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = np.round(digits.images * (255 / 16)).astype(np.uint8)  # (1797, 8, 8)
+    train_x, test_x, train_y, test_y = train_test_split(
+        images, digits.target, test_size=0.2, random_state=0, stratify=digits.target
+    )
+    features = {"image": Image(), "label": ClassLabel(names=[str(d) for d in range(10)])}
+
+    def build(x, y) -> Dataset:
+        return Dataset.from_dict({"image": list(x), "label": y.tolist()}, features=Features(features))
+
+    return DatasetDict(train=build(train_x, train_y), test=build(test_x, test_y))
+
+
+def _load_raw(args: DataArguments, cache_dir: str | None = None, token: str | None = None) -> DatasetDict:
+    if args.dataset_name == "digits":
+        return load_digits_dataset()
+    if args.dataset_name:
+        return load_dataset(args.dataset_name, args.dataset_config_name, cache_dir=cache_dir, token=token)
+    folders = {"train": args.train_dir, "validation": args.validation_dir, "test": args.test_dir}
+    folders = {split: folder for split, folder in folders.items() if folder}
+    if not folders:
+        raise ValueError("No data: set dataset_name (a Hub id or `digits`) or train_dir/validation_dir/test_dir.")
+    for split, folder in folders.items():
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{split}_dir={folder!r} is not a directory: give the folder that holds one "
+                                    "sub-folder of images per class.")  # fmt: skip
+        if not any(path.is_file() for path in Path(folder).rglob("*")):
+            raise ValueError(f"{split}_dir={folder!r} holds no files: the {split} split would be empty. Put one "
+                             "sub-folder of images per class in it, or unset it.")  # fmt: skip
+    return load_dataset("imagefolder", data_files={split: f"{folder}/**" for split, folder in folders.items()},
+                        cache_dir=cache_dir)  # fmt: skip
+
+
+def _detect_column(dataset: Dataset, given: str | None, candidates: tuple[str, ...], argument: str) -> str:
+    columns = dataset.column_names
+    if given:
+        if given not in columns:
+            raise ValueError(f"{argument}={given!r} is not a column of the dataset; its columns are {columns}: "
+                             f"set {argument} to one of them.")  # fmt: skip
+        return given
+    for name in candidates:
+        if name in columns:
+            return name
+    kind = argument.split("_")[0]
+    hint = " (an image folder needs one sub-folder per class)" if kind == "label" and columns == ["image"] else ""
+    raise ValueError(f"Could not find the {kind} column among the dataset's columns {columns}; set {argument}{hint}.")
+
+
+def _split_names(raw: DatasetDict) -> dict[str, str]:
+    """Maps train/validation/test to the dataset's own split names."""
+    names = {}
+    if "train" in raw:
+        names["train"] = "train"
+    validation = next((name for name in VALIDATION_SPLITS if name in raw), None)
+    if validation:
+        names["validation"] = validation
+    if "test" in raw:
+        names["test"] = "test"
+    return names
+
+
+def load_image_datasets(
+    args: DataArguments, seed: int = 42, cache_dir: str | None = None, token: str | None = None
+) -> tuple[DatasetDict, list[str]]:
+    """
+    Loads the data named by `args` as a DatasetDict with `train`, `validation` (carved from train when missing) and
+    `test` where the source has one, each with columns `image` (undecoded, see `transforms.decode_image`) and
+    `label` (ClassLabel). Returns it with the label names.
+    """
+    raw = _load_raw(args, cache_dir, token)
+    splits = _split_names(raw)
+    if not splits:
+        raise ValueError(f"The dataset has splits {list(raw)}; vit-ft needs train, validation or test.")
+    first = raw[next(iter(splits.values()))]
+    image_column = _detect_column(first, args.image_column_name, IMAGE_COLUMNS, "image_column_name")
+    label_column = _detect_column(first, args.label_column_name, LABEL_COLUMNS, "label_column_name")
+    data = DatasetDict({ours: raw[theirs].select_columns([image_column, label_column])
+                        for ours, theirs in splits.items()})  # fmt: skip
+    renames = {old: new for old, new in ((image_column, "image"), (label_column, "label")) if old != new}
+    if renames:
+        data = data.rename_columns(renames)
+    _check_not_empty(data, "in the data")
+    data = _drop_unlabelled(data)
+    data, names = _encode_labels(data)
+    _check_labels(data, names)
+    if "train" in data and "validation" not in data and args.train_val_split > 0:
+        parts = data["train"].train_test_split(test_size=args.train_val_split, seed=seed, stratify_by_column="label")
+        data["train"], data["validation"] = parts["train"], parts["test"]
+    if args.max_train_samples is not None and "train" in data:
+        data["train"] = data["train"].shuffle(seed=seed).select(range(min(args.max_train_samples, len(data["train"]))))
+    for split in ("validation", "test"):
+        if args.max_eval_samples is not None and split in data:
+            data[split] = data[split].select(range(min(args.max_eval_samples, len(data[split]))))
+    _check_not_empty(data, "after max_train_samples/max_eval_samples/train_val_split")
+    # Decoding happens in the transforms, on the fly in the dataloader workers, so a broken file can be skipped.
+    data = data.cast_column("image", Image(decode=False))
+    return data, names
+
+
+def _encode_labels(data: DatasetDict) -> tuple[DatasetDict, list[str]]:
+    """Gives every split the same ClassLabel: the dataset's own, or one built from the label values."""
+    feature = next(iter(data.values())).features["label"]
+    if isinstance(feature, ClassLabel):
+        return data, list(feature.names)
+    values = sorted({value for split in data.values() for value in split.unique("label")})
+    if isinstance(values[0], str):
+        names = values
+    elif values[0] < 0:
+        raise ValueError(f"The label column holds class id {values[0]}; ids must run from 0 to N-1.")
+    else:
+        names = [str(value) for value in range(values[-1] + 1)]
+    return data.cast_column("label", ClassLabel(names=names)), names
+
+
+def _check_not_empty(data: DatasetDict, where: str) -> None:
+    for split, dataset in data.items():
+        if len(dataset) == 0:
+            raise ValueError(f"The {split} split is empty {where}: give it examples, or raise max_train_samples/"
+                             "max_eval_samples if one of them is 0.")  # fmt: skip
+
+
+def _check_labels(data: DatasetDict, names: list[str]) -> None:
+    """Every label id is in the label map, and every class of validation/test also has training examples."""
+    seen = {split: set(dataset.unique("label")) for split, dataset in data.items()}
+    for split, ids in seen.items():
+        outside = sorted((i for i in ids if i is None or not 0 <= i < len(names)), key=str)
+        if outside:
+            raise ValueError(f"The {split} split has label(s) {outside} outside the label map ({len(names)} classes, "
+                             f"ids 0..{len(names) - 1}): fix or remove those examples.")  # fmt: skip
+    if "train" not in seen:
+        return
+    for split, ids in seen.items():
+        missing = sorted(names[i] for i in ids - seen["train"])
+        if missing:
+            raise ValueError(f"The {split} split has class(es) {missing} that the train split lacks: the model could "
+                             "never learn them. Add training examples of them, or remove them from the split.")
+
+
+def _drop_unlabelled(data: DatasetDict) -> DatasetDict:
+    """
+    Leaves out a validation or test split without labels (all -1 or None, as ImageNet-1k's test split on the Hub):
+    it cannot be scored. A train split without labels stays, for `_check_labels` to refuse.
+    """
+    for split in [name for name in data if name != "train"]:
+        if set(data[split].unique("label")) <= {-1, None}:
+            logger.warning(f"The {split} split has no labels (all -1 or missing): it is left out, as it cannot be "
+                           "scored.")  # fmt: skip
+            del data[split]
+    return data

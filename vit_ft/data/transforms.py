@@ -1,0 +1,160 @@
+"""Image decoding, torchvision.transforms.v2 pipelines sized from the image processor, and batch-level mixing."""
+
+import io
+import logging
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+from torchvision.transforms import v2
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+
+def to_rgb(image: PILImage.Image) -> PILImage.Image:
+    """Converts any PIL mode to RGB: 16-bit and float images are rescaled to 8 bits, transparency over white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        image = PILImage.fromarray(np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = PILImage.new("RGBA", image.size, (255, 255, 255, 255))
+        image = PILImage.alpha_composite(background, image.convert("RGBA"))
+    return image.convert("RGB")
+
+
+def decode_image(value) -> PILImage.Image:
+    """Decodes an undecoded `datasets.Image` value (`{"bytes", "path"}`) or a PIL image into RGB."""
+    if isinstance(value, PILImage.Image):
+        return to_rgb(value)
+    source = io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
+    with PILImage.open(source) as image:
+        image.load()
+        return to_rgb(image)
+
+
+def _sizes(processor) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(resize, crop) sizes from a transformers image processor: ViT resizes only, DeiT resizes then crops."""
+    size = processor.size
+    resize = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
+    crop = getattr(processor, "crop_size", None)
+    if getattr(processor, "do_center_crop", False) and crop:
+        return resize, (crop["height"], crop["width"])
+    return resize, resize
+
+
+def build_train_transform(processor, args) -> v2.Compose:
+    """RandomResizedCrop, flip, optional RandAugment/TrivialAugmentWide, normalisation, RandomErasing."""
+    _, crop = _sizes(processor)
+    crop_scale = (args.random_resized_crop_min_scale, 1.0)
+    steps = [
+        v2.PILToTensor(),
+        v2.RandomResizedCrop(crop, scale=crop_scale, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+    ]
+    if args.horizontal_flip:
+        steps.append(v2.RandomHorizontalFlip())
+    if args.auto_augment == "randaugment":
+        steps.append(v2.RandAugment(interpolation=v2.InterpolationMode.BILINEAR))
+    elif args.auto_augment == "trivialaugment":
+        steps.append(v2.TrivialAugmentWide(interpolation=v2.InterpolationMode.BILINEAR))
+    elif args.auto_augment is not None:
+        raise ValueError(f"auto_augment={args.auto_augment!r}: use randaugment, trivialaugment or leave it unset.")
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(processor.image_mean, processor.image_std)]
+    if args.random_erasing > 0:
+        steps.append(v2.RandomErasing(p=args.random_erasing))
+    return v2.Compose(steps)
+
+
+def build_eval_transform(processor) -> v2.Compose:
+    resize, crop = _sizes(processor)
+    return v2.Compose([
+        v2.PILToTensor(),
+        v2.Resize(resize, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(crop),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(processor.image_mean, processor.image_std),
+    ])  # fmt: skip
+
+
+class ExampleTransform:
+    """
+    `datasets.set_transform` function: decodes and transforms each image of a batch on the fly (in the dataloader
+    workers). An image that fails to decode becomes `None`, dropped by `collate_images`, unless `strict`.
+
+    With a `seed`, each example's random augmentation is drawn from its own generator seeded by (seed, epoch,
+    `example_id`), not from the process's random stream: the same example gets the same augmentation whatever the
+    worker, process count or resume point, which makes a resumed run end with the weights of an uninterrupted one.
+    `EpochCallback` keeps `epoch` current.
+    """
+
+    def __init__(self, transform: v2.Compose, strict: bool = False, seed: int | None = None):
+        self.transform = transform
+        self.strict = strict
+        self.seed = seed
+        self.epoch = 0
+
+    def __call__(self, batch: dict) -> dict:
+        ids = batch.get("example_id") if self.seed is not None else None
+        if ids is None:
+            return {"pixel_values": [self._transform(value) for value in batch["image"]], "labels": batch["label"]}
+        # Seed the default CPU generator (the one v2 transforms draw from) per example, and give the process its own
+        # stream back afterwards, so loading data in the main process leaves dropout and MixUp draws untouched.
+        generator = torch.random.default_generator
+        state = generator.get_state()
+        try:
+            pixel_values = []
+            for value, example_id in zip(batch["image"], ids):
+                generator.manual_seed(_example_seed(self.seed, self.epoch, example_id))
+                pixel_values.append(self._transform(value))
+        finally:
+            generator.set_state(state)
+        return {"pixel_values": pixel_values, "labels": batch["label"]}
+
+    def _transform(self, value) -> torch.Tensor | None:
+        try:
+            return self.transform(decode_image(value))
+        except Exception as error:  # PIL raises many types for broken files
+            where = (value.get("path") if isinstance(value, dict) else None) or "(in-memory bytes)"
+            if self.strict:
+                raise ValueError(f"Cannot decode image {where}: {error}. Fix or remove the file, or set "
+                                 "strict_images false to skip such images.") from error
+            logger.warning(f"Skipping image {where} that cannot be decoded ({error}); strict_images makes this fatal.")
+            return None
+
+
+def _example_seed(seed: int, epoch: int, example_id: int) -> int:
+    # A fixed mixing of the three numbers (Python's hash() may change across versions).
+    return ((seed * 1_000_003 + epoch) * 1_000_003 + example_id) % 2**63
+
+
+class EpochCallback(TrainerCallback):
+    """Tells a seeded `ExampleTransform` the epoch about to start (before the Trainer creates its data iterator)."""
+
+    def __init__(self, transform: ExampleTransform):
+        self.transform = transform
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # A resumed run starts mid-epoch, with state.epoch fractional.
+        self.transform.epoch = int(state.epoch + 1e-6)
+
+
+SKIPPED_IMAGES = "skipped_images"
+
+
+def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """
+    Stacks examples into `pixel_values` (batch, 3, H, W) and `labels` (batch,), leaving out undecodable ones, and
+    counts those under `SKIPPED_IMAGES`: `ViTTrainer` takes the count out before the model sees the batch.
+    """
+    kept = [example for example in examples if example["pixel_values"] is not None]
+    if not kept:
+        raise ValueError(f"None of the {len(examples)} images of this batch could be decoded; see the warnings above. "
+                         "Check the image files, or remove the broken ones.")  # fmt: skip
+    return {
+        "pixel_values": torch.stack([example["pixel_values"] for example in kept]),
+        "labels": torch.tensor([example["labels"] for example in kept]),
+        SKIPPED_IMAGES: torch.tensor(len(examples) - len(kept)),
+    }

@@ -1,0 +1,1 @@
+"""Metrics (shipped evaluate modules), `vit-ft evaluate`, `vit-ft predict` and plots."""

@@ -1,0 +1,1 @@
+"""The model card and pushing to the Hugging Face Hub."""

@@ -1,0 +1,1 @@
+"""The Trainer, optimizer groups, EMA, batch mixing, distillation and LoRA."""

@@ -1,0 +1,98 @@
+"""LoRA through peft: the modules a target names, the adapter a run trains, and loading and merging adapters."""
+
+import json
+import os
+import re
+from pathlib import Path
+
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+
+from ..arguments import ModelArguments
+from ..checkpoints.adapters import ADAPTER_RECORD
+from ..model.modeling_vit_ft import ViTForImageClassification
+
+# Module names, not full paths: every block's modules of that name are targeted.
+LORA_TARGETS = {
+    "qv": ("q_proj", "v_proj"),  # Hu et al. 2021's choice, and peft's image-classification example
+    "attention": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "all-linear": ("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"),
+}
+LORA_BIASES = ("none", "lora_only", "all")
+HEADS = ("classifier", "distillation_classifier")
+
+
+def target_modules(model: nn.Module, target: str) -> list[str]:
+    """
+    The full names of the linear layers `target` selects: a preset of `LORA_TARGETS` or a comma-separated list of
+    module names (`q_proj,fc1`) or paths (`vit.layers.0.mlp.fc1`). Raises a ValueError that lists the model's
+    linear layers when a name matches none, or names a classifier head (heads are trained in full instead).
+    """
+    wanted = LORA_TARGETS.get(target) or tuple(name.strip() for name in target.split(",") if name.strip())
+    linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    chosen = set()
+    for name in wanted:
+        hits = [path for path in linear if path == name or path.endswith(f".{name}")]
+        if not hits:
+            raise ValueError(
+                f"lora_target names {name!r}, which matches no linear layer of the model. Its linear layers are: "
+                f"{', '.join(_layer_patterns(linear))}. Use these names, or a preset: {', '.join(LORA_TARGETS)}."
+            )
+        if any(path.split(".")[-1] in HEADS for path in hits):
+            raise ValueError(f"lora_target names the head {name!r}: with LoRA, heads train in full; leave it out.")
+        chosen.update(hits)
+    return sorted(chosen)
+
+
+def _layer_patterns(names: list[str]) -> list[str]:
+    """`vit.layers.0.mlp.fc1`, `vit.layers.1.mlp.fc1`, ... shown once, as `vit.layers.N.mlp.fc1`."""
+    return list(dict.fromkeys(re.sub(r"\.layers\.\d+\.", ".layers.N.", name) for name in names))
+
+
+def lora_config(model: ViTForImageClassification, args: ModelArguments) -> LoraConfig:
+    """The peft configuration `args` describes, for `model`: its targets, and its classifier head(s) saved in full."""
+    if args.lora_bias not in LORA_BIASES:
+        raise ValueError(f"lora_bias={args.lora_bias!r}: choose one of {', '.join(LORA_BIASES)}.")
+    if args.lora_r < 1:
+        raise ValueError(f"lora_r={args.lora_r} must be a positive rank, e.g. 8.")
+    heads = [name for name in HEADS if getattr(model, name) is not None]
+    return LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=target_modules(model, args.lora_target),
+        use_dora=args.use_dora,
+        use_rslora=args.use_rslora,
+        bias=args.lora_bias,
+        modules_to_save=heads,
+    )
+
+
+def _base_reference(path_or_id: str) -> str:
+    # A local base is recorded by absolute path, so the adapter loads from any working directory.
+    return os.path.abspath(path_or_id) if os.path.isdir(path_or_id) else path_or_id
+
+
+def add_lora(model: ViTForImageClassification, args: ModelArguments) -> PeftModel:
+    """Wraps `model` in LoRA adapters as `args` says; only the adapters and the head(s) stay trainable."""
+    if args.peft_method != "lora":
+        raise ValueError(f"peft_method={args.peft_method!r}: the one method supported is `lora`.")
+    if args.freeze_backbone:
+        raise ValueError("freeze_backbone and peft_method: lora both choose what trains; set only one of them.")
+    if args.student_from_teacher:
+        raise ValueError("peft_method: lora with student_from_teacher: the pruned student exists only in this run, "
+                         "so an adapter could not name its base. Train the student in full.")  # fmt: skip
+    if not args.model_name_or_path:
+        raise ValueError("peft_method: lora adapts a trained model: set model_name_or_path (a preset has nothing "
+                         "to adapt; train it in full).")  # fmt: skip
+    config = lora_config(model, args)
+    # peft records the model's name_or_path as the adapter's base: make it one that loads from any directory.
+    model.name_or_path = model.config.name_or_path = _base_reference(args.model_name_or_path)
+    return get_peft_model(model, config)
+
+
+def write_adapter_record(output_dir: str, model: ViTForImageClassification, overrides: dict) -> None:
+    """Writes `ADAPTER_RECORD`: the labels and config fields the base model needs for the adapter to fit."""
+    record = {"id2label": model.config.id2label, "label2id": model.config.label2id, "config_overrides": overrides}
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(output_dir) / ADAPTER_RECORD).write_text(json.dumps(record, indent=2) + "\n")

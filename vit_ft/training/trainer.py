@@ -1,0 +1,128 @@
+"""`ViTTrainer`: the transformers Trainer with batch mixing, distillation, layer-wise learning-rate decay and EMA
+evaluation."""
+
+import contextlib
+from collections import defaultdict
+
+import torch
+from transformers import Trainer
+
+from ..data.transforms import SKIPPED_IMAGES
+from ..hub.card import write_model_card
+from .distillation import Teacher, distillation_loss
+from .mixing import BatchMixer
+from .optimization import EMACallback, parameter_groups
+
+
+class ViTTrainer(Trainer):
+    """
+    A `Trainer` that, in training steps only, mixes batches (MixUp/CutMix, label smoothing) into soft targets the
+    model's loss takes and, given a `teacher`, adds its distillation loss (see `vit_ft.distillation`), logging both
+    terms; builds AdamW groups with layer decay and weight-decay exclusions; and evaluates with the EMA weights when
+    `ema` is given. Evaluation losses are the model's own: the teacher runs in training steps only.
+
+    Counts the images `collate_images` left out as undecodable: `skipped_training_images()` over the training
+    steps, `<prefix>_skipped_images` in every evaluation's and prediction's metrics; summed over processes.
+    """
+
+    def __init__(
+        self,
+        *args,
+        batch_mixer: BatchMixer | None = None,
+        ema: EMACallback | None = None,
+        teacher: Teacher | None = None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.batch_mixer = batch_mixer
+        self.ema = ema
+        # Kept beside the model, not in it: accelerate never wraps it (DDP, FSDP) nor does the optimizer see it.
+        self.teacher = teacher.to(self.args.device) if teacher is not None else None
+        self._loss_terms: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._skipped_images: dict[str, int | torch.Tensor] = {"train": 0, "eval": 0}  # on this process
+        if ema is not None:
+            self.add_callback(ema)
+        # Label smoothing lives in `batch_mixer`'s targets: the Trainer's own smoother expects class ids.
+        self.label_smoother = None
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            model = self.model if model is None else model
+            groups = parameter_groups(
+                model, self.args.learning_rate, self.args.weight_decay, self.args.layer_decay,
+                self.model.config.num_hidden_layers,
+            )  # fmt: skip
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training and self.batch_mixer is not None and self.batch_mixer.active:
+            pixel_values, labels = self.batch_mixer(inputs["pixel_values"], inputs["labels"])
+            inputs = {**inputs, "pixel_values": pixel_values, "labels": labels}
+        if not (model.training and self.teacher is not None):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # The loss is a mean over the batch, as the model's own: the Trainer scales it for gradient accumulation.
+        outputs = model(pixel_values=inputs["pixel_values"])
+        args = self.args
+        terms = distillation_loss(
+            outputs, inputs["labels"], self.teacher(inputs["pixel_values"]), args.distillation_type,
+            args.distillation_alpha, args.distillation_temperature, self.model.config.problem_type,
+        )  # fmt: skip
+        for name in ("label_loss", "distillation_loss"):
+            self._loss_terms[name].append(terms[name])
+        return (terms["loss"], outputs) if return_outputs else terms["loss"]
+
+    def _prepare_inputs(self, inputs: dict) -> dict:
+        # Called in the main process for every training and evaluation batch, after the dataloader workers.
+        inputs = dict(inputs)
+        skipped = inputs.pop(SKIPPED_IMAGES, None)
+        if skipped is not None:
+            # Summed as tensors: reading the count back (int()) would wait for the GPU at every step.
+            self._skipped_images["train" if self.model.training else "eval"] += skipped
+        return super()._prepare_inputs(inputs)
+
+    def skipped_training_images(self) -> int:
+        """Images left out of training batches as undecodable in this run's `train` calls, over all processes."""
+        return self._sum_over_processes(self._skipped_images["train"])
+
+    def evaluation_loop(self, *args, metric_key_prefix: str = "eval", **kwargs):
+        self._skipped_images["eval"] = 0
+        output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
+        output.metrics[f"{metric_key_prefix}_skipped_images"] = self._sum_over_processes(self._skipped_images["eval"])
+        return output
+
+    def _sum_over_processes(self, count: int | torch.Tensor) -> int:
+        total = torch.as_tensor(count, device=self.args.device)
+        return int(self.accelerator.reduce(total, reduction="sum") if self.args.world_size > 1 else total)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._loss_terms:
+            # Means over the steps since the last log, on this process, beside the Trainer's `loss`.
+            logs.update({name: torch.stack(values).mean().item() for name, values in self._loss_terms.items()})
+            self._loss_terms.clear()
+        super().log(logs, start_time)
+
+    def evaluate(self, *args, **kwargs):
+        with self._evaluation_context():
+            return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        with self._evaluation_context():
+            return super().predict(*args, **kwargs)
+
+    def create_model_card(self, license: str | None = None, **trainer_card_fields) -> None:
+        """vit-ft's card (`vit_ft.model_card`) in README.md, for the Trainer's draft: `push_to_hub` uploads it."""
+        if self.is_world_process_zero():
+            write_model_card(self.args.output_dir, self.hub_model_id, license)
+
+    @contextlib.contextmanager
+    def _evaluation_context(self):
+        """
+        EMA weights if any, and the random streams given back untouched: creating the evaluation dataloader draws
+        from them, which would otherwise shift every later dropout, drop-path and MixUp draw of training.
+        """
+        devices = [self.args.device] if self.args.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            with self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext():
+                yield
