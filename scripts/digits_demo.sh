@@ -31,7 +31,7 @@ train outputs/digits_lora_low_quality recipes/lora/digits_low_quality.yaml
 train outputs/digits_full_low_quality recipes/full_finetune/digits_low_quality.yaml
 
 distill=recipes/distill/digits_tiny.yaml
-token_student=$(python -c "import json, yaml; o = json.loads(yaml.safe_load(open('$distill'))['model_overrides']); \
+token_student=$(python -c "import json, yaml; o = yaml.safe_load(open('$distill'))['model_overrides']; \
 o['use_distillation_token'] = True; print(json.dumps(o))")
 train outputs/digits_tiny_alone "$distill" --teacher_model_name_or_path None
 train outputs/digits_tiny_soft "$distill" --distillation_type soft

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vit_ft.arguments import DataArguments
+from vit_ft.data.arguments import DataArguments
 from vit_ft.data.datasets import load_image_datasets
 
 ROOT = Path(__file__).resolve().parent.parent

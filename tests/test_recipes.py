@@ -1,6 +1,5 @@
 """Every shipped recipe parses and builds, and says on its first lines how to run it."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from vit_ft import ViTConfig, ViTForImageClassification
 from vit_ft.checkpoints.loading import default_processor
 from vit_ft.data.transforms import build_eval_transform, build_train_transform
 from vit_ft.recipe import read_recipe
-from vit_ft.training.distillation import DISTILLATION_TYPES
+from vit_ft.training.arguments import DISTILLATION_TYPES
 from vit_ft.training.lora import lora_config
 from vit_ft.training.mixing import BatchMixer
 
@@ -34,9 +33,10 @@ def test_training_recipe_parses_and_builds(recipe):
     relative = recipe.relative_to(ROOT)
     assert recipe.read_text().splitlines()[0] == f"# vit-ft train {relative}"
     # GPU recipes ask for bf16, which TrainingArguments refuses on a machine without a GPU.
-    model_args, data_args, args = read_recipe(recipe, ["--use_cpu", "true", "--bf16", "false"])
+    parsed = read_recipe(recipe, ["--use_cpu", "true", "--bf16", "false"])
+    model_args, data_args, args = parsed.model, parsed.data, parsed.training
     assert args.output_dir and (data_args.dataset_name or data_args.train_dir)
-    overrides = json.loads(model_args.model_overrides or "{}")
+    overrides = model_args.model_overrides
     with torch.device("meta"):
         if model_args.preset:
             config = ViTConfig.from_preset(model_args.preset, num_labels=10, **overrides)
@@ -44,14 +44,14 @@ def test_training_recipe_parses_and_builds(recipe):
             assert model_args.model_name_or_path
             config = ViTConfig(num_labels=10, **overrides)  # the Hub checkpoint's architecture: ViT-B/16
         model = ViTForImageClassification(config)
-    if model_args.peft_method:
-        assert recipe.parent.name == "lora" and lora_config(model, model_args).target_modules
-    if args.teacher_model_name_or_path:
-        assert recipe.parent.name == "distill" and args.distillation_type in DISTILLATION_TYPES
+    if parsed.lora.enabled:
+        assert recipe.parent.name == "lora" and lora_config(model, parsed.lora).target_modules
+    if parsed.distillation.enabled:
+        assert recipe.parent.name == "distill" and parsed.distillation.distillation_type in DISTILLATION_TYPES
     processor = default_processor(config.image_size)
-    build_train_transform(processor, args)
+    build_train_transform(processor, parsed.augmentation)
     build_eval_transform(processor)
-    BatchMixer(10, args.mixup_alpha, args.cutmix_alpha, args.label_smoothing_factor)
+    BatchMixer(10, parsed.augmentation.mixup_alpha, parsed.augmentation.cutmix_alpha, args.label_smoothing_factor)
 
 
 @pytest.mark.parametrize("config", ACCELERATE_CONFIGS, ids=lambda p: p.name)
@@ -67,18 +67,125 @@ def test_accelerate_config_loads_and_shows_its_command(config):
 
 
 def _forward_flops(model_args) -> int:
-    config = ViTConfig.from_preset(model_args.preset, num_labels=10, **json.loads(model_args.model_overrides))
+    config = ViTConfig.from_preset(model_args.preset, num_labels=10, **model_args.model_overrides)
     with torch.device("meta"), FlopCounterMode(display=False) as counter:
         ViTForImageClassification(config).eval()(pixel_values=torch.empty(1, 3, config.image_size, config.image_size))
     return counter.get_total_flops()
 
 
 def test_the_digits_student_costs_at_most_a_quarter_of_its_teachers_flops():
-    teacher, _, teacher_args = read_recipe(ROOT / "recipes" / "full_finetune" / "digits.yaml", ["--use_cpu", "true"])
-    student, _, args = read_recipe(ROOT / "recipes" / "distill" / "digits_tiny.yaml", ["--use_cpu", "true"])
-    assert args.teacher_model_name_or_path == teacher_args.output_dir
+    teacher_recipe = read_recipe(ROOT / "recipes" / "full_finetune" / "digits.yaml", ["--use_cpu", "true"])
+    student_recipe = read_recipe(ROOT / "recipes" / "distill" / "digits_tiny.yaml", ["--use_cpu", "true"])
+    assert student_recipe.distillation.teacher_model_name_or_path == teacher_recipe.training.output_dir
+    teacher, student = teacher_recipe.model, student_recipe.model
     ratio = _forward_flops(student) / _forward_flops(teacher)
     assert 0.15 < ratio <= 0.25  # 7.3 against 38.5 MFLOPs, as the recipe says
-    token_student = json.loads(student.model_overrides) | {"use_distillation_token": True}
-    student.model_overrides = json.dumps(token_student)
+    student.model_overrides = student.model_overrides | {"use_distillation_token": True}
     assert _forward_flops(student) / _forward_flops(teacher) <= 0.25
+
+
+# Configuration that checks itself before any I/O
+
+
+@pytest.fixture
+def no_io(monkeypatch):
+    """Fails the test if a run gets as far as opening a dataset or a checkpoint."""
+    monkeypatch.setattr("vit_ft.train.load_image_datasets", pytest.fail)
+    monkeypatch.setattr("vit_ft.checkpoints.loading.checkpoint_model", pytest.fail)
+
+
+def _train(recipe: Path, *flags: str) -> str:
+    """Runs `vit-ft train` and returns the one line it exits with."""
+    from vit_ft.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(recipe), *flags])
+    return str(exit_info.value.code)
+
+
+def _recipe(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(f"dataset_name: digits\npreset: vit_tiny_patch16_224\noutput_dir: {tmp_path}/out\n{text}")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("learning_rate: [1, 2]", "learning_rate is [1, 2] (list), but it takes a number."),
+        ("per_device_train_batch_size: 1.5", "per_device_train_batch_size is 1.5 (float), but it takes an integer."),
+        ("eval_strategy: yes", "eval_strategy is True (bool), but it takes one of 'no', 'steps', 'epoch'. YAML reads"),
+        ("horizontal_flip: maybe", "horizontal_flip is 'maybe' (str), but it takes true or false."),
+        ("mixup_alpha: null", "mixup_alpha is None (NoneType), but it takes a number."),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_one_line_naming_file_field_and_type(tmp_path, capsys, no_io, line, expected):
+    recipe = _recipe(tmp_path, line + "\n")
+    message = _train(recipe)
+    assert message.startswith(f"vit-ft train: {recipe}: {expected}")
+    assert "\n" not in message and capsys.readouterr().err == ""  # no usage dump
+
+
+def test_yaml_booleans_and_numbers_become_what_the_user_meant(tmp_path):
+    recipe = read_recipe(_recipe(tmp_path, "eval_strategy: no\nsave_strategy: off\nlearning_rate: 1e-3\n"
+                                           "per_device_train_batch_size: 32.0\ndataset_config_name: 2017\n"))
+    assert (recipe.training.eval_strategy.value, recipe.training.save_strategy.value) == ("no", "no")
+    assert recipe.training.learning_rate == 0.001  # YAML 1.1 reads 1e-3 as text
+    assert recipe.training.per_device_train_batch_size == 32 and recipe.data.dataset_config_name == "2017"
+
+
+def test_a_bad_flag_value_is_one_line(tmp_path, capsys, no_io):
+    message = _train(_recipe(tmp_path, ""), "--per_device_train_batch_size", "many")
+    assert message.startswith("vit-ft train: the command line: argument --per_device_train_batch_size")
+    assert "invalid int value: 'many'" in message
+    assert "\n" not in message and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("length", [["--num_train_epochs", "-1"], ["--num_train_epochs", "0"],
+                                    ["--max_steps", "0"], ["--max_steps", "-5"]])  # fmt: skip
+def test_a_run_that_trains_needs_a_positive_length(tmp_path, no_io, length):
+    assert f"{length[0][2:]}=" in _train(_recipe(tmp_path, ""), *length)
+
+
+def test_model_overrides_is_a_mapping_or_json_and_unknown_keys_name_the_closest_field(tmp_path):
+    mapping = read_recipe(_recipe(tmp_path, "model_overrides: {image_size: 16, patch_size: 2}\n"))
+    json_text = read_recipe(_recipe(tmp_path, "model_overrides: '{\"image_size\": 16, \"patch_size\": 2}'\n"))
+    assert mapping.model.model_overrides == json_text.model.model_overrides == {"image_size": 16, "patch_size": 2}
+    with pytest.raises(ValueError, match="model_overrides sets 'drop_path', which is not a ViTConfig field. Did you "
+                                         "mean 'drop_path_rate'"):  # fmt: skip
+        read_recipe(_recipe(tmp_path, "model_overrides: {drop_path: 0.1}\n"))
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--lora_bias", "some"], "lora_bias='some'"),
+        (["--auto_augment", "autoaugment"], "auto_augment='autoaugment'"),
+        (["--teacher_model_name_or_path", "org/teacher", "--teacher_dtype", "int8"], "teacher_dtype='int8'"),
+        (["--distillation_type", "medium"], "distillation_type='medium'"),
+        (["--peft_method", "lora"], "peft_method: lora adapts a trained model"),
+        (["--student_from_teacher", "true"], "student_from_teacher needs teacher_model_name_or_path"),
+        (["--model_name_or_path", "org/model"], "Set one of model_name_or_path"),
+        (["--preset", "vit_tiny_patch16"], "preset='vit_tiny_patch16' is not a known architecture. Did you mean"),
+        (["--ema_decay", "0.99", "--load_best_model_at_end", "true", "--eval_strategy", "epoch", "--save_strategy",
+          "epoch"], "ema_decay with load_best_model_at_end"),
+        (["--image_corruptions", "fog"], "image_corruptions='fog', corruption_severity=3: Unknown corruption 'fog'"),
+        (["--model_overrides", '{"hidden": 3}'], "Did you mean 'hidden_act'"),
+    ],
+)
+def test_refusals_come_before_any_data_or_checkpoint_is_opened(tmp_path, no_io, flags, expected):
+    assert expected in _train(_recipe(tmp_path, ""), *flags)
+
+
+def test_every_shipped_recipe_field_has_the_type_its_group_declares():
+    for recipe in TRAINING_RECIPES:
+        read_recipe(recipe, ["--use_cpu", "true", "--bf16", "false"])  # raises on a value of the wrong type
+
+
+def test_a_recipe_saved_before_the_feature_groups_still_parses():
+    # Written by vit-ft at ef602b1 (three dataclasses, model_overrides as JSON text) for the digits student.
+    recipe = read_recipe(Path(__file__).parent / "fixtures" / "recipe_saved_at_ef602b1.yaml", ["--use_cpu", "true"])
+    assert recipe.model.model_overrides["hidden_size"] == 48 and recipe.lora.lora_target == "attention"
+    assert (recipe.distillation.teacher_model_name_or_path, recipe.distillation.distillation_type) == (
+        "outputs/digits", "hard"
+    )

@@ -18,7 +18,7 @@ QUICK = ["--max_train_samples", "160", "--max_eval_samples", "48", "--per_device
 
 
 def _train(output_dir, *flags):
-    return run_training(*read_recipe(RECIPE, [*QUICK, "--output_dir", str(output_dir), *flags]))
+    return run_training(read_recipe(RECIPE, [*QUICK, "--output_dir", str(output_dir), *flags]))
 
 
 @pytest.mark.slow
@@ -87,14 +87,14 @@ def test_bad_images_are_skipped_and_counted_unless_strict(tmp_path):
              "--train_val_split", "0", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no",
              "--output_dir", f"{tmp_path}/out", "--per_device_train_batch_size", "15",
              "--max_train_samples", "None"]  # fmt: skip
-    results = run_training(*read_recipe(RECIPE, flags))
+    results = run_training(read_recipe(RECIPE, flags))
     assert results["train_loss"] > 0
     all_results = json.loads((tmp_path / "out" / "all_results.json").read_text())
     assert all_results["train_skipped_images"] == 4 and all_results["test_skipped_images"] == 1
     with pytest.raises(ValueError, match=r"(broken|empty)\.png.*strict_images"):
-        run_training(*read_recipe(RECIPE, [*flags, "--strict_images", "true"]))
+        run_training(read_recipe(RECIPE, [*flags, "--strict_images", "true"]))
     with pytest.raises(FileNotFoundError, match=f"model_name_or_path='{tmp_path}/no_model' is not a directory"):
-        run_training(*read_recipe(RECIPE, [*flags, "--model_name_or_path", f"{tmp_path}/no_model"]))
+        run_training(read_recipe(RECIPE, [*flags, "--model_name_or_path", f"{tmp_path}/no_model"]))
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from dataclasses import fields
 
 from transformers import HfArgumentParser
 
-from .arguments import DataArguments
+from .data.arguments import DataArguments
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -26,16 +26,14 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .recipe import DATACLASSES, read_recipe
+    from .recipe import RecipeParser, read_recipe
     from .train import run_training
 
     if args.help or args.recipe is None:
-        from transformers import HfArgumentParser
-
         print("usage: vit-ft train RECIPE.yaml [--field value ...]\n\nFields, in the recipe or as flags:")
-        HfArgumentParser(DATACLASSES).print_help()
+        RecipeParser().print_help()
         return
-    run_training(*read_recipe(args.recipe, args.overrides))
+    run_training(read_recipe(args.recipe, args.overrides))
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -88,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("-h", "--help", action="store_true", help="List every field a recipe can set.")
     train.add_argument(
-        "recipe", nargs="?", help="YAML recipe of ModelArguments, DataArguments and ViTTrainingArguments fields."
+        "recipe", nargs="?", help="YAML recipe: model, data, augmentation, LoRA, distillation, Hub, training fields."
     )
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="--field value flags that override the recipe.")
     train.set_defaults(handler=_train)

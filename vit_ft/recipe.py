@@ -1,20 +1,75 @@
-"""Reading a recipe: a YAML file of dataclass fields, overridden by `--field value` flags, parsed by
-HfArgumentParser into (ModelArguments, DataArguments, ViTTrainingArguments)."""
+"""Reading a recipe: a YAML file of argument fields, overridden by `--field value` flags, parsed by HfArgumentParser
+into one argument group per feature and checked as a whole before any data or checkpoint is opened."""
 
 import difflib
+import enum
 import sys
-from dataclasses import asdict, fields
+import types
+import typing
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser
 
-from .arguments import DataArguments, ModelArguments, ViTTrainingArguments
+from .checkpoints.arguments import ModelArguments
+from .data.arguments import AugmentationArguments, DataArguments
+from .hub.arguments import HubArguments
+from .hub.push import check_push_to_hub
+from .training.arguments import DistillationArguments, LoraArguments, ViTTrainingArguments
 
-DATACLASSES = (ModelArguments, DataArguments, ViTTrainingArguments)
+
+@dataclass
+class Recipe:
+    """The argument groups of one run, in the order `vit-ft train --help` lists them."""
+
+    model: ModelArguments
+    data: DataArguments
+    augmentation: AugmentationArguments
+    lora: LoraArguments
+    distillation: DistillationArguments
+    hub: HubArguments
+    training: ViTTrainingArguments
+
+    def __post_init__(self):
+        check_recipe(self)
+
+    @property
+    def groups(self) -> tuple:
+        return tuple(getattr(self, group.name) for group in fields(self))
 
 
-def _field_names(dataclasses=DATACLASSES) -> list[str]:
+GROUPS = tuple(typing.get_type_hints(Recipe)[group.name] for group in fields(Recipe))
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """The checks that span groups: each group has checked its own fields already."""
+    model, lora, distillation = recipe.model, recipe.lora, recipe.distillation
+    if distillation.student_from_teacher and (model.model_name_or_path or model.preset):
+        raise ValueError("student_from_teacher builds the student from the teacher: unset model_name_or_path and "
+                         "preset.")  # fmt: skip
+    if not distillation.student_from_teacher and bool(model.model_name_or_path) == bool(model.preset):
+        raise ValueError("Set one of model_name_or_path (a checkpoint to fine-tune) and preset (an architecture to "
+                         "train from scratch).")  # fmt: skip
+    if lora.enabled:
+        if recipe.training.freeze_backbone:
+            raise ValueError("freeze_backbone and peft_method: lora both choose what trains; set only one of them.")
+        if distillation.student_from_teacher:
+            raise ValueError("peft_method: lora with student_from_teacher: the pruned student exists only in this "
+                             "run, so an adapter could not name its base. Train the student in full.")  # fmt: skip
+        if not model.model_name_or_path:
+            raise ValueError("peft_method: lora adapts a trained model: set model_name_or_path (a preset has nothing "
+                             "to adapt; train it in full).")  # fmt: skip
+        if (Path(model.model_name_or_path) / "adapter_config.json").is_file():
+            raise ValueError(f"{model.model_name_or_path} is a LoRA adapter: merge it first (vit-ft merge-lora "
+                             f"--adapter {model.model_name_or_path} --output DIR) and train the new adapter on the "
+                             "merged model.")  # fmt: skip
+    if recipe.data.has_training_data:
+        recipe.training.check_trains()
+    check_push_to_hub(recipe.training)
+
+
+def _field_names(dataclasses=GROUPS) -> list[str]:
     return [f.name for dataclass in dataclasses for f in fields(dataclass) if f.init]
 
 
@@ -24,32 +79,167 @@ def _unknown_key_error(key: str, source: str, names: list[str]) -> ValueError:
     return ValueError(f"Unknown field {key!r} in {source}.{hint}")
 
 
-def read_recipe(path: str | Path | None, overrides: list[str] | None = None, dataclasses=DATACLASSES) -> tuple:
+class RecipeParser(HfArgumentParser):
+    """HfArgumentParser whose errors are one line (a ValueError) instead of the usage text and an exit."""
+
+    def __init__(self, dataclasses=GROUPS, **kwargs):
+        super().__init__(dataclasses, **kwargs)
+
+    def error(self, message: str):
+        raise ValueError(f"the command line: {message}. See `vit-ft train --help` for the fields.")
+
+
+def read_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
     """
-    Parses the recipe at `path` (YAML) and the `overrides` flags (`--field value`, later wins) into the
-    dataclasses. An unknown key, in the file or the flags, is an error naming it and the closest valid field.
+    Parses the recipe at `path` (YAML) and the `overrides` flags (`--field value`, later wins) into a checked
+    `Recipe`. An unknown key, in the file or the flags, is an error naming it and the closest valid field; a value of
+    the wrong type is an error naming the file, the field and the type it needs.
     """
-    names = _field_names(dataclasses)
+    names = _field_names()
     recipe = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"Recipe {path} does not exist.")
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"Recipe {path} is not valid YAML: {' '.join(str(error).split())}") from error
         if not isinstance(recipe, dict):
             raise ValueError(f"Recipe {path} must be a mapping of field: value, not {type(recipe).__name__}.")
         for key in recipe:
             if key not in names:
                 raise _unknown_key_error(key, str(path), names)
+        recipe = {key: _as_field_type(value, key, str(path)) for key, value in recipe.items()}
     overrides = list(overrides or [])
     for flag in overrides:
         if flag.startswith("--") and flag[2:].split("=", 1)[0] not in names:
             raise _unknown_key_error(flag[2:].split("=", 1)[0], "the command line", names)
     overrides, unset = _pop_null_flags(overrides)
-    parser = HfArgumentParser(dataclasses)
-    # The file's values become the parser's defaults, keeping their YAML types (lists, null); flags parse over them.
+    parser = RecipeParser()
+    # The file's values become the parser's defaults, keeping their YAML types (lists, mappings, null); flags parse
+    # over them.
     parser.set_defaults(**{**recipe, **unset})
-    return parser.parse_args_into_dataclasses(args=overrides, look_for_args_file=False)
+    return Recipe(*parser.parse_args_into_dataclasses(args=overrides, look_for_args_file=False))
+
+
+_FIELD_TYPES = {name: hint for group in GROUPS for name, hint in typing.get_type_hints(group).items()}
+_YAML_BOOLEAN_HINT = ("YAML reads unquoted yes/no/on/off/true/false as booleans; write the value in quotes, e.g. "
+                      "'no'.")  # fmt: skip
+
+
+class _Mismatch(Exception):
+    """A value does not fit a type."""
+
+
+def _as_field_type(value, name: str, source: str):
+    """`value` converted to the declared type of field `name`, or a one-line ValueError naming both."""
+    try:
+        return _convert(value, _FIELD_TYPES[name])
+    except _Mismatch:
+        hint = f" {_YAML_BOOLEAN_HINT}" if isinstance(value, bool) else ""
+        raise ValueError(f"{source}: {name} is {value!r} ({type(value).__name__}), but it takes "
+                         f"{_describe(_FIELD_TYPES[name])}.{hint}") from None  # fmt: skip
+
+
+def _members(annotation) -> tuple:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _convert(value, annotation):
+    """Tries the members of `annotation` exactly first, then with the conversions a YAML user means."""
+    members = _members(annotation)
+    for strict in (True, False):
+        for member in members:
+            try:
+                return _convert_to(value, member, strict)
+            except _Mismatch:
+                continue
+    raise _Mismatch
+
+
+def _convert_to(value, kind, strict: bool):
+    origin = typing.get_origin(kind)
+    if kind is typing.Any:
+        return value
+    if kind is type(None):
+        if value is None:
+            return None
+    elif kind is bool:
+        if isinstance(value, bool):
+            return value
+        if not strict and isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif kind in (int, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if kind is float:
+                return float(value)
+            if isinstance(value, int) or (not strict and value.is_integer()):
+                return int(value)
+        if not strict and isinstance(value, str):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+        if not strict and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif isinstance(kind, type) and issubclass(kind, enum.Enum):
+        choices = [member.value for member in kind]
+        if isinstance(value, str) and value in choices:
+            return value
+        if not strict and value is False and "no" in choices:  # YAML's unquoted `no` or `off`
+            return "no"
+    elif origin is typing.Literal:
+        if value in typing.get_args(kind):
+            return value
+    elif kind is dict or origin is dict:
+        if isinstance(value, dict):
+            return value
+    elif kind is list or origin is list:
+        if isinstance(value, list):
+            (item,) = typing.get_args(kind) or (typing.Any,)
+            return [_convert(element, item) for element in value]
+    elif isinstance(kind, type):
+        if isinstance(value, kind):
+            return value
+    raise _Mismatch
+
+
+def _describe(annotation) -> str:
+    """The type a field takes, in words."""
+    words = []
+    members = _members(annotation)
+    # transformers types its enum fields `SomeEnum | str` for argparse: the enum's values are what it takes.
+    if any(isinstance(member, type) and issubclass(member, enum.Enum) for member in members):
+        members = tuple(member for member in members if member is not str)
+    for member in members:
+        origin = typing.get_origin(member)
+        if member is type(None):
+            words.append("null")
+        elif member is bool:
+            words.append("true or false")
+        elif member is int:
+            words.append("an integer")
+        elif member is float:
+            words.append("a number")
+        elif member is str:
+            words.append("text")
+        elif isinstance(member, type) and issubclass(member, enum.Enum):
+            words.append("one of " + ", ".join(repr(choice.value) for choice in member))
+        elif member is dict or origin is dict:
+            words.append("a mapping")
+        elif member is list or origin is list:
+            words.append("a list")
+        elif origin is typing.Literal:
+            words.append(" or ".join(repr(choice) for choice in typing.get_args(member)))
+        else:
+            words.append(getattr(member, "__name__", str(member)))
+    return " or ".join(dict.fromkeys(words))
 
 
 def _pop_null_flags(flags: list[str]) -> tuple[list[str], dict]:
@@ -76,10 +266,10 @@ def _pop_null_flags(flags: list[str]) -> tuple[list[str], dict]:
     return kept, unset
 
 
-def save_resolved_recipe(parsed: tuple, output_dir: str | Path) -> Path:
+def save_resolved_recipe(recipe: Recipe, output_dir: str | Path) -> Path:
     """Writes every field's final value to `output_dir/vit_ft_recipe.yaml`, with the command that ran."""
     resolved = {}
-    for arguments in parsed:
+    for arguments in recipe.groups:
         values = arguments.to_dict() if hasattr(arguments, "to_dict") else asdict(arguments)
         resolved.update({key: value for key, value in values.items() if key in _field_names((type(arguments),))})
     path = Path(output_dir) / "vit_ft_recipe.yaml"

@@ -1,6 +1,5 @@
 """`vit-ft train`: one run, from recipe to saved model, metrics and plots."""
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -8,8 +7,7 @@ from pathlib import Path
 import transformers
 from transformers import set_seed
 
-from .arguments import DataArguments, ModelArguments, ViTTrainingArguments
-from .checkpoints.loading import build_model, check_model_source, freeze_backbone, hub_options, parameter_counts
+from .checkpoints.loading import build_model, freeze_backbone, parameter_counts
 from .data.corruptions import with_data_corruptions
 from .data.datasets import load_image_datasets
 from .data.transforms import (
@@ -22,10 +20,11 @@ from .data.transforms import (
 from .evaluation.metrics import ClassificationMetrics, first_logits
 from .evaluation.plots import plot_confusion_matrix, plot_training_curves
 from .hub.card import run_environment, write_model_card
-from .hub.push import check_push_to_hub, push_trained_model
+from .hub.push import push_trained_model
 from .model.modeling_vit_ft import ViTForImageClassification
-from .recipe import save_resolved_recipe
-from .training.distillation import DISTILLATION_TYPES, Teacher, depth_pruned_student, load_teacher_model
+from .recipe import Recipe, save_resolved_recipe
+from .training.arguments import ViTTrainingArguments
+from .training.distillation import Teacher, depth_pruned_student, load_teacher_model
 from .training.lora import add_lora, write_adapter_record
 from .training.mixing import BatchMixer
 from .training.optimization import EMACallback
@@ -35,75 +34,62 @@ logger = logging.getLogger(__name__)
 
 
 def _check(args: ViTTrainingArguments) -> None:
-    if args.ema_decay is not None and args.load_best_model_at_end:
-        raise ValueError("ema_decay with load_best_model_at_end is not supported: checkpoints hold the trained "
-                         "weights, the EMA sits beside them. Turn one of them off.")  # fmt: skip
-    if args.distillation_type not in DISTILLATION_TYPES:
-        raise ValueError(f"distillation_type={args.distillation_type!r}: choose soft or hard.")
     if args.dataloader_persistent_workers:
         raise ValueError("dataloader_persistent_workers is not supported: augmentations are seeded per example and "
                          "epoch, and persistent workers would keep the first epoch's.")  # fmt: skip
 
 
-def _resolve_local_paths(model_args: ModelArguments, args: ViTTrainingArguments) -> None:
+def _resolve_local_paths(recipe: Recipe) -> None:
     """
     Local model and teacher directories become absolute paths, so the saved recipe and the model card tell them
     from Hub ids (`outputs/digits` could be either) from any working directory.
     """
-    for arguments, name in ((model_args, "model_name_or_path"), (model_args, "base_model"),
-                            (args, "teacher_model_name_or_path")):  # fmt: skip
+    for arguments, name in ((recipe.model, "model_name_or_path"), (recipe.model, "base_model"),
+                            (recipe.distillation, "teacher_model_name_or_path")):  # fmt: skip
         value = getattr(arguments, name)
-        if not value:
-            continue
-        check_model_source(value, name)
-        if os.path.isdir(value):
+        if value and os.path.isdir(value):
             setattr(arguments, name, os.path.abspath(value))
 
 
 def _student_and_teacher(
-    model_args: ModelArguments, args: ViTTrainingArguments, label_names: list[str]
+    recipe: Recipe, label_names: list[str]
 ) -> tuple[ViTForImageClassification, object, Teacher | None]:
     """The model to train and its image processor, and the teacher it distils from (None without one)."""
-    if not args.teacher_model_name_or_path:
-        if model_args.student_from_teacher:
-            raise ValueError("student_from_teacher needs teacher_model_name_or_path: the teacher to cut it from.")
-        return *build_model(model_args, label_names), None
+    distillation = recipe.distillation
+    if not distillation.enabled:
+        return *build_model(recipe.model, label_names, for_lora=recipe.lora.enabled), None
     teacher_model, teacher_processor = load_teacher_model(
-        args.teacher_model_name_or_path, label_names, hub_options(model_args)
+        distillation.teacher_model_name_or_path, label_names, recipe.model.hub_options
     )
-    if model_args.student_from_teacher:
-        if not model_args.student_layers:
-            raise ValueError("student_from_teacher needs student_layers: the teacher layers to keep, e.g. 0,4,8,11.")
-        overrides = json.loads(model_args.model_overrides) if model_args.model_overrides else {}
-        model, processor = depth_pruned_student(teacher_model, model_args.student_layers, overrides), teacher_processor
+    if distillation.student_from_teacher:
+        student = depth_pruned_student(teacher_model, distillation.student_layers, recipe.model.model_overrides)
+        model, processor = student, teacher_processor
     else:
-        model, processor = build_model(model_args, label_names)
-    return model, processor, Teacher(teacher_model, teacher_processor, processor, args.teacher_dtype)
+        model, processor = build_model(recipe.model, label_names, for_lora=recipe.lora.enabled)
+    return model, processor, Teacher(teacher_model, teacher_processor, processor, distillation.teacher_dtype)
 
 
-def build_trainer(
-    model_args: ModelArguments, data_args: DataArguments, args: ViTTrainingArguments
-) -> tuple[ViTTrainer, dict, list[str]]:
+def build_trainer(recipe: Recipe) -> tuple[ViTTrainer, dict, list[str]]:
     """
     The trainer of a run, ready to train: model, data and transforms; the resolved recipe (and a LoRA run's
-    adapter record) already in `args.output_dir`. Returns it, the data splits and the label names.
+    adapter record) already in its `output_dir`. Returns it, the data splits and the label names.
     """
+    args, data_args = recipe.training, recipe.data
     _check(args)
-    check_push_to_hub(args)
-    _resolve_local_paths(model_args, args)
+    _resolve_local_paths(recipe)
     transformers.utils.logging.set_verbosity(args.get_process_log_level())
     set_seed(args.seed)
-    data, label_names = load_image_datasets(data_args, args.seed, model_args.cache_dir, model_args.token)
-    model, processor, teacher = _student_and_teacher(model_args, args, label_names)
-    if model_args.freeze_backbone:
+    data, label_names = load_image_datasets(data_args, args.seed, recipe.model.cache_dir, recipe.model.token)
+    model, processor, teacher = _student_and_teacher(recipe, label_names)
+    if args.freeze_backbone:
         freeze_backbone(model)
-    if model_args.peft_method:
-        model = add_lora(model, model_args)
+    if recipe.lora.enabled:
+        model = add_lora(model, recipe.lora, recipe.model.model_name_or_path)
     total, trainable = parameter_counts(model)
     logger.warning(f"Model: {total:,} parameters, {trainable:,} trainable ({100 * trainable / total:.2f}%).")
 
     strict = data_args.strict_images
-    train_transform = ExampleTransform(build_train_transform(processor, args), strict, seed=args.seed)
+    train_transform = ExampleTransform(build_train_transform(processor, recipe.augmentation), strict, seed=args.seed)
     if "train" in data:
         data["train"] = data["train"].add_column("example_id", list(range(len(data["train"]))))
         data["train"] = with_data_corruptions(data["train"], train_transform, data_args)
@@ -122,22 +108,26 @@ def build_trainer(
         processing_class=processor,
         compute_metrics=ClassificationMetrics(len(label_names)),
         preprocess_logits_for_metrics=first_logits,
-        batch_mixer=BatchMixer(len(label_names), args.mixup_alpha, args.cutmix_alpha, args.label_smoothing_factor),
+        batch_mixer=BatchMixer(
+            len(label_names), recipe.augmentation.mixup_alpha, recipe.augmentation.cutmix_alpha,
+            args.label_smoothing_factor,
+        ),
         ema=ema,
         callbacks=[EpochCallback(train_transform)],
         teacher=teacher,
+        distillation=recipe.distillation if teacher is not None else None,
     )
     if args.should_save:
-        save_resolved_recipe((model_args, data_args, args), args.output_dir)
-        if model_args.peft_method:
-            overrides = json.loads(model_args.model_overrides) if model_args.model_overrides else {}
-            write_adapter_record(args.output_dir, model, overrides)
+        save_resolved_recipe(recipe, args.output_dir)
+        if recipe.lora.enabled:
+            write_adapter_record(args.output_dir, model, recipe.model.model_overrides)
     return trainer, data, label_names
 
 
-def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViTTrainingArguments) -> dict:
-    """Trains, evaluates on validation and test, saves the model, metrics and plots in `args.output_dir`."""
-    trainer, data, label_names = build_trainer(model_args, data_args, args)
+def run_training(recipe: Recipe) -> dict:
+    """Trains, evaluates on validation and test, saves the model, metrics and plots in the recipe's `output_dir`."""
+    args = recipe.training
+    trainer, data, label_names = build_trainer(recipe)
     ema = trainer.ema
     total, trainable = parameter_counts(trainer.model)
     results = {}
@@ -166,7 +156,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViT
     if args.should_save:
         plot_training_curves(trainer.state.log_history, Path(args.output_dir) / "training_curves.png")
     trainer.save_metrics("run", run_environment(args))  # the hardware, for the model card
-    if args.should_save and model_args.peft_method:
+    if args.should_save and recipe.lora.enabled:
         # peft's save_pretrained leaves a template README.md; the adapter's card replaces it.
         write_model_card(args.output_dir, args.hub_model_id or Path(args.output_dir).name)
     push_trained_model(trainer)

@@ -9,7 +9,7 @@ from transformers import DeiTImageProcessor, ViTImageProcessor
 
 from tests.conftest import tiny_config
 from vit_ft import ViTForImageClassification
-from vit_ft.arguments import ModelArguments
+from vit_ft.checkpoints.arguments import ModelArguments
 from vit_ft.checkpoints.loading import build_model, freeze_backbone
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from vit_ft.arguments import DataArguments
+from vit_ft.data.arguments import DataArguments
 from vit_ft.data.datasets import _encode_labels, load_digits_dataset, load_image_datasets
 from vit_ft.data.transforms import decode_image, to_rgb
 
@@ -144,11 +144,19 @@ def test_folders_that_are_missing_empty_or_without_classes_are_named(tmp_path):
         load_image_datasets(DataArguments(train_dir=str(tmp_path / "flat")))
 
 
-def test_an_empty_split_is_named():
-    with pytest.raises(ValueError, match="The train split is empty .*max_train_samples"):
-        load_image_datasets(DataArguments(dataset_name="digits", max_train_samples=0))
-    with pytest.raises(ValueError, match="The test split is empty"):
-        load_image_datasets(DataArguments(dataset_name="digits", max_eval_samples=0))
+def test_an_empty_split_is_named(monkeypatch):
+    digits = load_digits_dataset()
+    monkeypatch.setattr("vit_ft.data.datasets._load_raw", lambda *args: DatasetDict(train=digits["train"],
+                                                                                     test=digits["test"].select([])))
+    with pytest.raises(ValueError, match="The test split is empty in the data"):
+        load_image_datasets(DataArguments(dataset_name="any"))
+
+
+def test_sample_limits_below_one_are_refused_before_loading():
+    with pytest.raises(ValueError, match="max_train_samples=0 must be at least 1"):
+        DataArguments(dataset_name="digits", max_train_samples=0)
+    with pytest.raises(ValueError, match="max_eval_samples=0 must be at least 1"):
+        DataArguments(dataset_name="digits", max_eval_samples=0)
 
 
 def test_labels_outside_the_label_map_or_the_training_classes_are_named(tmp_path, monkeypatch):

@@ -13,8 +13,8 @@ from transformers import AutoImageProcessor, ViTImageProcessor
 
 from tests.conftest import tiny_config
 from vit_ft import ViTForImageClassification
-from vit_ft.arguments import DataArguments
 from vit_ft.cli import main
+from vit_ft.data.arguments import DataArguments
 from vit_ft.data.corruptions import (
     CORRUPTIONS,
     CorruptedExampleTransform,
@@ -159,7 +159,9 @@ def test_corruption_keeps_a_seeded_augmentation_per_example(digits_test):
 def test_data_corruptions_come_first_and_a_corruption_on_top_draws_other_noise(digits_test):
     # `vit-ft evaluate --image_corruptions gaussian_noise --corruptions gaussian_noise`: both noises at seed 0.
     transform = build_eval_transform(ViTImageProcessor(size={"height": 16, "width": 16}))
-    data_args = DataArguments(image_corruptions="low_resolution,gaussian_noise", corruption_severity=2)
+    data_args = DataArguments(
+        dataset_name="digits", image_corruptions="low_resolution,gaussian_noise", corruption_severity=2
+    )
     on_top = CorruptedExampleTransform(ExampleTransform(transform), "gaussian_noise", 4, seed=0, stream=1)
     dataset = with_data_corruptions(digits_test.select(range(8)), on_top, data_args)
     generator = torch.Generator().manual_seed(example_seed(0, 5))

@@ -21,9 +21,9 @@ from tests.test_train_run import QUICK, RECIPE
 from tests.training.test_distillation import distil_flags
 from tests.training.test_lora import lora_flags
 from vit_ft import ViTForImageClassification, ViTModel
-from vit_ft.arguments import DataArguments
 from vit_ft.checkpoints.loading import load_model
 from vit_ft.cli import main
+from vit_ft.data.arguments import DataArguments
 from vit_ft.evaluation.evaluate import evaluate_model
 from vit_ft.evaluation.plots import plot_training_curves
 from vit_ft.hub.card import build_model_card
@@ -71,7 +71,7 @@ torch.save({"logits": logits, "hidden": hidden, "predictions": scope["prediction
 def trained(tmp_path_factory) -> Path:
     """The output directory of a tiny digits run, scored under corruptions, with TensorBoard-like logs beside."""
     output = tmp_path_factory.mktemp("trained") / "tiny-digits"
-    run_training(*read_recipe(RECIPE, [*TRAIN, "--output_dir", str(output)]))
+    run_training(read_recipe(RECIPE, [*TRAIN, "--output_dir", str(output)]))
     evaluate_model(str(output), DataArguments(dataset_name="digits", max_eval_samples=40), "test",
                    ["gaussian_noise", "jpeg"], severity=3)  # fmt: skip
     (output / "runs").mkdir()
@@ -186,7 +186,7 @@ def test_license_comes_from_the_flag_then_the_recipe(model_dir):
 @pytest.mark.slow
 def test_a_distilled_student_card_names_its_teacher(fake_hub, trained, tmp_path):
     student = tmp_path / "student"
-    run_training(*read_recipe(RECIPE, distil_flags(trained, student, "--max_steps", "2", "--distillation_type",
+    run_training(read_recipe(RECIPE, distil_flags(trained, student, "--max_steps", "2", "--distillation_type",
                                                    "hard")))  # fmt: skip
     main(["push", "--model", str(student), "--repo_id", "tester/tiny-student"])
     card = ModelCard.load(fake_hub.files("tester/tiny-student") / "README.md")
@@ -276,7 +276,7 @@ def test_a_lora_adapter_is_pushed_with_a_peft_card_that_loads_it(fake_hub, adapt
 def test_a_lora_run_is_pushed_as_an_adapter_its_card_snippets_load(fake_hub, trained, tmp_path, pixel_values,
                                                                    monkeypatch):  # fmt: skip
     output = tmp_path / "lora"
-    run_training(*read_recipe(RECIPE, lora_flags(trained, output, "--max_steps", "2", "--lora_r", "4")))
+    run_training(read_recipe(RECIPE, lora_flags(trained, output, "--max_steps", "2", "--lora_r", "4")))
     main(["push", "--model", str(output), "--repo_id", "tester/tiny-lora"])
     repo = fake_hub.files("tester/tiny-lora")
     assert {"adapter_config.json", "adapter_model.safetensors", "vit_ft_adapter.json", "preprocessor_config.json",
@@ -322,7 +322,7 @@ def test_a_directory_without_a_run_gets_a_card_that_claims_no_training(tmp_path)
 @pytest.mark.slow
 def test_push_to_hub_in_a_recipe_pushes_checkpoints_then_the_run_with_its_card(fake_hub, tmp_path):
     output = tmp_path / "digits-push"
-    run_training(*read_recipe(RECIPE, [*TRAIN, "--output_dir", str(output), "--push_to_hub", "true",
+    run_training(read_recipe(RECIPE, [*TRAIN, "--output_dir", str(output), "--push_to_hub", "true",
                                        "--hub_model_id", "tester/digits-push", "--hub_private_repo", "true",
                                        "--hub_strategy", "every_save", "--hub_always_push", "true",
                                        "--license", "apache-2.0"]))  # fmt: skip
@@ -360,7 +360,7 @@ def test_push_to_hub_settings_fail_before_any_data_is_loaded(fake_hub, tmp_path,
     monkeypatch.setattr("vit_ft.train.load_image_datasets", pytest.fail)
     output = tmp_path / "run 1"
     with pytest.raises(ValueError, match=re.escape(message)):
-        run_training(*read_recipe(RECIPE, [*TRAIN, "--output_dir", str(output), "--push_to_hub", "true", *flags]))
+        run_training(read_recipe(RECIPE, [*TRAIN, "--output_dir", str(output), "--push_to_hub", "true", *flags]))
     assert not output.exists() and not fake_hub.repos
 
 
@@ -369,7 +369,7 @@ def test_a_failed_push_after_training_keeps_the_run_and_gives_the_retry_command(
     output = tmp_path / "digits-fail"
     fake_hub.fail_commits = ConnectionError("the Hub cannot be reached")
     with pytest.raises(PushError) as failure:
-        run_training(*read_recipe(RECIPE, [*TRAIN, "--output_dir", str(output), "--push_to_hub", "true",
+        run_training(read_recipe(RECIPE, [*TRAIN, "--output_dir", str(output), "--push_to_hub", "true",
                                            "--hub_model_id", "tester/digits-fail", "--hub_strategy", "end"]))
     assert f"vit-ft push --model {output} --repo_id tester/digits-fail\n" in f"{failure.value}\n"
     assert "ConnectionError: the Hub cannot be reached" in str(failure.value)

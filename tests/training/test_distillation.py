@@ -134,7 +134,7 @@ def test_training_leaves_the_teacher_untouched_and_logs_both_loss_terms(teacher_
     flags = distil_flags(teacher_dir, tmp_path, "--max_steps", "3", "--distillation_type", distillation_type,
                          "--mixup_alpha", "0.8", "--cutmix_alpha", "1.0", "--gradient_accumulation_steps", "2",
                          "--distillation_temperature", "2.0")  # fmt: skip
-    trainer, _, _ = build_trainer(*read_recipe(RECIPE, flags))
+    trainer, _, _ = build_trainer(read_recipe(RECIPE, flags))
     before = {name: tensor.clone() for name, tensor in trainer.teacher.state_dict().items()}
     student_before = {name: tensor.clone() for name, tensor in trainer.model.state_dict().items()}
     trainer.train()
@@ -157,7 +157,7 @@ def test_a_token_student_learns_from_both_and_evaluates_with_the_average_of_its_
     student = json.loads(STUDENT) | {"use_distillation_token": True}
     flags = distil_flags(teacher_dir, tmp_path, "--max_steps", "2", "--distillation_type", "hard",
                          "--model_overrides", json.dumps(student))  # fmt: skip
-    trainer, data, _ = build_trainer(*read_recipe(RECIPE, flags))
+    trainer, data, _ = build_trainer(read_recipe(RECIPE, flags))
     trainer.train()
     prediction = trainer.predict(data["test"])
     batch = trainer.data_collator([data["test"][i] for i in range(len(data["test"]))])
@@ -172,7 +172,7 @@ def test_a_token_student_learns_from_both_and_evaluates_with_the_average_of_its_
 def test_a_student_cut_from_the_teacher_trains_and_saves_as_an_ordinary_model(teacher_dir, tmp_path):
     flags = distil_flags(teacher_dir, tmp_path, "--max_steps", "2", "--model_overrides", "None", "--preset", "None",
                          "--student_from_teacher", "true", "--student_layers", "1")  # fmt: skip
-    results = run_training(*read_recipe(RECIPE, flags))
+    results = run_training(read_recipe(RECIPE, flags))
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model_type"] == "vit_ft" and config["num_hidden_layers"] == 1 and config["image_size"] == 32
     student = AutoModelForImageClassification.from_pretrained(tmp_path)
@@ -186,7 +186,7 @@ def test_a_teacher_with_other_labels_is_refused_with_the_differences(tmp_path):
     labels = ["zero", *DIGITS[1:]]
     digits_model(id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}).save_pretrained(path)
     with pytest.raises(ValueError, match=r"teacher .*class 0 is 'zero' for the teacher, '0' in the data"):
-        build_trainer(*read_recipe(RECIPE, distil_flags(path, tmp_path / "out")))
+        build_trainer(read_recipe(RECIPE, distil_flags(path, tmp_path / "out")))
 
 
 @pytest.mark.slow
@@ -204,8 +204,8 @@ def test_distillation_under_accelerate_launch_with_two_processes(teacher_dir, tm
 
 @pytest.mark.slow
 def test_a_lora_adapter_teaches_as_its_merged_model(teacher_dir, tmp_path):
-    run_training(*read_recipe(RECIPE, lora_flags(teacher_dir, tmp_path / "adapter", "--max_steps", "2")))
-    trainer, _, _ = build_trainer(*read_recipe(RECIPE, distil_flags(tmp_path / "adapter", tmp_path / "student")))
+    run_training(read_recipe(RECIPE, lora_flags(teacher_dir, tmp_path / "adapter", "--max_steps", "2")))
+    trainer, _, _ = build_trainer(read_recipe(RECIPE, distil_flags(tmp_path / "adapter", tmp_path / "student")))
     merged = load_model(str(tmp_path / "adapter"), merge=True).eval()
     pixels = torch.rand(2, 3, 16, 16)
     resized = torch.nn.functional.interpolate(pixels, size=(32, 32), mode="bicubic", antialias=True)

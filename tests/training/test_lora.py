@@ -13,11 +13,11 @@ from transformers import AutoModelForImageClassification, pipeline
 
 from tests.test_multiprocess import launch
 from vit_ft import ViTConfig, ViTForImageClassification, load_model
-from vit_ft.arguments import ModelArguments
 from vit_ft.checkpoints.loading import default_processor, merge_adapter
 from vit_ft.cli import main
 from vit_ft.recipe import read_recipe
 from vit_ft.train import build_trainer, run_training
+from vit_ft.training.arguments import LoraArguments
 from vit_ft.training.lora import LORA_TARGETS, add_lora, target_modules
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "full_finetune" / "digits.yaml"
@@ -51,7 +51,7 @@ def lora_flags(base: Path, output_dir: Path, *flags: str) -> list[str]:
 
 
 def lora_trainer(base: Path, output_dir: Path, *flags: str):
-    return build_trainer(*read_recipe(RECIPE, lora_flags(base, output_dir, *flags)))
+    return build_trainer(read_recipe(RECIPE, lora_flags(base, output_dir, *flags)))
 
 
 def logits(model, pixels: torch.Tensor) -> torch.Tensor:
@@ -66,7 +66,7 @@ def test_each_target_adapts_the_modules_it_names_and_no_others(target):
              "all-linear": {"q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"}, "fc2,k_proj": {"fc2", "k_proj"}}
     expected = {f"vit.layers.{i}.{'mlp' if name.startswith('fc') else 'attention'}.{name}"
                 for i in (0, 1) for name in names.get(target, ())} or {"vit.layers.1.mlp.fc1"}  # fmt: skip
-    peft_model = add_lora(model, ModelArguments(model_name_or_path="base", peft_method="lora", lora_target=target))
+    peft_model = add_lora(model, LoraArguments(peft_method="lora", lora_target=target), "base")
     adapted = {name.removeprefix("base_model.model.") for name, module in peft_model.named_modules()
                if isinstance(module, LoraLayer)}  # fmt: skip
     assert adapted == expected
@@ -79,18 +79,25 @@ def test_a_target_that_matches_nothing_lists_the_linear_layers():
         target_modules(digits_model(), "q_proj,classifier")
 
 
-def test_lora_needs_a_trained_model_and_excludes_freeze_backbone_and_pruned_students():
+def test_lora_needs_a_trained_model_and_excludes_freeze_backbone_and_pruned_students(tmp_path, monkeypatch):
+    # Refused when the recipe is read, before any data or checkpoint is opened.
+    monkeypatch.setattr("vit_ft.train.load_image_datasets", pytest.fail)
+    monkeypatch.setattr("vit_ft.checkpoints.loading.checkpoint_model", pytest.fail)
+    flags = ["--peft_method", "lora", "--output_dir", str(tmp_path)]
     with pytest.raises(ValueError, match="model_name_or_path"):
-        add_lora(digits_model(), ModelArguments(preset="vit_tiny_patch16_224", peft_method="lora"))
+        read_recipe(RECIPE, flags)
     with pytest.raises(ValueError, match="freeze_backbone"):
-        add_lora(digits_model(), ModelArguments(model_name_or_path="b", peft_method="lora", freeze_backbone=True))
+        read_recipe(RECIPE, [*flags, "--preset", "None", "--model_name_or_path", "b/c", "--freeze_backbone", "true"])
     with pytest.raises(ValueError, match="student_from_teacher"):
-        add_lora(digits_model(), ModelArguments(peft_method="lora", student_from_teacher=True, student_layers="0"))
+        read_recipe(RECIPE, [*flags, "--preset", "None", "--teacher_model_name_or_path", "t/t",
+                             "--student_from_teacher", "true", "--student_layers", "0"])  # fmt: skip
+    with pytest.raises(ValueError, match="lora_bias='some'"):
+        read_recipe(RECIPE, [*flags, "--lora_bias", "some"])
 
 
 def test_the_distillation_head_is_trained_and_saved_in_full():
     model = digits_model(use_distillation_token=True)
-    peft_model = add_lora(model, ModelArguments(model_name_or_path="base", peft_method="lora"))
+    peft_model = add_lora(model, LoraArguments(peft_method="lora"), "base")
     trainable = {name for name, parameter in peft_model.named_parameters() if parameter.requires_grad}
     assert "base_model.model.distillation_classifier.modules_to_save.default.weight" in trainable
     assert "base_model.model.classifier.modules_to_save.default.weight" in trainable
@@ -160,7 +167,7 @@ def test_the_saved_adapter_holds_the_head_and_reloads_with_identical_logits(base
 
 @pytest.mark.slow
 def test_cli_evaluate_predict_and_merge_take_an_adapter(base_dir, tmp_path, capsys):
-    results = run_training(*read_recipe(RECIPE, lora_flags(base_dir, tmp_path / "adapter", "--max_steps", "3")))
+    results = run_training(read_recipe(RECIPE, lora_flags(base_dir, tmp_path / "adapter", "--max_steps", "3")))
     adapter = str(tmp_path / "adapter")
     card = (tmp_path / "adapter" / "README.md").read_text()  # vit-ft's card, not peft's template
     assert "library_name: peft" in card and "load_model(" in card
@@ -184,7 +191,7 @@ def test_cli_evaluate_predict_and_merge_take_an_adapter(base_dir, tmp_path, caps
 def test_a_moved_base_is_reported_with_where_it_looked_and_base_model_fixes_it(base_dir, tmp_path):
     base = tmp_path / "base"
     shutil.copytree(base_dir, base)
-    run_training(*read_recipe(RECIPE, lora_flags(base, tmp_path / "adapter", "--max_steps", "1")))
+    run_training(read_recipe(RECIPE, lora_flags(base, tmp_path / "adapter", "--max_steps", "1")))
     base.rename(tmp_path / "moved")
     with pytest.raises(OSError, match=rf"looked for '{base}' as a local directory.*--base_model"):
         load_model(str(tmp_path / "adapter"))
@@ -194,7 +201,7 @@ def test_a_moved_base_is_reported_with_where_it_looked_and_base_model_fixes_it(b
 
 @pytest.mark.slow
 def test_an_adapter_for_other_labels_than_the_data_is_refused_by_name(base_dir, tmp_path):
-    run_training(*read_recipe(RECIPE, lora_flags(base_dir, tmp_path / "adapter", "--max_steps", "1")))
+    run_training(read_recipe(RECIPE, lora_flags(base_dir, tmp_path / "adapter", "--max_steps", "1")))
     for label in ("cat", "dog"):
         (tmp_path / "images" / label).mkdir(parents=True)
         Image.new("RGB", (8, 8)).save(tmp_path / "images" / label / "0.png")

@@ -7,9 +7,10 @@ from transformers import DeiTImageProcessor, ViTImageProcessor
 
 from tests.conftest import tiny_config
 from vit_ft import ViTForImageClassification
-from vit_ft.arguments import ViTTrainingArguments
+from vit_ft.data.arguments import AugmentationArguments
 from vit_ft.data.transforms import ExampleTransform, build_eval_transform, build_train_transform, collate_images
 from vit_ft.recipe import read_recipe, save_resolved_recipe
+from vit_ft.training.arguments import ViTTrainingArguments
 from vit_ft.training.mixing import BatchMixer
 from vit_ft.training.optimization import layer_id, parameter_groups
 from vit_ft.training.trainer import ViTTrainer
@@ -25,13 +26,13 @@ def test_transforms_size_and_normalise_from_the_processor(tmp_path):
     evaluated = build_eval_transform(processor)(image)
     assert evaluated.shape == (3, 24, 24)
     torch.testing.assert_close(evaluated, torch.full((3, 24, 24), 2.0))  # (1 - 0.5) / 0.25
-    train = build_train_transform(processor, _args(tmp_path, auto_augment="randaugment", random_erasing=1.0))
+    train = build_train_transform(processor, AugmentationArguments(auto_augment="randaugment", random_erasing=1.0))
     assert train(image).shape == (3, 24, 24)
     deit = DeiTImageProcessor(size={"height": 32, "width": 32}, crop_size={"height": 28, "width": 28})
     assert build_eval_transform(deit)(image).shape == (3, 28, 28)
-    assert build_train_transform(deit, _args(tmp_path))(image).shape == (3, 28, 28)
+    assert build_train_transform(deit, AugmentationArguments())(image).shape == (3, 28, 28)
     with pytest.raises(ValueError, match="auto_augment='autoaugment'"):
-        build_train_transform(processor, _args(tmp_path, auto_augment="autoaugment"))
+        AugmentationArguments(auto_augment="autoaugment")
 
 
 def test_undecodable_images_are_skipped_or_raise():
@@ -61,7 +62,7 @@ def test_truncated_and_empty_files_are_undecodable_and_a_one_pixel_image_is_not(
     (tmp_path / "empty.png").write_bytes(b"")
     Image.new("L", (1, 1), 255).save(tmp_path / "pixel.png")
     images = [{"bytes": None, "path": str(tmp_path / name)} for name in ("truncated.png", "empty.png", "pixel.png")]
-    for transform in (build_eval_transform(processor), build_train_transform(processor, _args(tmp_path))):
+    for transform in (build_eval_transform(processor), build_train_transform(processor, AugmentationArguments())):
         batch = ExampleTransform(transform)({"image": images, "label": [0, 1, 2]})
         assert batch["pixel_values"][:2] == [None, None] and batch["pixel_values"][2].shape == (3, 8, 8)
     for name in ("truncated.png", "empty.png"):
@@ -130,13 +131,15 @@ def test_recipe_flags_override_the_file_and_unknown_keys_fail(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("dataset_name: digits\npreset: vit_tiny_patch16_224\noutput_dir: out\nlearning_rate: 0.1\n"
                       "report_to: none\nlayer_decay: 0.65\n")  # fmt: skip
-    model, data, training = read_recipe(recipe, ["--learning_rate", "0.01", "--mixup_alpha", "0.8"])
+    parsed = read_recipe(recipe, ["--learning_rate", "0.01", "--mixup_alpha", "0.8"])
+    model, data, training = parsed.model, parsed.data, parsed.training
     assert (model.preset, data.dataset_name, training.learning_rate) == ("vit_tiny_patch16_224", "digits", 0.01)
-    assert (training.layer_decay, training.mixup_alpha, training.remove_unused_columns) == (0.65, 0.8, False)
-    saved = save_resolved_recipe((model, data, training), tmp_path / "run").read_text()
+    mixup = parsed.augmentation.mixup_alpha
+    assert (training.layer_decay, mixup, training.remove_unused_columns) == (0.65, 0.8, False)
+    saved = save_resolved_recipe(parsed, tmp_path / "run").read_text()
     assert "learning_rate: 0.01\n" in saved and "mixup_alpha: 0.8\n" in saved
     assert "preset: vit_tiny_patch16_224\n" in saved
-    assert read_recipe(tmp_path / "run" / "vit_ft_recipe.yaml")[2].learning_rate == 0.01
+    assert read_recipe(tmp_path / "run" / "vit_ft_recipe.yaml").training.learning_rate == 0.01
     recipe.write_text("dataset_name: digits\nnum_train_epoch: 3\n")
     with pytest.raises(ValueError, match=r"Unknown field 'num_train_epoch' in .*recipe.yaml. Did you mean "
                                          r"'num_train_epochs'\?"):  # fmt: skip
@@ -144,10 +147,12 @@ def test_recipe_flags_override_the_file_and_unknown_keys_fail(tmp_path):
     with pytest.raises(ValueError, match=r"Unknown field 'mix_up' in the command line"):
         read_recipe(None, ["--mix_up", "0.2"])
     # The last of repeated flags wins, `None` included.
-    flags = ["--layer_decay", "0.5", "--preset", "a", "--layer_decay", "None", "--preset", "None", "--preset=b",
-             "--learning_rate=1", "--learning_rate", "2"]  # fmt: skip
-    model, _, training = read_recipe(tmp_path / "run" / "vit_ft_recipe.yaml", flags)
-    assert (training.layer_decay, model.preset, training.learning_rate) == (None, "b", 2.0)
+    flags = ["--layer_decay", "0.5", "--preset", "vit_small_patch16_224", "--layer_decay", "None", "--preset", "None",
+             "--preset=vit_base_patch16_224", "--learning_rate=1", "--learning_rate", "2"]  # fmt: skip
+    parsed = read_recipe(tmp_path / "run" / "vit_ft_recipe.yaml", flags)
+    assert (parsed.training.layer_decay, parsed.model.preset, parsed.training.learning_rate) == (
+        None, "vit_base_patch16_224", 2.0
+    )
 
 
 def test_train_help_lists_the_fields(capsys):

@@ -1,9 +1,7 @@
 """Building the model and image processor a run starts from: a checkpoint (vit_ft, transformers, timm-converted)
 or a preset trained from scratch, with the dataset's labels."""
 
-import json
 import logging
-import os
 import tempfile
 from itertools import zip_longest
 
@@ -12,25 +10,12 @@ from peft import PeftModel
 from transformers import AutoImageProcessor, ViTImageProcessor
 from transformers.image_utils import PILImageResampling
 
-from ..arguments import ModelArguments
 from ..model.configuration_vit_ft import ViTConfig
 from ..model.modeling_vit_ft import ViTForImageClassification, _read_json
 from .adapters import check_base_model, is_adapter, read_adapter
+from .arguments import ModelArguments, check_model_source
 
 logger = logging.getLogger(__name__)
-
-
-def hub_options(args: ModelArguments) -> dict:
-    """The Hub options of `args` (cache, revision, token), as `from_pretrained` takes them."""
-    return {"cache_dir": args.cache_dir, "revision": args.model_revision, "token": args.token}
-
-
-def check_model_source(path_or_id: str, argument: str) -> None:
-    """A source written as a path (`./x`, `/x`, `~/x`, `a/b/c`) must be a directory; `org/name` may be a Hub id."""
-    looks_local = path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") > 1
-    if looks_local and not os.path.isdir(os.path.expanduser(path_or_id)):
-        raise FileNotFoundError(f"{argument}={path_or_id!r} is not a directory: give a saved model's folder or a Hub "
-                                "id (org/name).")  # fmt: skip
 
 
 def default_processor(image_size: int) -> ViTImageProcessor:
@@ -38,31 +23,34 @@ def default_processor(image_size: int) -> ViTImageProcessor:
     return ViTImageProcessor(size={"height": image_size, "width": image_size}, resample=PILImageResampling.BICUBIC)
 
 
-def build_model(args: ModelArguments, label_names: list[str]) -> tuple[ViTForImageClassification, object]:
+def build_model(
+    source: ModelArguments, label_names: list[str], for_lora: bool = False
+) -> tuple[ViTForImageClassification, object]:
     """
-    Returns the model, labelled with `label_names`, and its image processor. A checkpoint whose labels differ from
-    the dataset's gets new classifier heads, with a warning that says so. A LoRA adapter directory is merged into
-    its base first.
+    Returns the model `source` names, labelled with `label_names`, and its image processor. A checkpoint whose
+    labels differ from the dataset's gets new classifier heads, with a warning that says so. A LoRA adapter directory
+    is merged into its base first, unless the model is `for_lora`, which an adapter cannot be.
     """
     id2label = dict(enumerate(label_names))
-    overrides = json.loads(args.model_overrides) if args.model_overrides else {}
-    if not args.model_name_or_path:
-        if not args.preset:
+    overrides = source.model_overrides
+    if not source.model_name_or_path:
+        if not source.preset:
             raise ValueError("Set model_name_or_path (a checkpoint) or preset (an architecture to train from scratch)")
-        config = ViTConfig.from_preset(args.preset, **_label_maps(id2label), **overrides)
+        config = ViTConfig.from_preset(source.preset, **_label_maps(id2label), **overrides)
         return ViTForImageClassification(config), default_processor(config.image_size)
 
-    hub_kwargs = hub_options(args)
+    hub_kwargs = source.hub_options
     with tempfile.TemporaryDirectory() as merged:
-        source = args.model_name_or_path
-        if is_adapter(source, hub_kwargs):
-            if args.peft_method:
-                raise ValueError(f"{source} is a LoRA adapter: merge it first (vit-ft merge-lora --adapter {source} "
+        path = source.model_name_or_path
+        if is_adapter(path, hub_kwargs):
+            if for_lora:
+                raise ValueError(f"{path} is a LoRA adapter: merge it first (vit-ft merge-lora --adapter {path} "
                                  "--output DIR) and train the new adapter on the merged model.")  # fmt: skip
-            merge_adapter(source, merged, args.base_model, hub_kwargs)
-            source, hub_kwargs = merged, {}
-        model = checkpoint_model(source, id2label, overrides, hub_kwargs, shown_name=args.model_name_or_path)
-    return model, load_processor(model, args.image_processor_name or args.model_name_or_path, hub_options(args))
+            merge_adapter(path, merged, source.base_model, hub_kwargs)
+            path, hub_kwargs = merged, {}
+        model = checkpoint_model(path, id2label, overrides, hub_kwargs, shown_name=source.model_name_or_path)
+    processor_source = source.image_processor_name or source.model_name_or_path
+    return model, load_processor(model, processor_source, source.hub_options)
 
 
 def _label_maps(id2label: dict[int, str]) -> dict:

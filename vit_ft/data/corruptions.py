@@ -8,6 +8,7 @@ sigmas and JPEG blocks are in pixels of the source image.
 """
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,8 +16,10 @@ from datasets import Dataset
 from PIL import Image as PILImage
 from torchvision.transforms import v2
 
-from ..arguments import DataArguments
 from .transforms import ExampleTransform, decode_image
+
+if TYPE_CHECKING:  # DataArguments checks corruption names with this module's functions
+    from .arguments import DataArguments
 
 CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "jpeg", "low_resolution")
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -148,7 +151,7 @@ def with_corruption(
     return dataset.with_transform(CorruptedExampleTransform(example_transform, names, severity, seed))
 
 
-def with_data_corruptions(dataset: Dataset, example_transform, data_args: DataArguments) -> Dataset:
+def with_data_corruptions(dataset: Dataset, example_transform, data_args: "DataArguments") -> Dataset:
     """
     `dataset` transformed by `example_transform` (an `ExampleTransform`, or a `CorruptedExampleTransform` to add a
     corruption on top), its images first corrupted by `data_args.image_corruptions`.

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_dataset
 
-from ..arguments import DataArguments
+from .arguments import DataArguments
 
 logger = logging.getLogger(__name__)
 

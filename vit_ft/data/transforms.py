@@ -2,12 +2,16 @@
 
 import io
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image as PILImage
 from torchvision.transforms import v2
 from transformers import TrainerCallback
+
+if TYPE_CHECKING:  # the arguments module checks corruption names with this package's functions
+    from .arguments import AugmentationArguments
 
 logger = logging.getLogger(__name__)
 
@@ -46,25 +50,23 @@ def _sizes(processor) -> tuple[tuple[int, int], tuple[int, int]]:
     return resize, resize
 
 
-def build_train_transform(processor, args) -> v2.Compose:
+def build_train_transform(processor, augmentation: "AugmentationArguments") -> v2.Compose:
     """RandomResizedCrop, flip, optional RandAugment/TrivialAugmentWide, normalisation, RandomErasing."""
     _, crop = _sizes(processor)
-    crop_scale = (args.random_resized_crop_min_scale, 1.0)
+    crop_scale = (augmentation.random_resized_crop_min_scale, 1.0)
     steps = [
         v2.PILToTensor(),
         v2.RandomResizedCrop(crop, scale=crop_scale, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
     ]
-    if args.horizontal_flip:
+    if augmentation.horizontal_flip:
         steps.append(v2.RandomHorizontalFlip())
-    if args.auto_augment == "randaugment":
+    if augmentation.auto_augment == "randaugment":
         steps.append(v2.RandAugment(interpolation=v2.InterpolationMode.BILINEAR))
-    elif args.auto_augment == "trivialaugment":
+    elif augmentation.auto_augment == "trivialaugment":
         steps.append(v2.TrivialAugmentWide(interpolation=v2.InterpolationMode.BILINEAR))
-    elif args.auto_augment is not None:
-        raise ValueError(f"auto_augment={args.auto_augment!r}: use randaugment, trivialaugment or leave it unset.")
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(processor.image_mean, processor.image_std)]
-    if args.random_erasing > 0:
-        steps.append(v2.RandomErasing(p=args.random_erasing))
+    if augmentation.random_erasing > 0:
+        steps.append(v2.RandomErasing(p=augmentation.random_erasing))
     return v2.Compose(steps)
 
 

@@ -9,8 +9,8 @@ import torch
 from datasets import Dataset
 from transformers import TrainingArguments
 
-from ..arguments import DataArguments
 from ..checkpoints.loading import check_labels, load_model, load_processor
+from ..data.arguments import DataArguments
 from ..data.corruptions import CorruptedExampleTransform, check_corruption, with_corruption, with_data_corruptions
 from ..data.datasets import load_image_datasets
 from ..data.transforms import ExampleTransform, build_eval_transform, collate_images

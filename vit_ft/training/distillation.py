@@ -17,10 +17,10 @@ from torch.nn import functional
 from ..checkpoints.loading import check_labels, load_model, load_processor
 from ..model.configuration_vit_ft import ViTConfig
 from ..model.modeling_vit_ft import ViTForImageClassification, classification_loss
+from .arguments import parse_layer_indices
 
 logger = logging.getLogger(__name__)
 
-DISTILLATION_TYPES = ("soft", "hard")
 TEACHER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -121,21 +121,6 @@ def load_teacher_model(
     return model, load_processor(model, path_or_id, hub_kwargs)
 
 
-def parse_layers(student_layers: str, num_layers: int) -> list[int]:
-    """`"0,4,8,11"` into layer indices, each in range and in increasing order."""
-    try:
-        layers = [int(part) for part in re.split(r"[,\s]+", student_layers.strip()) if part]
-    except ValueError as error:
-        message = f"student_layers={student_layers!r}: give comma-separated layer indices, e.g. 0,4,8,11."
-        raise ValueError(message) from error
-    if not layers or layers != sorted(set(layers)) or layers[0] < 0 or layers[-1] >= num_layers:
-        raise ValueError(
-            f"student_layers={student_layers!r}: give distinct teacher layers in increasing order, each from 0 to "
-            f"{num_layers - 1} (the teacher has {num_layers})."
-        )
-    return layers
-
-
 def depth_pruned_student(
     teacher: ViTForImageClassification, student_layers: str, overrides: dict | None = None
 ) -> ViTForImageClassification:
@@ -144,7 +129,7 @@ def depth_pruned_student(
     norm and the head(s) start as copies of the teacher's. `overrides` may set regularisation (drop_path_rate,
     dropout rates) but not the architecture.
     """
-    layers = parse_layers(student_layers, teacher.config.num_hidden_layers)
+    layers = parse_layer_indices(student_layers, teacher.config.num_hidden_layers)
     config_dict = {**teacher.config.to_dict(), **(overrides or {}), "num_hidden_layers": len(layers)}
     config = ViTConfig(**{key: value for key, value in config_dict.items() if key not in ("model_type", "auto_map")})
     student = ViTForImageClassification(config)

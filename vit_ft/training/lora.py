@@ -8,9 +8,9 @@ from pathlib import Path
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
-from ..arguments import ModelArguments
 from ..checkpoints.adapters import ADAPTER_RECORD
 from ..model.modeling_vit_ft import ViTForImageClassification
+from .arguments import LoraArguments
 
 # Module names, not full paths: every block's modules of that name are targeted.
 LORA_TARGETS = {
@@ -18,7 +18,6 @@ LORA_TARGETS = {
     "attention": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "all-linear": ("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"),
 }
-LORA_BIASES = ("none", "lora_only", "all")
 HEADS = ("classifier", "distillation_classifier")
 
 
@@ -49,21 +48,17 @@ def _layer_patterns(names: list[str]) -> list[str]:
     return list(dict.fromkeys(re.sub(r"\.layers\.\d+\.", ".layers.N.", name) for name in names))
 
 
-def lora_config(model: ViTForImageClassification, args: ModelArguments) -> LoraConfig:
-    """The peft configuration `args` describes, for `model`: its targets, and its classifier head(s) saved in full."""
-    if args.lora_bias not in LORA_BIASES:
-        raise ValueError(f"lora_bias={args.lora_bias!r}: choose one of {', '.join(LORA_BIASES)}.")
-    if args.lora_r < 1:
-        raise ValueError(f"lora_r={args.lora_r} must be a positive rank, e.g. 8.")
+def lora_config(model: ViTForImageClassification, lora: LoraArguments) -> LoraConfig:
+    """The peft configuration `lora` describes, for `model`: its targets, and its classifier head(s) saved in full."""
     heads = [name for name in HEADS if getattr(model, name) is not None]
     return LoraConfig(
-        r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
-        target_modules=target_modules(model, args.lora_target),
-        use_dora=args.use_dora,
-        use_rslora=args.use_rslora,
-        bias=args.lora_bias,
+        r=lora.lora_r,
+        lora_alpha=lora.lora_alpha,
+        lora_dropout=lora.lora_dropout,
+        target_modules=target_modules(model, lora.lora_target),
+        use_dora=lora.use_dora,
+        use_rslora=lora.use_rslora,
+        bias=lora.lora_bias,
         modules_to_save=heads,
     )
 
@@ -73,21 +68,14 @@ def _base_reference(path_or_id: str) -> str:
     return os.path.abspath(path_or_id) if os.path.isdir(path_or_id) else path_or_id
 
 
-def add_lora(model: ViTForImageClassification, args: ModelArguments) -> PeftModel:
-    """Wraps `model` in LoRA adapters as `args` says; only the adapters and the head(s) stay trainable."""
-    if args.peft_method != "lora":
-        raise ValueError(f"peft_method={args.peft_method!r}: the one method supported is `lora`.")
-    if args.freeze_backbone:
-        raise ValueError("freeze_backbone and peft_method: lora both choose what trains; set only one of them.")
-    if args.student_from_teacher:
-        raise ValueError("peft_method: lora with student_from_teacher: the pruned student exists only in this run, "
-                         "so an adapter could not name its base. Train the student in full.")  # fmt: skip
-    if not args.model_name_or_path:
-        raise ValueError("peft_method: lora adapts a trained model: set model_name_or_path (a preset has nothing "
-                         "to adapt; train it in full).")  # fmt: skip
-    config = lora_config(model, args)
+def add_lora(model: ViTForImageClassification, lora: LoraArguments, base_model: str) -> PeftModel:
+    """
+    Wraps `model`, loaded from `base_model` (a directory or Hub id), in the LoRA adapters `lora` describes; only the
+    adapters and the head(s) stay trainable. The adapter records `base_model` as its base.
+    """
+    config = lora_config(model, lora)
     # peft records the model's name_or_path as the adapter's base: make it one that loads from any directory.
-    model.name_or_path = model.config.name_or_path = _base_reference(args.model_name_or_path)
+    model.name_or_path = model.config.name_or_path = _base_reference(base_model)
     return get_peft_model(model, config)
 
 

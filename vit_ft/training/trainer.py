@@ -9,6 +9,7 @@ from transformers import Trainer
 
 from ..data.transforms import SKIPPED_IMAGES
 from ..hub.card import write_model_card
+from .arguments import DistillationArguments
 from .distillation import Teacher, distillation_loss
 from .mixing import BatchMixer
 from .optimization import EMACallback, parameter_groups
@@ -31,6 +32,7 @@ class ViTTrainer(Trainer):
         batch_mixer: BatchMixer | None = None,
         ema: EMACallback | None = None,
         teacher: Teacher | None = None,
+        distillation: DistillationArguments | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -38,6 +40,9 @@ class ViTTrainer(Trainer):
         self.ema = ema
         # Kept beside the model, not in it: accelerate never wraps it (DDP, FSDP) nor does the optimizer see it.
         self.teacher = teacher.to(self.args.device) if teacher is not None else None
+        if teacher is not None and distillation is None:
+            raise ValueError("A teacher needs its loss settings: pass distillation=DistillationArguments(...).")
+        self.distillation = distillation
         self._loss_terms: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._skipped_images: dict[str, int | torch.Tensor] = {"train": 0, "eval": 0}  # on this process
         if ema is not None:
@@ -64,10 +69,10 @@ class ViTTrainer(Trainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         # The loss is a mean over the batch, as the model's own: the Trainer scales it for gradient accumulation.
         outputs = model(pixel_values=inputs["pixel_values"])
-        args = self.args
+        settings = self.distillation
         terms = distillation_loss(
-            outputs, inputs["labels"], self.teacher(inputs["pixel_values"]), args.distillation_type,
-            args.distillation_alpha, args.distillation_temperature, self.model.config.problem_type,
+            outputs, inputs["labels"], self.teacher(inputs["pixel_values"]), settings.distillation_type,
+            settings.distillation_alpha, settings.distillation_temperature, self.model.config.problem_type,
         )  # fmt: skip
         for name in ("label_loss", "distillation_loss"):
             self._loss_terms[name].append(terms[name])

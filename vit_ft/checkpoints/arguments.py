@@ -1,0 +1,90 @@
+"""The model a run starts from: a checkpoint or a preset, with config fields changed."""
+
+import difflib
+import inspect
+import json
+import os
+from dataclasses import dataclass, field
+
+from ..model import PRESETS, ViTConfig
+
+# The fields `model_overrides` may set: ViTConfig's own and the PretrainedConfig fields a classifier uses.
+CONFIG_FIELDS = tuple(
+    name for name in inspect.signature(ViTConfig.__init__).parameters if name not in ("self", "kwargs")
+) + ("num_labels", "id2label", "label2id", "problem_type")
+
+
+def check_model_source(path_or_id: str, argument: str) -> None:
+    """A source written as a path (`./x`, `/x`, `~/x`, `a/b/c`) must be a directory; `org/name` may be a Hub id."""
+    looks_local = path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") > 1
+    if looks_local and not os.path.isdir(os.path.expanduser(path_or_id)):
+        raise FileNotFoundError(f"{argument}={path_or_id!r} is not a directory: give a saved model's folder or a Hub "
+                                "id (org/name).")  # fmt: skip
+
+
+def parse_config_overrides(value: dict | str | None, argument: str = "model_overrides") -> dict:
+    """
+    `value` (a mapping, or its JSON text as older recipes wrote it) as a dict of ViTConfig fields. An unknown key is
+    an error that names the closest field.
+    """
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{argument} is not valid JSON ({error}): write it as a YAML mapping, e.g. "
+                             f"{argument}: {{image_size: 32, patch_size: 4}}.") from error  # fmt: skip
+    if not isinstance(value, dict):
+        raise ValueError(f"{argument} must be a mapping of ViTConfig fields, not {type(value).__name__}.")
+    for key in value:
+        if key not in CONFIG_FIELDS:
+            close = difflib.get_close_matches(key, CONFIG_FIELDS, n=1, cutoff=0.6)
+            hint = f"Did you mean {close[0]!r}?" if close else f"ViTConfig's fields are: {', '.join(CONFIG_FIELDS)}."
+            raise ValueError(f"{argument} sets {key!r}, which is not a ViTConfig field. {hint}")
+    return dict(value)
+
+
+@dataclass
+class ModelArguments:
+    """Where the model comes from. Checked on creation; nothing is read but whether a local path exists."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A vit_ft directory or Hub id, a transformers ViT/DeiT checkpoint (converted on the fly) or "
+                          "a timm-converted directory. Leave empty to train `preset` from scratch."},
+    )  # fmt: skip
+    preset: str | None = field(
+        default=None, metadata={"help": "Architecture to train from scratch, e.g. vit_tiny_patch16_224."}
+    )
+    model_overrides: dict | str | None = field(
+        default=None,
+        metadata={"help": "ViTConfig fields set on the model, as a YAML mapping, e.g. {image_size: 32, patch_size: "
+                          "4, drop_path_rate: 0.1} (JSON text also works on the command line)."},
+    )  # fmt: skip
+    image_processor_name: str | None = field(
+        default=None, metadata={"help": "Image processor to size and normalise with; defaults to the model's."}
+    )
+    base_model: str | None = field(
+        default=None,
+        metadata={"help": "Base model of a LoRA adapter given as model_name_or_path, when the one its "
+                          "adapter_config.json names has moved."},
+    )  # fmt: skip
+    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+    model_revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
+    token: str | None = field(default=None, metadata={"help": "Hub token; HF_TOKEN is used when unset."})
+
+    def __post_init__(self):
+        self.model_overrides = parse_config_overrides(self.model_overrides)
+        if self.preset is not None and self.preset.split(".", 1)[0] not in PRESETS:
+            close = difflib.get_close_matches(self.preset, PRESETS, n=1)
+            hint = f"Did you mean {close[0]!r}?" if close else "See vit_ft.PRESETS for the names."
+            raise ValueError(f"preset={self.preset!r} is not a known architecture. {hint}")
+        for name in ("model_name_or_path", "base_model"):
+            if getattr(self, name):
+                check_model_source(getattr(self, name), name)
+
+    @property
+    def hub_options(self) -> dict:
+        """The Hub options (cache, revision, token), as `from_pretrained` takes them."""
+        return {"cache_dir": self.cache_dir, "revision": self.model_revision, "token": self.token}

@@ -1,0 +1,94 @@
+"""The data of a run and its augmentations. Each group checks its own fields on creation, before any data is read."""
+
+from dataclasses import dataclass, field
+
+from .corruptions import corruption_list
+
+AUTO_AUGMENTS = ("randaugment", "trivialaugment")
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "A Hub dataset id (e.g. uoft-cs/cifar10), or `digits` for scikit-learn's built-in 8x8 "
+                          "digits (offline)."},
+    )  # fmt: skip
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
+    train_dir: str | None = field(default=None, metadata={"help": "Image folder (one folder per class) to train on."})
+    validation_dir: str | None = field(default=None, metadata={"help": "Image folder to evaluate on."})
+    test_dir: str | None = field(default=None, metadata={"help": "Image folder to test on."})
+    image_column_name: str | None = field(
+        default=None, metadata={"help": "Column holding the images; detected among image, img, pixel_values, ..."}
+    )
+    label_column_name: str | None = field(
+        default=None, metadata={"help": "Column holding the labels; detected among label, labels, fine_label, ..."}
+    )
+    train_val_split: float = field(
+        default=0.15, metadata={"help": "Share of train carved out for validation when there is no validation split."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training examples."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep only this many validation and test examples."}
+    )
+    image_corruptions: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated corruptions (gaussian_noise, gaussian_blur, jpeg, low_resolution) applied "
+                          "in that order to every image of every split, before the transforms: a low-quality version "
+                          "of the data, the same in every run (noise seeded per image from corruption_seed)."},
+    )  # fmt: skip
+    corruption_severity: int = field(default=3, metadata={"help": "Severity 1..5 of image_corruptions."})
+    corruption_seed: int = field(default=0, metadata={"help": "Seed of image_corruptions' noise."})
+    strict_images: bool = field(
+        default=False,
+        metadata={"help": "Make an image that cannot be decoded fatal. By default it is left out of its batch, named "
+                          "in a warning and counted in the results (train_skipped_images, eval_skipped_images, "
+                          "test_skipped_images)."},
+    )  # fmt: skip
+
+    def __post_init__(self):
+        if not (self.dataset_name or self.train_dir or self.validation_dir or self.test_dir):
+            raise ValueError("No data: set dataset_name (a Hub id or `digits`) or train_dir/validation_dir/test_dir.")
+        if not 0 <= self.train_val_split < 1:
+            raise ValueError(f"train_val_split={self.train_val_split} must be at least 0 and below 1, e.g. 0.15.")
+        for name in ("max_train_samples", "max_eval_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1, or unset to keep every example.")
+        try:
+            corruption_list(self.image_corruptions, self.corruption_severity)
+        except ValueError as error:
+            raise ValueError(f"image_corruptions={self.image_corruptions!r}, corruption_severity="
+                             f"{self.corruption_severity}: {error}") from error
+
+    @property
+    def has_training_data(self) -> bool:
+        """Whether the data has a train split to train on (a Hub dataset or `digits` is assumed to have one)."""
+        return bool(self.dataset_name or self.train_dir)
+
+
+@dataclass
+class AugmentationArguments:
+    """The random augmentations of training images (torchvision transforms v2) and batches (MixUp/CutMix)."""
+
+    auto_augment: str | None = field(
+        default=None, metadata={"help": "`randaugment` or `trivialaugment` (TrivialAugmentWide); None for neither."}
+    )
+    random_resized_crop_min_scale: float = field(
+        default=0.08, metadata={"help": "Smallest share of the image area RandomResizedCrop keeps (timm: 0.08)."}
+    )
+    horizontal_flip: bool = field(default=True, metadata={"help": "Random horizontal flips (off for digits)."})
+    random_erasing: float = field(default=0.0, metadata={"help": "Probability of RandomErasing per image."})
+    mixup_alpha: float = field(default=0.0, metadata={"help": "MixUp Beta(alpha, alpha); 0 turns it off."})
+    cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha); 0 turns it off."})
+
+    def __post_init__(self):
+        if self.auto_augment is not None and self.auto_augment not in AUTO_AUGMENTS:
+            raise ValueError(f"auto_augment={self.auto_augment!r}: use {' or '.join(AUTO_AUGMENTS)}, or leave it "
+                             "unset.")  # fmt: skip
+        if not 0 < self.random_resized_crop_min_scale <= 1:
+            raise ValueError(f"random_resized_crop_min_scale={self.random_resized_crop_min_scale} must be in (0, 1].")
+        if not 0 <= self.random_erasing <= 1:
+            raise ValueError(f"random_erasing={self.random_erasing} is a probability: give a value from 0 to 1.")
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be 0 (off) or positive.")
