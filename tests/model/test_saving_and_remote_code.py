@@ -67,7 +67,8 @@ def test_round_trip_and_auto_classes(tmp_path, pixel_values):
 
 def test_remote_code_without_vit_ft_gives_identical_logits(tmp_path, pixel_values):
     model, path = _save(tmp_path, num_register_tokens=1, position_embedding_type="sincos", pooling="mean")
-    assert {"modeling_vit_ft.py", "configuration_vit_ft.py", "state_dict_conversion.py"} <= set(os.listdir(path))
+    assert {"modeling_vit_ft.py", "configuration_vit_ft.py"} <= set(os.listdir(path))
+    assert "state_dict_conversion.py" not in os.listdir(path)  # conversion lives in vit_ft.checkpoints
     torch.save(pixel_values, tmp_path / "pixels.pt")
     run_without_vit_ft(_REMOTE_CHILD, str(path), str(tmp_path / "pixels.pt"), str(tmp_path / "out.pt"),
                        workdir=tmp_path)  # fmt: skip

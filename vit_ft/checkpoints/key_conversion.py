@@ -1,12 +1,15 @@
-"""Pure functions that map transformers' and timm's ViT state dicts and configs onto vit_ft's.
+"""Pure functions that map transformers' and timm's ViT state dicts and configs onto vit_ft's names.
 
-Imported by the modeling file, so it ships as remote code too: it imports only torch.
+transformers' `register_checkpoint_conversion_mapping` does not fit these renames: a mapping registered for `vit_ft`
+would also be reverted by every `save_pretrained` (transformers saves in the layout a model was loaded from, and
+applies the registered mapping to models built from scratch too), writing transformers' names under model type
+`vit_ft`, which the remote code and older vit_ft versions cannot read. Converting here keeps saved files in vit_ft's
+own layout.
 """
 
 import re
 
 import torch
-from torch import nn
 
 # transformers ViT/DeiT before 5.9 (most Hub checkpoints, e.g. google/vit-base-patch16-224-in21k) nest each block
 # as `encoder.layer.N.attention.attention.query`; 5.9 and later use vit_ft's own names (`layers.N.attention.q_proj`).
@@ -117,36 +120,9 @@ def convert_timm_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, to
     return converted
 
 
-def resample_position_embeddings(
-    table: torch.Tensor, num_prefix: int, new_grid: tuple[int, int], old_grid: tuple[int, int] | None = None
-) -> torch.Tensor:
-    """
-    Resizes a learned position table `(1, num_prefix + old_h * old_w, dim)` to a `new_grid` of patches, bicubically
-    (as transformers' ViT `interpolate_pos_encoding`). Prefix-token positions are kept as they are.
-    """
-    prefix, patches = table[:, :num_prefix], table[:, num_prefix:]
-    if old_grid is None:
-        side = int(patches.shape[1] ** 0.5)
-        if side * side != patches.shape[1]:
-            raise ValueError(
-                f"Cannot infer the patch grid of a position table with {patches.shape[1]} patch positions; "
-                "it is not a square."
-            )
-        old_grid = (side, side)
-    if tuple(old_grid) == tuple(new_grid):
-        return table
-    dim = table.shape[-1]
-    grid = patches.reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)  # (1, dim, old_h, old_w)
-    # Interpolate in float32: bicubic on bf16/fp16 is not implemented everywhere and loses precision.
-    grid = nn.functional.interpolate(grid.float(), size=new_grid, mode="bicubic", align_corners=False)
-    patches = grid.to(table.dtype).permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], dim)
-    return torch.cat([prefix, patches], dim=1)
-
-
 __all__ = [
     "TRANSFORMERS_MODEL_TYPES",
     "config_from_transformers",
     "convert_timm_state_dict",
     "convert_transformers_state_dict",
-    "resample_position_embeddings",
 ]
