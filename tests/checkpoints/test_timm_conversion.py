@@ -10,8 +10,8 @@ from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 
 from vit_ft import ViTConfig, ViTForImageClassification
+from vit_ft.checkpoints.key_conversion import convert_timm_state_dict
 from vit_ft.cli import main as cli_main
-from vit_ft.model.state_dict_conversion import convert_timm_state_dict
 
 TIMM_TINY = dict(embed_dim=32, depth=2, num_heads=4, mlp_ratio=4.0, num_classes=5)
 OURS_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, num_labels=5)

@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 from transformers import AutoModelForImageClassification
 
 from vit_ft import ViTForImageClassification, ViTModel
+from vit_ft.checkpoints import load_checkpoint
 from vit_ft.cli import main as cli_main
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, num_labels=4)
@@ -43,7 +44,7 @@ def _randomise(model):
 def test_vit_logits_match(tmp_path, name, layout):
     source = _randomise(transformers.ViTForImageClassification(transformers.ViTConfig(**TINY, **CONFIGS[name])))
     path = _save(source, tmp_path / "vit", layout)
-    model = ViTForImageClassification.from_pretrained(path).eval()
+    model = load_checkpoint(path, ViTForImageClassification).eval()
     pixels = torch.randn(2, 3, source.config.image_size, source.config.image_size)
     with torch.no_grad():
         torch.testing.assert_close(model(pixels).logits, source(pixels).logits, rtol=1e-4, atol=1e-4)
@@ -56,7 +57,7 @@ def test_vit_logits_match(tmp_path, name, layout):
 def test_deit_with_teacher_logits_match(tmp_path, layout):
     config = transformers.DeiTConfig(**TINY, image_size=64, patch_size=16)
     source = _randomise(transformers.DeiTForImageClassificationWithTeacher(config))
-    model = ViTForImageClassification.from_pretrained(_save(source, tmp_path / "deit", layout)).eval()
+    model = load_checkpoint(_save(source, tmp_path / "deit", layout), ViTForImageClassification).eval()
     assert model.config.use_distillation_token and model.distillation_classifier is not None
     pixels = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -68,7 +69,7 @@ def test_deit_with_teacher_logits_match(tmp_path, layout):
 
 def test_deit_single_head_logits_match(tmp_path):
     source = _randomise(transformers.DeiTForImageClassification(transformers.DeiTConfig(**TINY, image_size=64)))
-    model = ViTForImageClassification.from_pretrained(_save(source, tmp_path / "deit", "legacy")).eval()
+    model = load_checkpoint(_save(source, tmp_path / "deit", "legacy"), ViTForImageClassification).eval()
     assert model.config.use_distillation_token and model.distillation_classifier is None
     pixels = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -81,14 +82,14 @@ def test_base_model_drops_the_pooler_and_names_the_new_head(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     transformers.logging.enable_propagation()
     try:
-        model = ViTForImageClassification.from_pretrained(path).eval()
+        model = load_checkpoint(path, ViTForImageClassification).eval()
     finally:
         transformers.logging.disable_propagation()
     assert "pooler.dense.weight" in caplog.text and "dropped 2 weights" in caplog.text
     assert "classifier.weight" in caplog.text  # transformers' report of newly initialised weights
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        base = ViTModel.from_pretrained(path)(pixels).last_hidden_state
+        base = load_checkpoint(path, ViTModel)(pixels).last_hidden_state
         torch.testing.assert_close(base, source(pixels).last_hidden_state, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(model.vit(pixels).last_hidden_state, base)
 
@@ -97,9 +98,9 @@ def test_num_labels_override_needs_ignore_mismatched_sizes(tmp_path):
     source = _randomise(transformers.ViTForImageClassification(transformers.ViTConfig(**TINY, image_size=32)))
     path = _save(source, tmp_path / "vit", "legacy")
     with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
-        ViTForImageClassification.from_pretrained(path, num_labels=7)
+        load_checkpoint(path, ViTForImageClassification, num_labels=7)
     labels = {i: f"class_{i}" for i in range(7)}
-    model = ViTForImageClassification.from_pretrained(path, id2label=labels, ignore_mismatched_sizes=True)
+    model = load_checkpoint(path, ViTForImageClassification, id2label=labels, ignore_mismatched_sizes=True)
     assert model.classifier.weight.shape == (7, 32)
     assert model.config.id2label[6] == "class_6" and model.config.num_labels == 7
     torch.testing.assert_close(model.vit.embeddings.cls_token, source.vit.embeddings.cls_token)
@@ -108,7 +109,7 @@ def test_num_labels_override_needs_ignore_mismatched_sizes(tmp_path):
 def test_loading_at_another_image_size_resizes_positions_permanently(tmp_path):
     source = _randomise(transformers.ViTForImageClassification(transformers.ViTConfig(**TINY, image_size=32)))
     path = _save(source, tmp_path / "vit", "legacy")
-    model = ViTForImageClassification.from_pretrained(path, image_size=64).eval()
+    model = load_checkpoint(path, ViTForImageClassification, image_size=64).eval()
     assert model.config.image_size == 64
     assert model.vit.embeddings.position_embeddings.shape == (1, 1 + 16, 32)
     pixels = torch.randn(2, 3, 64, 64)
@@ -118,7 +119,7 @@ def test_loading_at_another_image_size_resizes_positions_permanently(tmp_path):
     model.save_pretrained(tmp_path / "resized")
     reloaded = ViTForImageClassification.from_pretrained(tmp_path / "resized").eval()
     torch.testing.assert_close(reloaded(pixels).logits, model(pixels).logits)
-    again = ViTForImageClassification.from_pretrained(tmp_path / "resized", image_size=32).eval()
+    again = load_checkpoint(tmp_path / "resized", ViTForImageClassification, image_size=32).eval()
     assert again.vit.embeddings.position_embeddings.shape == (1, 1 + 4, 32)
 
 
@@ -146,6 +147,6 @@ def test_other_architecture_is_a_clear_error(tmp_path):
     )
     bert.save_pretrained(tmp_path / "bert")
     with pytest.raises(ValueError, match=r"holds a 'bert' model.*vit-ft convert --from timm"):
-        ViTForImageClassification.from_pretrained(tmp_path / "bert")
+        load_checkpoint(tmp_path / "bert", ViTForImageClassification)
     with pytest.raises(SystemExit, match="holds a 'bert' model"):
         cli_main(["convert", "--from", "transformers", "--input", str(tmp_path / "bert"), "--output", str(tmp_path)])

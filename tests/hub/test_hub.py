@@ -43,7 +43,7 @@ AUTO_MAP = {
 # What a repo pushed from a training output holds; checkpoints and logs stay local.
 MODEL_REPO_FILES = {
     "README.md", "config.json", "model.safetensors", "configuration_vit_ft.py", "modeling_vit_ft.py",
-    "state_dict_conversion.py", "preprocessor_config.json", "all_results.json", "train_results.json",
+    "preprocessor_config.json", "all_results.json", "train_results.json",
     "eval_results.json", "test_results.json", "run_results.json", "training_args.bin", "vit_ft_recipe.yaml",
     "training_curves.png", "confusion_matrix.png",
 }  # fmt: skip

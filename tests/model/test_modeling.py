@@ -4,7 +4,7 @@ from torch import nn
 
 from tests.conftest import tiny_config
 from vit_ft import ViTConfig, ViTForImageClassification, ViTModel
-from vit_ft.model.modeling_vit_ft import _residual, classification_loss, sincos_position_embeddings
+from vit_ft.model.modeling_vit_ft import classification_loss, sincos_position_embeddings
 
 VARIANTS = {
     "cls": {},
@@ -230,7 +230,7 @@ INFERENCE_VARIANTS = {
 @pytest.mark.parametrize("variant", INFERENCE_VARIANTS)
 @pytest.mark.parametrize("no_grad", [torch.no_grad, torch.inference_mode])
 def test_inference_path_gives_the_outputs_of_the_autograd_path(variant, no_grad, pixel_values):
-    # Without autograd the blocks run three separate q/k/v products and overwrite their own intermediates.
+    # Without autograd the blocks run three separate q/k/v products; in training one over the stacked weights.
     model = ViTForImageClassification(tiny_config(**INFERENCE_VARIANTS[variant])).eval()
     with_grad = model(pixel_values, output_hidden_states=True)
     assert with_grad.logits.requires_grad
@@ -243,66 +243,7 @@ def test_inference_path_gives_the_outputs_of_the_autograd_path(variant, no_grad,
     assert len({states.data_ptr() for states in without.hidden_states}) == len(without.hidden_states)
 
 
-def test_inference_overwrites_only_when_nothing_can_see_it():
-    model = ViTForImageClassification(tiny_config()).eval()
-    block = model.vit.layers[0]
-    assert not block._can_overwrite()  # autograd on: the values are needed for the backward
-    with torch.no_grad():
-        assert block._can_overwrite()
-        for register in (block.mlp.fc1.register_forward_hook, block.attention.register_forward_pre_hook,
-                         block.mlp.activation_fn.register_forward_hook):  # fmt: skip
-            handle = register(lambda *args: None)
-            try:
-                assert not block._can_overwrite()
-                assert model.vit.layers[1]._can_overwrite()  # hooks count inside their own block only
-            finally:
-                handle.remove()
-        for register in (nn.modules.module.register_module_forward_hook,
-                         nn.modules.module.register_module_forward_pre_hook):  # fmt: skip
-            handle = register(lambda *args: None)
-            try:
-                assert not block._can_overwrite()
-            finally:
-                handle.remove()
-        handle = block.register_forward_hook(lambda *args: None)  # sees the block's output, never overwritten
-        assert block._can_overwrite()
-        handle.remove()
-        # A forward replaced on the instance (accelerate's add_hook_to_module) may keep what it returns.
-        block.mlp.fc2.forward = block.mlp.fc2.forward
-        assert not block._can_overwrite()
-
-
-def _count_aten_calls(model, pixel_values, *names):
-    """How often each aten overload in `names` runs in one forward."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    counts = dict.fromkeys(names, 0)
-
-    class Count(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if str(func) in counts:
-                counts[str(func)] += 1
-            return func(*args, **(kwargs or {}))
-
-    with Count():
-        model(pixel_values)
-    return counts
-
-
-def test_inference_takes_the_overwriting_path(pixel_values):
-    model = ViTForImageClassification(tiny_config()).eval()
-    layers = model.config.num_hidden_layers
-    names = ("aten.gelu_.default", "aten.gelu.default", "aten.add_.Tensor", "aten.add.Tensor")
-    with torch.no_grad():
-        counts = _count_aten_calls(model, pixel_values, *names)
-    assert counts["aten.gelu_.default"] == layers and counts["aten.gelu.default"] == 0
-    assert counts["aten.add_.Tensor"] >= 2 * layers  # both residual sums of every block
-    with_grad = _count_aten_calls(model, pixel_values, *names)
-    assert with_grad["aten.gelu_.default"] == 0 and with_grad["aten.gelu.default"] == layers
-    assert with_grad["aten.add_.Tensor"] == 0
-
-
-# A module whose output the fast path would overwrite ("" is the block itself, which keeps the fast path).
+# Modules whose outputs a feature extractor may hook ("" is the block itself).
 @pytest.mark.parametrize("watched", ["mlp.fc1", "mlp.fc2", "mlp", "attention", "attention.o_proj", ""])
 def test_a_hooked_module_keeps_the_values_it_was_handed(watched, pixel_values):
     # A feature extractor's forward hook sees the same values without autograd as with it.
@@ -367,19 +308,18 @@ def test_inference_under_autocast_gives_the_outputs_of_the_autograd_path(pixel_v
     torch.testing.assert_close(without.logits, with_grad.logits, rtol=2e-2, atol=2e-2)
 
 
-def test_residual_sum_is_written_in_place_only_when_it_keeps_dtype_and_shape():
-    stream = torch.randn(2, 3, 4)
-    branch = torch.randn(2, 3, 4)
-    expected = stream + branch
-    untouched = branch.clone()
-    assert _residual(stream, untouched, overwrite=False).data_ptr() != untouched.data_ptr()
-    assert torch.equal(untouched, branch)
-    written = branch.clone()
-    assert _residual(stream, written, overwrite=True).data_ptr() == written.data_ptr()
-    torch.testing.assert_close(written, expected, rtol=0, atol=0)
-    # A bf16 branch over a float32 stream would demote the stream: summed out of place, as autograd sums it.
-    low = branch.to(torch.bfloat16)
-    summed = _residual(stream, low, overwrite=True)
-    assert summed.dtype == torch.float32 and torch.equal(low, branch.to(torch.bfloat16))
-    broadcast = torch.randn(1, 3, 4)  # a branch that broadcasts cannot hold the sum
-    assert _residual(stream, broadcast, overwrite=True).shape == (2, 3, 4)
+def test_stacked_qkv_runs_in_training_only_for_plain_projections_and_matches_separate_ones(pixel_values):
+    model = ViTForImageClassification(tiny_config()).train()
+    attention = model.vit.layers[0].attention
+    assert attention.projects_qkv_stacked()
+    with torch.no_grad():
+        assert not attention.projects_qkv_stacked()
+    stacked = model(pixel_values).logits
+    for layer in model.vit.layers:
+        layer.attention.stack_qkv_in_training = False
+    assert not attention.projects_qkv_stacked()
+    torch.testing.assert_close(model(pixel_values).logits, stacked, rtol=1e-6, atol=1e-6)
+    attention.stack_qkv_in_training = True
+    attention.v_proj = nn.Sequential(attention.v_proj)  # a wrapped projection (as LoRA's) runs as it is
+    assert not attention.projects_qkv_stacked()
+    torch.testing.assert_close(model(pixel_values).logits, stacked, rtol=1e-6, atol=1e-6)

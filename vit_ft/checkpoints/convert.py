@@ -3,13 +3,14 @@
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from transformers import AutoImageProcessor, ViTImageProcessor
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
 from ..model.configuration_vit_ft import ViTConfig
-from ..model.modeling_vit_ft import ViTForImageClassification, ViTModel, _read_json
-from ..model.state_dict_conversion import convert_timm_state_dict
+from ..model.modeling_vit_ft import ViTForImageClassification, ViTModel
+from .key_conversion import convert_timm_state_dict
+from .pretrained import load_checkpoint
+from .reading import read_json, read_timm_weights
 
 # timm's own normalisation: Google's ViT weights (augreg, in21k) expect inputs in [-1, 1], DeiT's ImageNet statistics.
 _TIMM_HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -20,31 +21,17 @@ def convert_transformers(source: str, output: str | Path) -> ViTModel | ViTForIm
     Converts a transformers ViT/DeiT checkpoint (directory or Hub id) into a vit_ft directory with the source's own
     image processor. Base models (no classifier in the checkpoint) become a vit_ft `ViTModel`.
     """
-    config = _read_json(source, "config.json", {})
+    config = read_json(source, "config.json", {})
     if config is None:
         raise OSError(f"{source} has no config.json: pass a transformers ViT/DeiT directory or Hub id.")
     has_head = any("ForImageClassification" in name for name in config.get("architectures") or [])
-    model = (ViTForImageClassification if has_head else ViTModel).from_pretrained(source)
-    if _read_json(source, "preprocessor_config.json", {}) is not None:
+    model = load_checkpoint(source, ViTForImageClassification if has_head else ViTModel)
+    if read_json(source, "preprocessor_config.json", {}) is not None:
         processor = AutoImageProcessor.from_pretrained(source)
     else:
         processor = _processor(model.config.image_size, _TIMM_HALF)  # transformers' ViT default normalisation
     _save(model, processor, output)
     return model
-
-
-def read_timm_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Reads timm weights from `.safetensors`, or `.pth`/`.bin` with `weights_only=True` (no pickled code runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Weights file {path} does not exist.")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    for wrapper in ("state_dict", "model", "state_dict_ema", "model_ema"):  # training checkpoints nest the weights
-        if isinstance(state_dict, dict) and wrapper in state_dict and isinstance(state_dict[wrapper], dict):
-            return state_dict[wrapper]
-    return state_dict
 
 
 def convert_timm(

@@ -11,9 +11,11 @@ from transformers import AutoImageProcessor, ViTImageProcessor
 from transformers.image_utils import PILImageResampling
 
 from ..model.configuration_vit_ft import ViTConfig
-from ..model.modeling_vit_ft import ViTForImageClassification, _read_json
+from ..model.modeling_vit_ft import ViTForImageClassification
 from .adapters import check_base_model, is_adapter, read_adapter
 from .arguments import ModelArguments, check_model_source
+from .pretrained import load_checkpoint
+from .reading import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +67,12 @@ def checkpoint_model(
     `overrides`, labelled `id2label` (None keeps its own). Heads of other labels are re-initialised, with a warning
     that calls the checkpoint `shown_name` (no warning when None: an adapter's heads replace them).
     """
-    source = _read_json(path_or_id, "config.json", hub_kwargs) or {}
+    source = read_json(path_or_id, "config.json", hub_kwargs) or {}
     old_labels = {int(k): v for k, v in (source.get("id2label") or {}).items()}
     relabel = id2label is not None and old_labels != id2label
     labels = _label_maps(id2label) if id2label is not None else {}
-    model = ViTForImageClassification.from_pretrained(
-        path_or_id, **labels, **overrides, ignore_mismatched_sizes=relabel, **hub_kwargs
+    model = load_checkpoint(
+        path_or_id, ViTForImageClassification, **labels, **overrides, ignore_mismatched_sizes=relabel, **hub_kwargs
     )
     if relabel and shown_name is not None:
         logger.warning(
@@ -100,7 +102,7 @@ def load_model(
     hub_kwargs = hub_kwargs or {}
     check_model_source(path_or_id, "model")
     if not is_adapter(path_or_id, hub_kwargs):
-        return ViTForImageClassification.from_pretrained(path_or_id, **hub_kwargs)
+        return load_checkpoint(path_or_id, ViTForImageClassification, **hub_kwargs)
     base, id2label, overrides = read_adapter(path_or_id, hub_kwargs)
     base = base_model or base
     base_kwargs = {key: value for key, value in hub_kwargs.items() if key != "revision"}  # the adapter's revision
@@ -132,7 +134,7 @@ def _preview(id2label: dict) -> str:
 def load_processor(model: ViTForImageClassification, source: str, hub_kwargs: dict | None = None):
     """The image processor of `source` (a model or adapter directory or Hub id), producing the model's image size."""
     hub_kwargs = hub_kwargs or {}
-    if _read_json(source, "preprocessor_config.json", hub_kwargs) is None:
+    if read_json(source, "preprocessor_config.json", hub_kwargs) is None:
         logger.warning(f"{source} has no preprocessor_config.json: using ViT's normalisation (mean = std = 0.5).")
         return default_processor(model.config.image_size)
     processor = AutoImageProcessor.from_pretrained(source, **hub_kwargs)

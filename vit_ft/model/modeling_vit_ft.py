@@ -1,36 +1,28 @@
 """The vit_ft Vision Transformer (Dosovitskiy et al. 2021) with DeiT's distillation token (Touvron et al. 2021),
 registers (Darcet et al. 2024), LayerScale, stochastic depth and fixed sine-cosine positions.
 
-This file ships as remote code next to saved models: it imports only torch, transformers and its two siblings
-(`configuration_vit_ft`, `state_dict_conversion`), which are copied with it.
+This file ships as remote code next to saved models: it imports only torch, transformers' public API and its
+sibling `configuration_vit_ft`, which is copied with it. Reading and converting other checkpoints lives in
+`vit_ft.checkpoints`, outside the remote code.
 """
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Unpack
 
 import torch
 from torch import nn
-from torch.nn.modules import module as torch_module
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, load_state_dict
-from transformers.utils import cached_file, logging
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_vit_ft import ViTConfig
-from .state_dict_conversion import (
-    TRANSFORMERS_MODEL_TYPES,
-    config_from_transformers,
-    convert_transformers_state_dict,
-    resample_position_embeddings,
-)
-
-logger = logging.get_logger(__name__)
-
-_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 
 
 def sincos_position_embeddings(grid: tuple[int, int], dim: int, device=None) -> torch.Tensor:
@@ -51,6 +43,32 @@ def sincos_position_embeddings(grid: tuple[int, int], dim: int, device=None) -> 
     return torch.cat([angles_h.sin(), angles_h.cos(), angles_w.sin(), angles_w.cos()], dim=1).unsqueeze(0)
 
 
+def resample_position_embeddings(
+    table: torch.Tensor, num_prefix: int, new_grid: tuple[int, int], old_grid: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """
+    Resizes a learned position table `(1, num_prefix + old_h * old_w, dim)` to a `new_grid` of patches, bicubically
+    (as transformers' ViT `interpolate_pos_encoding`). Prefix-token positions are kept as they are.
+    """
+    prefix, patches = table[:, :num_prefix], table[:, num_prefix:]
+    if old_grid is None:
+        side = int(patches.shape[1] ** 0.5)
+        if side * side != patches.shape[1]:
+            raise ValueError(
+                f"Cannot infer the patch grid of a position table with {patches.shape[1]} patch positions; "
+                "it is not a square."
+            )
+        old_grid = (side, side)
+    if tuple(old_grid) == tuple(new_grid):
+        return table
+    dim = table.shape[-1]
+    grid = patches.reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)  # (1, dim, old_h, old_w)
+    # Interpolate in float32: bicubic on bf16/fp16 is not implemented everywhere and loses precision.
+    grid = nn.functional.interpolate(grid.float(), size=new_grid, mode="bicubic", align_corners=False)
+    patches = grid.to(table.dtype).permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], dim)
+    return torch.cat([prefix, patches], dim=1)
+
+
 def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
     """Stochastic depth: drops a whole residual branch per sample, scaling the kept ones by 1 / keep_prob."""
     if drop_prob == 0.0 or not training:
@@ -58,11 +76,6 @@ def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> 
     keep_prob = 1.0 - drop_prob
     mask = hidden_states.new_empty((hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)).bernoulli_(keep_prob)
     return hidden_states * mask / keep_prob
-
-
-# The activations ViTMLP can apply in place (without autograd), by `approximate` of the in-place GELU that gives the
-# same bits as ACT2FN's module.
-_INPLACE_GELU_APPROXIMATION = {"gelu": "none", "gelu_pytorch_tanh": "tanh"}
 
 
 def eager_attention_forward(
@@ -186,6 +199,11 @@ class ViTEmbeddings(nn.Module):
 
 
 class ViTAttention(nn.Module):
+    # One GEMM over the stacked q/k/v weights (timm's fused qkv) ran about 15% faster than three in training, forward
+    # and backward (docs/benchmarks.md). A public switch, as timm's `set_fused_attn`: set it to False on an instance
+    # to run the three projections as the modules they are in training too.
+    stack_qkv_in_training: bool = True
+
     def __init__(self, config: ViTConfig):
         super().__init__()
         self.config = config
@@ -198,41 +216,50 @@ class ViTAttention(nn.Module):
         self.v_proj = nn.Linear(hidden, hidden, bias=config.qkv_bias)
         self.o_proj = nn.Linear(hidden, hidden)
 
-    def _project_qkv(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def projects_qkv_stacked(self) -> bool:
+        """
+        Whether this call runs q/k/v as one GEMM over their stacked weights: in training (autograd on) with the
+        switch on, and only while all three are plain `nn.Linear`; LoRA, quantised or otherwise wrapped projections
+        run as the modules they are. Without autograd the three run as modules, as in transformers' ViT: the stacked
+        GEMM is kept for training, where it measured faster.
+        """
         projections = (self.q_proj, self.k_proj, self.v_proj)
-        # LoRA, quantised or otherwise wrapped projections run as the modules they are. So does inference on the CPU:
-        # the stacked weights would be a fresh allocation per call, and the page faults that follow cost more than
-        # the single GEMM saves (docs/benchmarks.md). GPUs reuse memory through torch's caching allocator.
-        cpu_inference = not torch.is_grad_enabled() and hidden_states.device.type == "cpu"
-        if cpu_inference or any(type(projection) is not nn.Linear for projection in projections):
-            return tuple(projection(hidden_states) for projection in projections)
-        # One GEMM over the stacked weights (timm's fused qkv) runs about 15% faster than three, forward and
-        # backward, and keeps q_proj/k_proj/v_proj as separate modules for peft to target.
-        weight = torch.cat([projection.weight for projection in projections])
-        bias = torch.cat([projection.bias for projection in projections]) if self.q_proj.bias is not None else None
-        return nn.functional.linear(hidden_states, weight, bias).chunk(3, dim=-1)
+        return (
+            self.stack_qkv_in_training
+            and torch.is_grad_enabled()
+            and all(type(projection) is nn.Linear for projection in projections)
+        )
 
     def forward(
-        self, hidden_states: torch.Tensor, output_attentions: bool = False
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, tokens, _ = hidden_states.shape
         shape = (batch, tokens, -1, self.head_dim)
-        query, key, value = (
-            states.view(shape).transpose(1, 2) for states in self._project_qkv(hidden_states)
-        )  # each (batch, heads, tokens, head_dim)
+        if self.projects_qkv_stacked():
+            weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+            bias = self.q_proj.bias
+            bias = None if bias is None else torch.cat([bias, self.k_proj.bias, self.v_proj.bias])
+            projected = nn.functional.linear(hidden_states, weight, bias).chunk(3, dim=-1)
+        else:
+            projected = (self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states))
+        query, key, value = (states.view(shape).transpose(1, 2) for states in projected)  # (batch, heads, tokens, dim)
 
-        # Attention maps exist only in the eager computation; the fused kernels never materialise them.
-        implementation = "eager" if output_attentions else self.config._attn_implementation
+        # Attention maps exist only in the eager computation; the fused kernels never form them (as Falcon in
+        # transformers, the call that asks for them runs eagerly rather than returning none).
+        implementation = "eager" if kwargs.get("output_attentions") else self.config._attn_implementation
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         output, weights = attention(
             self,
             query,
             key,
             value,
-            None,
+            attention_mask,
             dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
             scaling=self.scaling,
-            is_causal=False,
+            **kwargs,
         )
         output = self.o_proj(output.reshape(batch, tokens, -1))
         return output, weights
@@ -244,21 +271,9 @@ class ViTMLP(nn.Module):
         self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
         self.activation_fn = ACT2FN[config.hidden_act]
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
-        # The activation module and its class's forward as built, kept so that an activation replaced or patched
-        # later (another module, a hub kernel) is run as it is rather than bypassed by the in-place GELU.
-        approximation = _INPLACE_GELU_APPROXIMATION.get(config.hidden_act)
-        self._inplace_gelu = (self.activation_fn, type(self.activation_fn).forward, approximation)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.activation_fn(self.fc1(hidden_states)))
-
-    def _forward_overwriting(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """`forward` with the GELU applied in place on fc1's output, for a caller that knows nothing else holds it."""
-        hidden_states = self.fc1(hidden_states)
-        built, built_forward, approximation = self._inplace_gelu
-        if approximation is None or self.activation_fn is not built or type(built).forward is not built_forward:
-            return self.fc2(self.activation_fn(hidden_states))
-        return self.fc2(torch.ops.aten.gelu_(hidden_states, approximate=approximation))
 
 
 class ViTLayerScale(nn.Module):
@@ -288,81 +303,16 @@ class ViTLayer(GradientCheckpointingLayer):
         self.drop_path_rate = drop_path_rate
 
     def forward(
-        self, hidden_states: torch.Tensor, output_attentions: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        overwrite = self._can_overwrite()
-        attended, weights = self.attention(self.layernorm_before(hidden_states), output_attentions)
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        attended, _ = self.attention(self.layernorm_before(hidden_states), attention_mask, **kwargs)
         attended = self.layer_scale1(self.dropout(attended))
-        hidden_states = _residual(hidden_states, drop_path(attended, self.drop_path_rate, self.training), overwrite)
-        transformed = self._mlp(self.layernorm_after(hidden_states), overwrite)
-        transformed = self.layer_scale2(self.dropout(transformed))
-        hidden_states = _residual(hidden_states, drop_path(transformed, self.drop_path_rate, self.training), overwrite)
-        return hidden_states, weights
-
-    def _mlp(self, hidden_states: torch.Tensor, overwrite: bool) -> torch.Tensor:
-        # The overwriting forward is called directly: with no hook inside the block, `__call__` would add nothing
-        # but its overhead. A replaced or compiled MLP goes through `__call__` as usual.
-        mlp = self.mlp
-        if overwrite and type(mlp) is ViTMLP and mlp._compiled_call_impl is None:
-            return mlp._forward_overwriting(hidden_states)
-        return mlp(hidden_states)
-
-    def _can_overwrite(self) -> bool:
-        """
-        Whether the MLP's activation and the residual sums may write into the tensors this block has just made
-        (fc1's output, the branches' outputs), saving three activation-sized allocations per block: on the CPU these
-        are fresh pages the kernel must fault in and zero, which costs more than the arithmetic (docs/benchmarks.md).
-        Only without autograd, which would need the overwritten values for the backward, and only while no hook inside
-        the block (or global), nor a forward replaced on an instance (accelerate's `add_hook_to_module`), can have
-        kept one of those tensors; other ways of watching tensors (dispatch modes) are not detected. The block's input
-        and output are never overwritten, so `output_hidden_states` and hooks on whole blocks see the same values
-        either way (and keep the fast path).
-        """
-        if torch.is_grad_enabled() or torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
-            return False
-        return not any(_holds_hooks(child) for child in self._modules.values())
-
-
-def _holds_hooks(module: nn.Module | None) -> bool:
-    """
-    Whether `module` or a module inside it has a forward (pre-)hook or a forward replaced on the instance (walks
-    `_modules` as `modules()` would, faster).
-    """
-    if module is None:
-        return False
-    if module._forward_hooks or module._forward_pre_hooks or "forward" in module.__dict__:
-        return True
-    return any(_holds_hooks(child) for child in module._modules.values())
-
-
-def _residual(hidden_states: torch.Tensor, branch: torch.Tensor, overwrite: bool) -> torch.Tensor:
-    """`hidden_states + branch`, written into `branch` when allowed and the result keeps its dtype and shape."""
-    if overwrite and branch.dtype == hidden_states.dtype and branch.shape == hidden_states.shape:
-        return branch.add_(hidden_states)
-    return hidden_states + branch
-
-
-def _read_json(path_or_id: str, filename: str, hub_kwargs: dict) -> dict | None:
-    resolved = cached_file(path_or_id, filename, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
-    if resolved is None:
-        return None
-    with open(resolved, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def _load_checkpoint_weights(path_or_id: str, hub_kwargs: dict) -> dict[str, torch.Tensor]:
-    """Reads a checkpoint's weights: `model.safetensors`, a sharded safetensors index or `pytorch_model.bin`."""
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        resolved = cached_file(path_or_id, filename, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
-        if resolved is not None:
-            return load_state_dict(resolved)  # .bin files are read with weights_only=True
-    index = _read_json(path_or_id, "model.safetensors.index.json", hub_kwargs)
-    if index is None:
-        raise OSError(f"{path_or_id} has no model.safetensors, model.safetensors.index.json or pytorch_model.bin.")
-    weights = {}
-    for shard in sorted(set(index["weight_map"].values())):
-        weights.update(load_state_dict(cached_file(path_or_id, shard, **hub_kwargs)))
-    return weights
+        hidden_states = hidden_states + drop_path(attended, self.drop_path_rate, self.training)
+        transformed = self.layer_scale2(self.dropout(self.mlp(self.layernorm_after(hidden_states))))
+        return hidden_states + drop_path(transformed, self.drop_path_rate, self.training)
 
 
 class ViTPreTrainedModel(PreTrainedModel):
@@ -378,6 +328,9 @@ class ViTPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     # The loss is a mean over the batch; the Trainer then scales it for gradient accumulation itself.
     accepts_loss_kwargs = False
+    # transformers' `capture_outputs` records these modules' outputs for `output_hidden_states` (with the first
+    # block's input as the embeddings) and `output_attentions`, as in transformers' ViT.
+    _can_record_outputs = {"hidden_states": ViTLayer, "attentions": ViTAttention}
 
     def _init_weights(self, module: nn.Module) -> None:
         # Truncated normal for weights and tokens, zero biases, as timm's and transformers' ViT.
@@ -399,79 +352,13 @@ class ViTPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """
-        As transformers' `save_pretrained`, with the remote code and `auto_map` of vit_ft's own class also when a
-        wrapper swapped the instance's class: FSDP2's `fully_shard` makes it a subclass generated inside torch. A
-        classifier's `auto_map` also names `ViTModel` for `AutoModel`: transformers records only the saved class, and
-        a repo should load as the bare encoder too.
+        As transformers' `save_pretrained`. A classifier's `auto_map` also names `ViTModel` for `AutoModel`:
+        transformers records only the saved class, and a repo should load as the bare encoder too.
         """
         if self._auto_class is not None:  # registered for the Auto classes: `auto_map` is written
             encoder = f"{ViTModel.__module__.rsplit('.', 1)[-1]}.{ViTModel.__name__}"
             self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), "AutoModel": encoder}
-        own = next(klass for klass in type(self).__mro__ if klass.__module__ == __name__)
-        if own is type(self):
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        wrapped = type(self)
-        # The generated class only adds FSDP's methods, which saving does not use; its state-dict hooks stay.
-        self.__class__ = own
-        try:
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        finally:
-            self.__class__ = wrapped
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """
-        Loads a vit_ft checkpoint, or converts a transformers ViT/DeiT checkpoint (`model_type` `vit` or `deit`, old
-        or current key layout) on the fly. Passing another `image_size` than the checkpoint's resizes the learned
-        position embeddings permanently (bicubic). Other keyword arguments behave as in transformers.
-        """
-        if pretrained_model_name_or_path is None:
-            return super().from_pretrained(None, *model_args, **kwargs)
-        hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
-        source = _read_json(str(pretrained_model_name_or_path), "config.json", hub_kwargs)
-        if source is None:
-            raise OSError(f"{pretrained_model_name_or_path} has no config.json: it is not a model checkpoint.")
-        model_type = source.get("model_type")
-        if model_type not in (cls.config_class.model_type, *TRANSFORMERS_MODEL_TYPES):
-            raise ValueError(
-                f"{pretrained_model_name_or_path} holds a {model_type!r} model. vit_ft loads vit_ft, transformers "
-                "'vit' and 'deit' checkpoints; convert timm weights with `vit-ft convert --from timm`."
-            )
-        config = kwargs.get("config")
-        requested_size = config.image_size if isinstance(config, PretrainedConfig) else kwargs.get("image_size")
-        if model_type == cls.config_class.model_type and requested_size in (None, source["image_size"]):
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        return cls._from_converted(pretrained_model_name_or_path, source, hub_kwargs, *model_args, **kwargs)
-
-    @classmethod
-    def _from_converted(cls, path_or_id, source: dict, hub_kwargs: dict, *model_args, **kwargs):
-        """Builds the model from a state dict converted to vit_ft's names and image size."""
-        for key in hub_kwargs:
-            kwargs.pop(key)
-        state_dict = _load_checkpoint_weights(str(path_or_id), hub_kwargs)
-        if source["model_type"] in TRANSFORMERS_MODEL_TYPES:
-            state_dict, dropped = convert_transformers_state_dict(state_dict)
-            fields = config_from_transformers(source)
-            if dropped:
-                logger.warning(f"Converting {path_or_id}: dropped {len(dropped)} weights vit_ft does not use "
-                               f"(pooler, mask token): {', '.join(dropped)}.")  # fmt: skip
-        else:
-            fields = {k: v for k, v in source.items() if k not in ("model_type", "transformers_version", "auto_map")}
-        config = kwargs.pop("config", None)
-        if not isinstance(config, PretrainedConfig):
-            probe = cls.config_class(**fields)
-            overrides = {key: kwargs.pop(key) for key in list(kwargs)
-                         if hasattr(probe, key) and key != "attn_implementation"}  # fmt: skip
-            if "num_labels" in overrides and "id2label" not in overrides:
-                fields = {k: v for k, v in fields.items() if k not in ("id2label", "label2id")}
-            config = cls.config_class(**{**fields, **overrides})
-        table = state_dict.get("vit.embeddings.position_embeddings")
-        if table is not None and config.position_embedding_type == "learned":
-            num_prefix = config.num_prefix_tokens if config.prefix_position_embeddings else 0
-            grid = (config.image_size // config.patch_size,) * 2
-            state_dict["vit.embeddings.position_embeddings"] = resample_position_embeddings(table, num_prefix, grid)
-        config.name_or_path = str(path_or_id)
-        return super().from_pretrained(None, *model_args, config=config, state_dict=state_dict, **kwargs)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
 
 @dataclass
@@ -498,44 +385,32 @@ class ViTModel(ViTPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.patch_embeddings
 
+    @merge_with_config_defaults
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> ViTModelOutput | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> ViTModelOutput:
+        r"""
+        `output_hidden_states` and `output_attentions` (flags, or for hidden states a list of indices) are recorded
+        by transformers' `capture_outputs` from the modules `_can_record_outputs` names, as in transformers' ViT:
+        the hidden states are the embeddings and every block's output, before the final norm.
+        """
         if pixel_values is None:
             raise ValueError("pixel_values is required: a (batch, channels, height, width) tensor.")
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        )
         pixel_values = pixel_values.to(self.embeddings.patch_embeddings.projection.weight.dtype)
         hidden_states = self.embeddings(pixel_values, interpolate_pos_encoding=bool(interpolate_pos_encoding))
-        all_hidden_states = [hidden_states] if output_hidden_states else None
-        all_attentions = [] if output_attentions else None
         for layer in self.layers:
-            hidden_states, weights = layer(hidden_states, output_attentions)
-            if output_hidden_states:
-                all_hidden_states.append(hidden_states)
-            if output_attentions:
-                all_attentions.append(weights)
+            hidden_states = layer(hidden_states, None, **kwargs)
 
         if self.config.pooling == "cls":
             hidden_states = self.layernorm(hidden_states)
             pooled = hidden_states[:, 0]
         else:
             pooled = self.layernorm(hidden_states[:, self.config.num_prefix_tokens :].mean(dim=1))
-        output = ViTModelOutput(
-            last_hidden_state=hidden_states,
-            pooler_output=pooled,
-            hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
-            attentions=tuple(all_attentions) if output_attentions else None,
-        )
-        return output.to_tuple() if return_dict is False else output
+        return ViTModelOutput(last_hidden_state=hidden_states, pooler_output=pooled)
 
 
 @dataclass
@@ -566,27 +441,20 @@ class ViTForImageClassification(ViTPreTrainedModel):
         )
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> ViTImageClassifierOutput | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> ViTImageClassifierOutput:
         r"""
         labels (`torch.Tensor`, *optional*):
             Integer class ids `(batch,)`, or float targets `(batch, num_labels)`: probabilities (MixUp, CutMix, label
             smoothing) or, with `problem_type="multi_label_classification"`, multi-hot vectors.
         """
-        outputs = self.vit(
-            pixel_values,
-            interpolate_pos_encoding=interpolate_pos_encoding,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
+        outputs = self.vit(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
         logits = self.classifier(self.dropout(outputs.pooler_output))
         cls_logits = distillation_logits = None
         if self.has_distillation_head:
@@ -595,7 +463,7 @@ class ViTForImageClassification(ViTPreTrainedModel):
             # DeiT predicts with the average of both heads; training code reads the two heads separately.
             logits = (cls_logits + distillation_logits) / 2
         loss = None if labels is None else classification_loss(logits, labels, self.config.problem_type)
-        output = ViTImageClassifierOutput(
+        return ViTImageClassifierOutput(
             loss=loss,
             logits=logits,
             hidden_states=outputs.hidden_states,
@@ -603,7 +471,12 @@ class ViTForImageClassification(ViTPreTrainedModel):
             cls_logits=cls_logits,
             distillation_logits=distillation_logits,
         )
-        return output.to_tuple() if return_dict is False else output
 
 
-__all__ = ["ViTForImageClassification", "ViTModel", "ViTPreTrainedModel", "sincos_position_embeddings"]
+__all__ = [
+    "ViTForImageClassification",
+    "ViTModel",
+    "ViTPreTrainedModel",
+    "resample_position_embeddings",
+    "sincos_position_embeddings",
+]

@@ -5,6 +5,7 @@ import contextlib
 from collections import defaultdict
 
 import torch
+from torch.distributed.fsdp import FSDPModule
 from transformers import Trainer
 
 from ..data.transforms import SKIPPED_IMAGES
@@ -120,6 +121,22 @@ class ViTTrainer(Trainer):
         """vit-ft's card (`vit_ft.model_card`) in README.md, for the Trainer's draft: `push_to_hub` uploads it."""
         if self.is_world_process_zero():
             write_model_card(self.args.output_dir, self.hub_model_id, license)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """
+        As the Trainer's, with the model's own class while it saves: FSDP2's `fully_shard` swaps it for a subclass
+        generated inside torch, whose module `save_pretrained` would copy as remote code and name in `auto_map`. The
+        generated class only adds FSDP's methods, which saving does not use; the sharded parameters stay DTensors.
+        """
+        model = self.model
+        wrapped = type(model)
+        if not isinstance(model, FSDPModule):
+            return super().save_model(output_dir, _internal_call)
+        model.__class__ = next(klass for klass in wrapped.__mro__ if not issubclass(klass, FSDPModule))
+        try:
+            super().save_model(output_dir, _internal_call)
+        finally:
+            model.__class__ = wrapped
 
     @contextlib.contextmanager
     def _evaluation_context(self):
