@@ -53,6 +53,13 @@ def test_vit_logits_match(tmp_path, name, layout):
     assert model.config.layer_norm_eps == source.config.layer_norm_eps
 
 
+def test_from_pretrained_on_a_transformers_checkpoint_points_to_the_converting_reader(tmp_path):
+    source = transformers.ViTForImageClassification(transformers.ViTConfig(**TINY, **CONFIGS["p16_224"]))
+    path = _save(source, tmp_path / "vit", "legacy")
+    with pytest.raises(ValueError, match=r"holds a 'vit' model, not a vit_ft one.*load_checkpoint\(path"):
+        ViTForImageClassification.from_pretrained(path)
+
+
 @pytest.mark.parametrize("layout", ["legacy", "current"])
 def test_deit_with_teacher_logits_match(tmp_path, layout):
     config = transformers.DeiTConfig(**TINY, image_size=64, patch_size=16)

@@ -193,6 +193,19 @@ class ViTConfig(PretrainedConfig):
         return int(self.class_token) + int(self.use_distillation_token) + self.num_register_tokens
 
     @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> "ViTConfig":
+        # A transformers ViT/DeiT config would otherwise build a vit_ft model whose weights all fail to load: their
+        # keys and config fields need converting, which vit_ft's checkpoint reader does.
+        model_type = config_dict.get("model_type", cls.model_type)
+        if model_type != cls.model_type:
+            raise ValueError(
+                f"The checkpoint holds a {model_type!r} model, not a vit_ft one. Load transformers ViT/DeiT "
+                "checkpoints with vit_ft.checkpoints.load_checkpoint(path, ViTForImageClassification), which converts "
+                "them, or convert once with `vit-ft convert --from transformers`."
+            )
+        return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
     def from_preset(cls, name: str, **overrides) -> "ViTConfig":
         """
         Builds the configuration of a named architecture, e.g. `ViTConfig.from_preset("vit_base_patch16_224",
