@@ -10,6 +10,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from .arguments import DataArguments, ModelArguments, ViTTrainingArguments
+from .output_dir import RECIPE, write_text
 
 DATACLASSES = (ModelArguments, DataArguments, ViTTrainingArguments)
 
@@ -82,11 +83,8 @@ def save_resolved_recipe(parsed: tuple, output_dir: str | Path) -> Path:
     for arguments in parsed:
         values = arguments.to_dict() if hasattr(arguments, "to_dict") else asdict(arguments)
         resolved.update({key: value for key, value in values.items() if key in _field_names((type(arguments),))})
-    path = Path(output_dir) / "vit_ft_recipe.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = f"# Resolved configuration of: {' '.join(sys.argv)}\n"
-    path.write_text(header + yaml.safe_dump(_plain(resolved), sort_keys=True), encoding="utf-8")
-    return path
+    return write_text(Path(output_dir) / RECIPE, header + yaml.safe_dump(_plain(resolved), sort_keys=True))
 
 
 def _plain(value):

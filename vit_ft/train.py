@@ -24,6 +24,7 @@ from .evaluation.plots import plot_confusion_matrix, plot_training_curves
 from .hub.card import run_environment, write_model_card
 from .hub.push import check_push_to_hub, push_trained_model
 from .model.modeling_vit_ft import ViTForImageClassification
+from .output_dir import CONFUSION_MATRIX, TRAINING_CURVES, TrainingFacts, claim_output_dir
 from .recipe import save_resolved_recipe
 from .training.distillation import DISTILLATION_TYPES, Teacher, depth_pruned_student, load_teacher_model
 from .training.lora import add_lora, write_adapter_record
@@ -136,7 +137,21 @@ def build_trainer(
 
 
 def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViTTrainingArguments) -> dict:
-    """Trains, evaluates on validation and test, saves the model, metrics and plots in `args.output_dir`."""
+    """
+    Trains, evaluates on validation and test, saves the model, metrics and plots in `args.output_dir`, which it
+    holds for the whole run (`claim_output_dir`): a folder that holds another run, or that a live run is using, is
+    refused before any data or checkpoint is loaded.
+    """
+    # build_trainer makes these checks too; here they come first, so that a mistake in the recipe leaves no folder.
+    _check(args)
+    check_push_to_hub(args)
+    _resolve_local_paths(model_args, args)
+    saves = args.should_save  # only the process that saves claims: the others would see its files as another run's
+    with claim_output_dir(args.output_dir, args.overwrite_output_dir, args.resume_from_checkpoint, saves):
+        return _train_evaluate_save(model_args, data_args, args)
+
+
+def _train_evaluate_save(model_args: ModelArguments, data_args: DataArguments, args: ViTTrainingArguments) -> dict:
     trainer, data, label_names = build_trainer(model_args, data_args, args)
     ema = trainer.ema
     total, trainable = parameter_counts(trainer.model)
@@ -146,8 +161,9 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViT
         if ema is not None:
             ema.copy_to(trainer.model)
         trainer.save_model(_internal_call=True)  # with push_to_hub, push once, at the end, with every result
-        metrics = {**outcome.metrics, "train_trainable_parameters": trainable, "train_total_parameters": total,
-                   "train_skipped_images": trainer.skipped_training_images()}  # fmt: skip
+        facts = TrainingFacts(trainable_parameters=trainable, total_parameters=total,
+                              skipped_images=trainer.skipped_training_images())  # fmt: skip
+        metrics = {**outcome.metrics, **facts.as_results()}
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)  # also gathered into all_results.json
         results.update(metrics)
@@ -162,9 +178,9 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, args: ViT
         if args.should_save:
             predicted = prediction.predictions.argmax(-1)
             plot_confusion_matrix(prediction.label_ids, predicted, label_names,
-                                  Path(args.output_dir) / "confusion_matrix.png")  # fmt: skip
+                                  Path(args.output_dir) / CONFUSION_MATRIX)  # fmt: skip
     if args.should_save:
-        plot_training_curves(trainer.state.log_history, Path(args.output_dir) / "training_curves.png")
+        plot_training_curves(trainer.state.log_history, Path(args.output_dir) / TRAINING_CURVES)
     trainer.save_metrics("run", run_environment(args))  # the hardware, for the model card
     if args.should_save and model_args.peft_method:
         # peft's save_pretrained leaves a template README.md; the adapter's card replaces it.
