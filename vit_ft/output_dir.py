@@ -344,7 +344,7 @@ def claim_output_dir(
     folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(folder / LOCK)
     try:
-        lock.acquire(blocking=False)
+        lock.acquire(timeout=0)  # one try: a run in progress stops this one at once
     except Timeout:
         raise OSError(f"output_dir {folder} is in use by a run that has not ended (it holds {folder / LOCK}): wait "
                       "for that run to end, or choose another output_dir.") from None  # fmt: skip
