@@ -6,8 +6,9 @@
 #    is and against full fine-tuning on the same data (recipes/full_finetune/digits_low_quality.yaml);
 # 3. distillation into a student of a fifth of the FLOPs (recipes/distill/digits_tiny.yaml): alone, soft, hard and
 #    with a distillation token.
-# A step whose output directory already holds all_results.json is not run again; delete it to rerun. The table at
-# the end is also written to outputs/digits_demo.md.
+# A step whose output directory already holds all_results.json is not run again; delete it to rerun. A step that was
+# stopped midway starts again from scratch (--overwrite_output_dir true). The table at the end is also written to
+# outputs/digits_demo.md.
 set -euo pipefail
 export TQDM_DISABLE=1
 
@@ -19,7 +20,7 @@ train() {  # train OUTPUT_DIR RECIPE [--field value ...]
         return
     fi
     echo "== $output_dir: vit-ft train $recipe $*"
-    vit-ft train "$recipe" --output_dir "$output_dir" "$@"
+    vit-ft train "$recipe" --output_dir "$output_dir" --overwrite_output_dir true "$@"
 }
 
 train outputs/digits recipes/full_finetune/digits.yaml

@@ -91,8 +91,9 @@ def test_bad_images_are_skipped_and_counted_unless_strict(tmp_path):
     assert results["train_loss"] > 0
     all_results = json.loads((tmp_path / "out" / "all_results.json").read_text())
     assert all_results["train_skipped_images"] == 4 and all_results["test_skipped_images"] == 1
+    # Into a folder of its own: `out` holds the first run, which a second run into it would be refused.
     with pytest.raises(ValueError, match=r"(broken|empty)\.png.*strict_images"):
-        run_training(read_recipe(RECIPE, [*flags, "--strict_images", "true"]))
+        run_training(read_recipe(RECIPE, [*flags, "--strict_images", "true", "--output_dir", f"{tmp_path}/strict"]))
     with pytest.raises(FileNotFoundError, match=f"model_name_or_path='{tmp_path}/no_model' is not a directory"):
         run_training(read_recipe(RECIPE, [*flags, "--model_name_or_path", f"{tmp_path}/no_model"]))
 

@@ -16,6 +16,7 @@ from .checkpoints.arguments import ModelArguments
 from .data.arguments import AugmentationArguments, DataArguments
 from .hub.arguments import HubArguments
 from .hub.push import check_push_to_hub
+from .output_dir import ADAPTER_CONFIG, RECIPE, write_text
 from .training.arguments import DistillationArguments, LoraArguments, ViTTrainingArguments
 
 
@@ -60,7 +61,7 @@ def check_recipe(recipe: Recipe) -> None:
         if not model.model_name_or_path:
             raise ValueError("peft_method: lora adapts a trained model: set model_name_or_path (a preset has nothing "
                              "to adapt; train it in full).")  # fmt: skip
-        if (Path(model.model_name_or_path) / "adapter_config.json").is_file():
+        if (Path(model.model_name_or_path) / ADAPTER_CONFIG).is_file():
             raise ValueError(f"{model.model_name_or_path} is a LoRA adapter: merge it first (vit-ft merge-lora "
                              f"--adapter {model.model_name_or_path} --output DIR) and train the new adapter on the "
                              "merged model.")  # fmt: skip
@@ -272,11 +273,8 @@ def save_resolved_recipe(recipe: Recipe, output_dir: str | Path) -> Path:
     for arguments in recipe.groups:
         values = arguments.to_dict() if hasattr(arguments, "to_dict") else asdict(arguments)
         resolved.update({key: value for key, value in values.items() if key in _field_names((type(arguments),))})
-    path = Path(output_dir) / "vit_ft_recipe.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = f"# Resolved configuration of: {' '.join(sys.argv)}\n"
-    path.write_text(header + yaml.safe_dump(_plain(resolved), sort_keys=True), encoding="utf-8")
-    return path
+    return write_text(Path(output_dir) / RECIPE, header + yaml.safe_dump(_plain(resolved), sort_keys=True))
 
 
 def _plain(value):

@@ -22,6 +22,7 @@ from .evaluation.plots import plot_confusion_matrix, plot_training_curves
 from .hub.card import run_environment, write_model_card
 from .hub.push import push_trained_model
 from .model.modeling_vit_ft import ViTForImageClassification
+from .output_dir import CONFUSION_MATRIX, TRAINING_CURVES, TrainingFacts, claim_output_dir
 from .recipe import Recipe, save_resolved_recipe
 from .training.arguments import ViTTrainingArguments
 from .training.distillation import Teacher, depth_pruned_student, load_teacher_model
@@ -125,7 +126,20 @@ def build_trainer(recipe: Recipe) -> tuple[ViTTrainer, dict, list[str]]:
 
 
 def run_training(recipe: Recipe) -> dict:
-    """Trains, evaluates on validation and test, saves the model, metrics and plots in the recipe's `output_dir`."""
+    """
+    Trains, evaluates on validation and test, saves the model, metrics and plots in the recipe's `output_dir`, which
+    it holds for the whole run (`claim_output_dir`): a folder that holds another run, or that a live run is using, is
+    refused before any data or checkpoint is loaded.
+    """
+    args = recipe.training
+    _check(args)
+    _resolve_local_paths(recipe)
+    saves = args.should_save  # only the process that saves claims: the others would see its files as another run's
+    with claim_output_dir(args.output_dir, args.overwrite_output_dir, args.resume_from_checkpoint, saves):
+        return _train_evaluate_save(recipe)
+
+
+def _train_evaluate_save(recipe: Recipe) -> dict:
     args = recipe.training
     trainer, data, label_names = build_trainer(recipe)
     ema = trainer.ema
@@ -136,8 +150,9 @@ def run_training(recipe: Recipe) -> dict:
         if ema is not None:
             ema.copy_to(trainer.model)
         trainer.save_model(_internal_call=True)  # with push_to_hub, push once, at the end, with every result
-        metrics = {**outcome.metrics, "train_trainable_parameters": trainable, "train_total_parameters": total,
-                   "train_skipped_images": trainer.skipped_training_images()}  # fmt: skip
+        facts = TrainingFacts(trainable_parameters=trainable, total_parameters=total,
+                              skipped_images=trainer.skipped_training_images())  # fmt: skip
+        metrics = {**outcome.metrics, **facts.as_results()}
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)  # also gathered into all_results.json
         results.update(metrics)
@@ -152,9 +167,9 @@ def run_training(recipe: Recipe) -> dict:
         if args.should_save:
             predicted = prediction.predictions.argmax(-1)
             plot_confusion_matrix(prediction.label_ids, predicted, label_names,
-                                  Path(args.output_dir) / "confusion_matrix.png")  # fmt: skip
+                                  Path(args.output_dir) / CONFUSION_MATRIX)  # fmt: skip
     if args.should_save:
-        plot_training_curves(trainer.state.log_history, Path(args.output_dir) / "training_curves.png")
+        plot_training_curves(trainer.state.log_history, Path(args.output_dir) / TRAINING_CURVES)
     trainer.save_metrics("run", run_environment(args))  # the hardware, for the model card
     if args.should_save and recipe.lora.enabled:
         # peft's save_pretrained leaves a template README.md; the adapter's card replaces it.

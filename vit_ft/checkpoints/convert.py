@@ -8,6 +8,7 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ..model.configuration_vit_ft import ViTConfig
 from ..model.modeling_vit_ft import ViTForImageClassification, ViTModel
+from ..output_dir import MODEL_CONFIG, PROCESSOR_CONFIG
 from .key_conversion import convert_timm_state_dict
 from .pretrained import load_checkpoint
 from .reading import read_json, read_timm_weights
@@ -21,12 +22,12 @@ def convert_transformers(source: str, output: str | Path) -> ViTModel | ViTForIm
     Converts a transformers ViT/DeiT checkpoint (directory or Hub id) into a vit_ft directory with the source's own
     image processor. Base models (no classifier in the checkpoint) become a vit_ft `ViTModel`.
     """
-    config = read_json(source, "config.json", {})
+    config = read_json(source, MODEL_CONFIG, {})
     if config is None:
-        raise OSError(f"{source} has no config.json: pass a transformers ViT/DeiT directory or Hub id.")
+        raise OSError(f"{source} has no {MODEL_CONFIG}: pass a transformers ViT/DeiT directory or Hub id.")
     has_head = any("ForImageClassification" in name for name in config.get("architectures") or [])
     model = load_checkpoint(source, ViTForImageClassification if has_head else ViTModel)
-    if read_json(source, "preprocessor_config.json", {}) is not None:
+    if read_json(source, PROCESSOR_CONFIG, {}) is not None:
         processor = AutoImageProcessor.from_pretrained(source)
     else:
         processor = _processor(model.config.image_size, _TIMM_HALF)  # transformers' ViT default normalisation

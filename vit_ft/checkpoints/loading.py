@@ -12,6 +12,7 @@ from transformers.image_utils import PILImageResampling
 
 from ..model.configuration_vit_ft import ViTConfig
 from ..model.modeling_vit_ft import ViTForImageClassification
+from ..output_dir import MODEL_CONFIG, PROCESSOR_CONFIG
 from .adapters import check_base_model, is_adapter, read_adapter
 from .arguments import ModelArguments, check_model_source
 from .pretrained import load_checkpoint
@@ -67,7 +68,7 @@ def checkpoint_model(
     `overrides`, labelled `id2label` (None keeps its own). Heads of other labels are re-initialised, with a warning
     that calls the checkpoint `shown_name` (no warning when None: an adapter's heads replace them).
     """
-    source = read_json(path_or_id, "config.json", hub_kwargs) or {}
+    source = read_json(path_or_id, MODEL_CONFIG, hub_kwargs) or {}
     old_labels = {int(k): v for k, v in (source.get("id2label") or {}).items()}
     relabel = id2label is not None and old_labels != id2label
     labels = _label_maps(id2label) if id2label is not None else {}
@@ -134,8 +135,8 @@ def _preview(id2label: dict) -> str:
 def load_processor(model: ViTForImageClassification, source: str, hub_kwargs: dict | None = None):
     """The image processor of `source` (a model or adapter directory or Hub id), producing the model's image size."""
     hub_kwargs = hub_kwargs or {}
-    if read_json(source, "preprocessor_config.json", hub_kwargs) is None:
-        logger.warning(f"{source} has no preprocessor_config.json: using ViT's normalisation (mean = std = 0.5).")
+    if read_json(source, PROCESSOR_CONFIG, hub_kwargs) is None:
+        logger.warning(f"{source} has no {PROCESSOR_CONFIG}: using ViT's normalisation (mean = std = 0.5).")
         return default_processor(model.config.image_size)
     processor = AutoImageProcessor.from_pretrained(source, **hub_kwargs)
     size = model.config.image_size

@@ -1,6 +1,5 @@
 """`vit-ft evaluate`: a saved model's metrics on a data split, clean and under image corruptions."""
 
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -15,6 +14,7 @@ from ..data.corruptions import CorruptedExampleTransform, check_corruption, with
 from ..data.datasets import load_image_datasets
 from ..data.transforms import ExampleTransform, build_eval_transform, collate_images
 from ..model.modeling_vit_ft import ViTForImageClassification
+from ..output_dir import eval_file, robustness_file, write_json
 from ..training.trainer import ViTTrainer
 from .metrics import ClassificationMetrics, first_logits
 
@@ -74,10 +74,8 @@ def evaluate_model(
                 corrupted = with_corruption(dataset, example_transform, name, severity, seed)
             results["corruptions"][name] = _metrics(trainer, corrupted)
 
-    default_name = f"{'robustness' if corruptions else 'eval'}_{split}.json"
-    output_file = Path(output_file or Path(model_dir) / default_name)
-    output_file.parent.mkdir(parents=True, exist_ok=True)
-    output_file.write_text(json.dumps(results, indent=2) + "\n")
+    default_name = robustness_file(split) if corruptions else eval_file(split)
+    output_file = write_json(output_file or Path(model_dir) / default_name, results)
     logger.info(f"Wrote {output_file}")
     return results
 

@@ -6,6 +6,8 @@ import evaluate
 import numpy as np
 from transformers import EvalPrediction
 
+from ..output_dir import SplitMetrics, top_k_key
+
 _MODULES = Path(__file__).parent / "metric_modules"
 
 
@@ -27,11 +29,13 @@ class ClassificationMetrics:
         logits = np.asarray(prediction.predictions, dtype=np.float32)  # (examples, num_labels)
         references = np.asarray(prediction.label_ids)
         predicted = logits.argmax(axis=-1)
-        return {
-            **self.accuracy.compute(predictions=predicted, references=references),
-            **self.top_k.compute(predictions=logits, references=references, k=self.k),
-            **self.f1.compute(predictions=predicted, references=references),
-        }
+        # Keyed by SplitMetrics, which the model card reads them back with.
+        return SplitMetrics(
+            accuracy=self.accuracy.compute(predictions=predicted, references=references)["accuracy"],
+            top_k_accuracy=self.top_k.compute(predictions=logits, references=references, k=self.k)[top_k_key(self.k)],
+            k=self.k,
+            f1=self.f1.compute(predictions=predicted, references=references)["f1"],
+        ).as_metrics()
 
 
 def first_logits(logits, labels):

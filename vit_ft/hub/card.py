@@ -1,30 +1,40 @@
 """The model card (README.md) of a vit-ft output directory: Hub metadata, how it was trained, results, usage, plots.
 
-The card is written from the files a run leaves (`all_results.json`, `vit_ft_recipe.yaml`, `robustness_*.json`,
-`config.json` or a LoRA adapter's `adapter_config.json` and `vit_ft_adapter.json`), so `vit-ft push` can write it
-long after training, and `push_to_hub: true` writes the same card at the end of a run.
+The card is written from the record of the files a run leaves (`vit_ft.output_dir.read_run`), so `vit-ft push` can
+write it long after training, and `push_to_hub: true` writes the same card at the end of a run.
 """
 
-import json
 import logging
 import os
-import re
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
-import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+from ..output_dir import (
+    ADAPTER_CONFIG,
+    ADAPTER_RECORD,
+    ALL_RESULTS,
+    CARD,
+    CONFUSION_MATRIX,
+    MODELING_CODE,
+    RECIPE,
+    TRAINING_CURVES,
+    RunRecord,
+    SplitMetrics,
+    TrainingFacts,
+    read_run,
+    write_text,
+)
 
 if TYPE_CHECKING:  # importing the Trainer takes a while; `import vit_ft` should not wait for it
     from transformers import TrainingArguments
 
 logger = logging.getLogger(__name__)
 
-CARD_NAME = "README.md"
 BUILT_IN_DATASETS = {"digits": "scikit-learn digits (8x8)"}
 # The recipe fields a reader needs to judge a run; the whole recipe is in the repo next to the card.
 KEY_HYPERPARAMETERS = (
@@ -44,32 +54,16 @@ METHOD_HYPERPARAMETERS = {
                                    "student_layers"),
     "image_corruptions": ("image_corruptions", "corruption_severity", "corruption_seed"),
 }  # fmt: skip
-_SPLITS = {"eval": "validation", "test": "test"}  # all_results.json prefix: split
-_PLOTS = {"training_curves.png": "Training curves", "confusion_matrix.png": "Confusion matrix (test split)"}
+_PLOTS = {TRAINING_CURVES: "Training curves", CONFUSION_MATRIX: "Confusion matrix (test split)"}
 
 
-@dataclass
-class _Run:
-    """What a card is written from: the files of one output directory."""
+class _Metric(NamedTuple):
+    """A column of the results tables and its model-index entry."""
 
-    recipe: dict
-    results: dict
-    robustness: list[dict]
-    config: dict | None  # config.json of a model; an adapter has none
-    adapter: dict | None  # peft's adapter_config.json; None for a model
-    adapter_record: dict  # vit-ft's vit_ft_adapter.json: labels and config overrides of an adapter
-    plots: list[str]
-
-    @property
-    def id2label(self) -> dict:
-        return (self.config or self.adapter_record).get("id2label") or {}
-
-    @property
-    def base_model(self) -> str | None:
-        """The model this one starts from: an adapter's base, or the checkpoint a run fine-tuned."""
-        if self.adapter is not None:
-            return self.adapter.get("base_model_name_or_path")
-        return self.recipe.get("model_name_or_path")
+    value: Callable[[SplitMetrics], float | None]
+    hub_type: str  # the Hub's metric type
+    name: str
+    hub_args: dict | None
 
 
 def run_environment(args: "TrainingArguments") -> dict[str, int | str]:
@@ -78,14 +72,12 @@ def run_environment(args: "TrainingArguments") -> dict[str, int | str]:
         hardware = torch.cuda.get_device_name(args.device)
     else:
         hardware = f"{args.device.type.upper()} ({os.cpu_count()} cores)"
-    return {"run_processes": args.world_size, "run_hardware": hardware}
+    return TrainingFacts(processes=args.world_size, hardware=hardware).as_results()
 
 
 def write_model_card(model_dir: str | Path, repo_id: str, license: str | None = None) -> Path:
     """Writes the card of `model_dir` (see `build_model_card`) to `model_dir/README.md`, replacing any there."""
-    path = Path(model_dir) / CARD_NAME
-    path.write_text(str(build_model_card(model_dir, repo_id, license)), encoding="utf-8")
-    return path
+    return write_text(Path(model_dir) / CARD, str(build_model_card(model_dir, repo_id, license)))
 
 
 def build_model_card(model_dir: str | Path, repo_id: str, license: str | None = None) -> ModelCard:
@@ -95,7 +87,10 @@ def build_model_card(model_dir: str | Path, repo_id: str, license: str | None = 
     Building it parses the metadata back with huggingface_hub's `ModelCardData`, offline: metadata the Hub would
     refuse (a malformed `model-index`) raises here, before anything is uploaded.
     """
-    run = _read_run(Path(model_dir))
+    run = read_run(model_dir)
+    if run.adapter is not None and run.adapter.get("peft_type") != "LORA":
+        raise ValueError(f"{model_dir}/{ADAPTER_CONFIG} holds a {run.adapter.get('peft_type')} adapter: vit-ft writes "
+                         "cards for LoRA adapters only.")  # fmt: skip
     license = license or run.recipe.get("license")
     if not license:
         logger.warning(f"{model_dir}: no license given, so the card states none. Set `license` in the recipe or "
@@ -117,36 +112,6 @@ def build_model_card(model_dir: str | Path, repo_id: str, license: str | None = 
     )
     body = "\n\n".join(section for section in sections if section)
     return ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n{body}\n")
-
-
-def check_model_dir(model_dir: str | Path) -> None:
-    """Raises a ValueError unless `model_dir` holds a model (config.json) or a LoRA adapter (adapter_config.json)."""
-    if not (Path(model_dir) / "config.json").is_file() and not (Path(model_dir) / "adapter_config.json").is_file():
-        raise ValueError(f"{model_dir} holds neither config.json (a model) nor adapter_config.json (a LoRA "
-                         "adapter): give the output_dir of a `vit-ft train` run.")  # fmt: skip
-
-
-def _read_run(model_dir: Path) -> _Run:
-    check_model_dir(model_dir)
-    config, adapter = _read_json(model_dir / "config.json"), _read_json(model_dir / "adapter_config.json")
-    if adapter is not None and adapter.get("peft_type") != "LORA":
-        raise ValueError(f"{model_dir}/adapter_config.json holds a {adapter.get('peft_type')} adapter: vit-ft writes "
-                         "cards for LoRA adapters only.")  # fmt: skip
-    recipe_path = model_dir / "vit_ft_recipe.yaml"
-    recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) if recipe_path.is_file() else {}
-    return _Run(
-        recipe=recipe or {},
-        results=_read_json(model_dir / "all_results.json") or {},
-        robustness=[_read_json(path) for path in sorted(model_dir.glob("robustness_*.json"))],
-        config=config,
-        adapter=adapter,
-        adapter_record=_read_json(model_dir / "vit_ft_adapter.json") or {},
-        plots=[plot for plot in _PLOTS if (model_dir / plot).is_file()],
-    )
-
-
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def is_repo_id(name: str) -> bool:
@@ -184,50 +149,38 @@ def _is_hub_dataset(dataset_id: str) -> bool:
     return dataset_id not in (*BUILT_IN_DATASETS, "imagefolder") and _hub_id(dataset_id) is not None
 
 
-def _split_metrics(results: dict, prefix: str) -> dict[str, float]:
-    """`{prefix}_accuracy`, `{prefix}_topK_accuracy`, `{prefix}_f1` and `{prefix}_loss`, without the prefix."""
-    pattern = re.compile(rf"{prefix}_(accuracy|top\d+_accuracy|f1|loss)")
-    return {match[1]: value for key, value in results.items() if (match := pattern.fullmatch(key))}
+def _metrics(scores: Iterable[SplitMetrics]) -> list[_Metric]:
+    """The metrics any of `scores` reports, in the order the card shows them."""
+    scores = list(scores)
+    metrics = []
+    if any(score.accuracy is not None for score in scores):
+        metrics.append(_Metric(lambda score: score.accuracy, "accuracy", "Accuracy", None))
+    k = next((score.k for score in scores if score.top_k_accuracy is not None), None)
+    if k is not None:  # min(5, classes): see ClassificationMetrics
+        metrics.append(_Metric(lambda score: score.top_k_accuracy, "top_k_accuracy", f"Top-{k} accuracy", {"k": k}))
+    if any(score.f1 is not None for score in scores):
+        metrics.append(_Metric(lambda score: score.f1, "f1", "Macro F1", {"average": "macro"}))
+    return metrics
 
 
-def _metric_names(metrics: Collection[str]) -> dict[str, tuple[str, str, dict | None]]:
-    """Each metric's (Hub metric type, readable name, metric args), in the order the card shows them."""
-    names = {}
-    if "accuracy" in metrics:
-        names["accuracy"] = ("accuracy", "Accuracy", None)
-    for key in metrics:
-        if match := re.fullmatch(r"top(\d+)_accuracy", key):
-            k = int(match[1])  # min(5, classes): see ClassificationMetrics
-            names[key] = ("top_k_accuracy", f"Top-{k} accuracy", {"k": k})
-    if "f1" in metrics:
-        names["f1"] = ("f1", "Macro F1", {"average": "macro"})
-    return names
-
-
-def _metric_keys(run: _Run) -> set[str]:
-    """The metrics any split reports."""
-    return {key for prefix in _SPLITS for key in _split_metrics(run.results, prefix)}
-
-
-def _eval_results(run: _Run) -> list[EvalResult]:
+def _eval_results(run: RunRecord) -> list[EvalResult]:
     """The `model-index` entries: each split's accuracy, top-k accuracy and macro F1."""
     dataset = _dataset(run.recipe)
     if dataset is None:  # results without the recipe that says what data they are on
         return []
     eval_results = []
-    for prefix, split in _SPLITS.items():
-        metrics = _split_metrics(run.results, prefix)
-        for key, (metric_type, metric_name, metric_args) in _metric_names(metrics).items():
+    for split, scores in run.splits.items():
+        for metric in _metrics([scores]):
             eval_results.append(EvalResult(
                 task_type="image-classification", task_name="Image Classification", dataset_type=dataset[0],
                 dataset_name=dataset[1], dataset_config=run.recipe.get("dataset_config_name"), dataset_split=split,
-                metric_type=metric_type, metric_name=f"{metric_name} ({split})", metric_args=metric_args,
-                metric_value=metrics[key],
+                metric_type=metric.hub_type, metric_name=f"{metric.name} ({split})", metric_args=metric.hub_args,
+                metric_value=metric.value(scores),
             ))  # fmt: skip
     return eval_results
 
 
-def _metadata(run: _Run, name: str, license: str | None) -> ModelCardData:
+def _metadata(run: RunRecord, name: str, license: str | None) -> ModelCardData:
     dataset = _dataset(run.recipe)
     tags = ["vit_ft", "image-classification", "vision"]
     if run.adapter is not None:
@@ -240,7 +193,7 @@ def _metadata(run: _Run, name: str, license: str | None) -> ModelCardData:
         license=license,
         tags=tags,
         datasets=[dataset[0]] if dataset and _is_hub_dataset(dataset[0]) else None,
-        metrics=sorted({metric_type for metric_type, _, _ in _metric_names(_metric_keys(run)).values()}) or None,
+        metrics=sorted({metric.hub_type for metric in _metrics(run.splits.values())}) or None,
         base_model=_hub_id(run.base_model),
         pipeline_tag="image-classification",
         model_name=name if eval_results else None,  # the model-index's name
@@ -248,7 +201,7 @@ def _metadata(run: _Run, name: str, license: str | None) -> ModelCardData:
     )
 
 
-def _summary(run: _Run) -> str:
+def _summary(run: RunRecord) -> str:
     dataset = _dataset(run.recipe)
     trained_on = f" on {dataset[1]}" if dataset else ""
     if run.adapter is not None:
@@ -278,7 +231,7 @@ def _summary(run: _Run) -> str:
     return "\n\n".join(lines)
 
 
-def _origin(run: _Run) -> str:
+def _origin(run: RunRecord) -> str:
     """Where training started, from the recipe; nothing for a directory without one (from `vit-ft convert`)."""
     if run.recipe.get("student_from_teacher"):
         return f", cut from the teacher (its layers {run.recipe['student_layers']}) and trained"
@@ -307,31 +260,29 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
-def _results_section(run: _Run) -> str | None:
-    splits = {split: _split_metrics(run.results, prefix) for prefix, split in _SPLITS.items()}
-    splits = {split: metrics for split, metrics in splits.items() if metrics}
-    if not splits:
+def _results_section(run: RunRecord) -> str | None:
+    if not run.splits:
         return None
-    names = _metric_names(_metric_keys(run))
-    header = ["split", *(name for _, name, _ in names.values()), "loss"]
-    rows = [[split, *(_number(metrics.get(key)) for key in names), _number(metrics.get("loss"))]
-            for split, metrics in splits.items()]  # fmt: skip
+    metrics = _metrics(run.splits.values())
+    header = ["split", *(metric.name for metric in metrics), "loss"]
+    rows = [[split, *(_number(metric.value(scores)) for metric in metrics), _number(scores.loss)]
+            for split, scores in run.splits.items()]  # fmt: skip
     return "## Results\n\n" + _table(header, rows)
 
 
-def _robustness_section(run: _Run) -> str | None:
+def _robustness_section(run: RunRecord) -> str | None:
     """One table per `vit-ft evaluate --corruptions` file: accuracy under each corruption against the clean one."""
     tables = []
     for report in run.robustness:
-        clean = report["clean"]
-        names = _metric_names(clean)
-        header = ["corruption", *(name for _, name, _ in names.values()), "accuracy change"]
-        rows = [["none (clean)", *(_number(clean[key]) for key in names), ""]]
-        for corruption, metrics in report["corruptions"].items():
-            change = metrics["accuracy"] - clean["accuracy"]
-            rows.append([corruption, *(_number(metrics[key]) for key in names), f"{change:+.4f}"])
-        tables.append(f"Split `{report['split']}` ({report['examples']} images), corruption severity "
-                      f"{report['severity']} of 5, from `vit-ft evaluate --corruptions`:\n\n"
+        clean = report.clean
+        metrics = _metrics([clean])
+        header = ["corruption", *(metric.name for metric in metrics), "accuracy change"]
+        rows = [["none (clean)", *(_number(metric.value(clean)) for metric in metrics), ""]]
+        for corruption, scores in report.corruptions.items():
+            change = scores.accuracy - clean.accuracy
+            rows.append([corruption, *(_number(metric.value(scores)) for metric in metrics), f"{change:+.4f}"])
+        tables.append(f"Split `{report.split}` ({report.examples} images), corruption severity "
+                      f"{report.severity} of 5, from `vit-ft evaluate --corruptions`:\n\n"
                       + _table(header, rows))  # fmt: skip
     return "## Robustness to image corruptions\n\n" + "\n\n".join(tables) if tables else None
 
@@ -340,13 +291,13 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
-def _training_section(run: _Run) -> str | None:
+def _training_section(run: RunRecord) -> str | None:
     if not run.recipe:
         return None
-    lines = ["## Training", "Trained with `vit-ft train`; every setting of the run is in [vit_ft_recipe.yaml]"
-             "(vit_ft_recipe.yaml), and the metrics in [all_results.json](all_results.json)."]  # fmt: skip
-    if "train_runtime" in run.results:
-        lines.append(_hardware_line(run))
+    lines = ["## Training", f"Trained with `vit-ft train`; every setting of the run is in [{RECIPE}]({RECIPE}), and "
+             f"the metrics in [{ALL_RESULTS}]({ALL_RESULTS})."]  # fmt: skip
+    if run.training is not None:
+        lines.append(_hardware_line(run.training, run.recipe))
     keys = [key for key in KEY_HYPERPARAMETERS if key in run.recipe]
     for switch, fields in METHOD_HYPERPARAMETERS.items():
         keys += [key for key in fields if run.recipe.get(switch) and key in run.recipe]
@@ -356,18 +307,17 @@ def _training_section(run: _Run) -> str | None:
     return "\n\n".join(lines)
 
 
-def _hardware_line(run: _Run) -> str:
-    results, recipe = run.results, run.recipe
-    processes = results.get("run_processes")
-    where = f" on {processes} process{'es' if processes != 1 else ''}, {results['run_hardware']}" if processes else ""
-    line = f"Training took {_duration(results['train_runtime'])}{where}"
-    if "epoch" in results:
-        line += f", {results['epoch']:g} epochs"
+def _hardware_line(facts: TrainingFacts, recipe: dict) -> str:
+    processes = facts.processes
+    where = f" on {processes} process{'es' if processes != 1 else ''}, {facts.hardware}" if processes else ""
+    line = f"Training took {_duration(facts.runtime)}{where}"
+    if facts.epochs is not None:
+        line += f", {facts.epochs:g} epochs"
     if processes and "per_device_train_batch_size" in recipe:
         per_device, accumulation = recipe["per_device_train_batch_size"], recipe.get("gradient_accumulation_steps", 1)
         line += (f"; batch size {per_device * accumulation * processes} (per device {per_device}, accumulation "
                  f"steps {accumulation}, processes {processes})")  # fmt: skip
-    trainable, total = results.get("train_trainable_parameters"), results.get("train_total_parameters")
+    trainable, total = facts.trainable_parameters, facts.total_parameters
     if trainable is not None:
         line += f"; {trainable:,} trainable parameters" + (f" of {total:,}" if total else "")
     return line + "."
@@ -379,7 +329,7 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes} min" if hours else f"{minutes} min {seconds:.0f} s" if minutes else f"{seconds:.1f} s"
 
 
-def _usage_section(run: _Run, repo_id: str) -> str:
+def _usage_section(run: RunRecord, repo_id: str) -> str:
     if run.adapter is not None:
         return _adapter_usage(run, repo_id)
     return f"""## Usage
@@ -396,7 +346,7 @@ model = AutoModelForImageClassification.from_pretrained("{repo_id}")
 encoder = AutoModel.from_pretrained("{repo_id}")  # the ViT without its head, for image features
 ```
 
-Without vit-ft, transformers runs the modeling code this repo holds (`modeling_vit_ft.py`), so it must be trusted:
+Without vit-ft, transformers runs the modeling code this repo holds (`{MODELING_CODE}`), so it must be trusted:
 
 ```python
 from transformers import AutoModel, AutoModelForImageClassification, pipeline
@@ -408,13 +358,13 @@ encoder = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)
 ```"""
 
 
-def _adapter_usage(run: _Run, repo_id: str) -> str:
+def _adapter_usage(run: RunRecord, repo_id: str) -> str:
     base = _hub_id(run.base_model)
-    if base is None:  # adapter_config.json names a directory of the machine it was trained on
+    if base is None:  # ADAPTER_CONFIG names a directory of the machine it was trained on
         base = "BASE_MODEL_ID_OR_PATH"
         load = f'load_model("{repo_id}", base_model="{base}")'
     else:
-        load = f'load_model("{repo_id}")  # the base model named in adapter_config.json, with this adapter'
+        load = f'load_model("{repo_id}")  # the base model named in {ADAPTER_CONFIG}, with this adapter'
     return f"""## Usage
 
 With vit-ft installed, `load_model` builds the base model with the adapter's labels and adds the adapter:
@@ -426,7 +376,7 @@ model = {load}
 ```
 
 With peft directly, build the base model with vit-ft's class, as the adapter was trained (its labels and config
-changes are in `vit_ft_adapter.json`; a transformers ViT/DeiT base is converted on load), then add the adapter.
+changes are in `{ADAPTER_RECORD}`; a transformers ViT/DeiT base is converted on load), then add the adapter.
 Without vit-ft, merge the adapter first (`vit-ft merge-lora`) and share the merged model, which loads with
 `trust_remote_code=True`:
 
@@ -437,7 +387,7 @@ from huggingface_hub import hf_hub_download
 from peft import PeftModel
 from vit_ft import ViTForImageClassification
 
-with open(hf_hub_download("{repo_id}", "vit_ft_adapter.json")) as file:
+with open(hf_hub_download("{repo_id}", "{ADAPTER_RECORD}")) as file:
     record = json.load(file)
 id2label = {{int(i): name for i, name in record["id2label"].items()}}  # JSON keys are strings
 base = ViTForImageClassification.from_pretrained(

@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING
 
 from huggingface_hub import CommitInfo, HfApi, get_token
 
-from .card import check_model_dir, is_repo_id, write_model_card
+from ..output_dir import CHECKPOINT_PATTERN, LOCAL_ONLY_PREFIX, TENSORBOARD_LOGS, check_model_dir
+from .card import is_repo_id, write_model_card
 
 if TYPE_CHECKING:  # importing the Trainer takes a while; `import vit_ft` should not wait for it
     from transformers import Trainer, TrainingArguments
 
 # Left out of a pushed directory: the Trainer's checkpoints (optimizer states, many times the model's size), its
-# TensorBoard logs and the temporary files whose names start with `_` (the Trainer's own push leaves these out too).
-IGNORE_PATTERNS = ["checkpoint-*", "runs/", "_*"]
+# TensorBoard logs and the local files whose names start with `_`, such as the run's lock (the Trainer's own push
+# leaves these out too).
+IGNORE_PATTERNS = [CHECKPOINT_PATTERN, f"{TENSORBOARD_LOGS}/", f"{LOCAL_ONLY_PREFIX}*"]
 
 
 class PushError(OSError):

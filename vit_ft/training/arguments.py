@@ -52,6 +52,12 @@ class ViTTrainingArguments(TrainingArguments):
     metric_for_best_model: str | None = field(
         default="accuracy", metadata={"help": "Metric that picks the best checkpoint (with load_best_model_at_end)."}
     )
+    # transformers 5 dropped its own field of this name.
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Remove the previous run's model, adapter, results, plots, card, recipe and checkpoints "
+                          "from output_dir first. Without it, a run into a folder that holds another run is refused."},
+    )  # fmt: skip
 
     def __post_init__(self):
         super().__post_init__()

@@ -1,6 +1,5 @@
 """LoRA through peft: the modules a target names, the adapter a run trains, and loading and merging adapters."""
 
-import json
 import os
 import re
 from pathlib import Path
@@ -8,8 +7,8 @@ from pathlib import Path
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
-from ..checkpoints.adapters import ADAPTER_RECORD
 from ..model.modeling_vit_ft import ViTForImageClassification
+from ..output_dir import ADAPTER_RECORD, write_json
 from .arguments import LoraArguments
 
 # Module names, not full paths: every block's modules of that name are targeted.
@@ -82,5 +81,4 @@ def add_lora(model: ViTForImageClassification, lora: LoraArguments, base_model: 
 def write_adapter_record(output_dir: str, model: ViTForImageClassification, overrides: dict) -> None:
     """Writes `ADAPTER_RECORD`: the labels and config fields the base model needs for the adapter to fit."""
     record = {"id2label": model.config.id2label, "label2id": model.config.label2id, "config_overrides": overrides}
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(output_dir) / ADAPTER_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    write_json(Path(output_dir) / ADAPTER_RECORD, record)

@@ -3,13 +3,14 @@ and an exponential moving average (EMA) of the weights."""
 
 import contextlib
 import re
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from transformers import TrainerCallback
+
+from ..output_dir import EMA_WEIGHTS, checkpoint_dir
 
 # Biases, norms, LayerScale, tokens and positions are not decayed (as timm's `no_weight_decay`). Decided by name, not
 # by `ndim == 1`: FSDP1 flattens every parameter to one dimension.
@@ -56,7 +57,7 @@ class EMACallback(TrainerCallback):
     (`ema.safetensors`), so a resumed run continues the same average.
     """
 
-    file_name = "ema.safetensors"
+    file_name = EMA_WEIGHTS
 
     def __init__(self, decay: float):
         self.decay = decay
@@ -65,7 +66,7 @@ class EMACallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if self.ema is None:
             self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
-        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}" / self.file_name
+        checkpoint = checkpoint_dir(args.output_dir, state.global_step) / self.file_name
         if state.global_step > 0 and checkpoint.is_file():
             self.ema.load_state_dict(load_file(str(checkpoint), device=str(next(model.parameters()).device)))
 
@@ -74,7 +75,7 @@ class EMACallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            folder = checkpoint_dir(args.output_dir, state.global_step)
             folder.mkdir(parents=True, exist_ok=True)
             tensors = {key: value.detach().contiguous().cpu() for key, value in self.ema.state_dict().items()}
             save_file(tensors, str(folder / self.file_name))

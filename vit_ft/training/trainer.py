@@ -10,6 +10,7 @@ from transformers import Trainer
 
 from ..data.transforms import SKIPPED_IMAGES
 from ..hub.card import write_model_card
+from ..output_dir import SplitMetrics, save_results
 from .arguments import DistillationArguments
 from .distillation import Teacher, distillation_loss
 from .mixing import BatchMixer
@@ -95,7 +96,8 @@ class ViTTrainer(Trainer):
     def evaluation_loop(self, *args, metric_key_prefix: str = "eval", **kwargs):
         self._skipped_images["eval"] = 0
         output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
-        output.metrics[f"{metric_key_prefix}_skipped_images"] = self._sum_over_processes(self._skipped_images["eval"])
+        skipped = SplitMetrics(skipped_images=self._sum_over_processes(self._skipped_images["eval"]))
+        output.metrics.update(skipped.as_metrics(metric_key_prefix))
         return output
 
     def _sum_over_processes(self, count: int | torch.Tensor) -> int:
@@ -116,6 +118,11 @@ class ViTTrainer(Trainer):
     def predict(self, *args, **kwargs):
         with self._evaluation_context():
             return super().predict(*args, **kwargs)
+
+    def save_metrics(self, split: str, metrics: dict, combined: bool = True) -> None:
+        """The Trainer's `save_metrics`, written atomically: a run killed meanwhile leaves no half-written file."""
+        if self.is_world_process_zero():
+            save_results(self.args.output_dir, split, metrics, combined)
 
     def create_model_card(self, license: str | None = None, **trainer_card_fields) -> None:
         """vit-ft's card (`vit_ft.model_card`) in README.md, for the Trainer's draft: `push_to_hub` uploads it."""

@@ -1,0 +1,364 @@
+"""The output directory of a run: the names of the files a run writes there, the typed `RunRecord` a model card is
+written from, the claim a run takes on the folder, and atomic writes.
+
+Every other module takes these names from here: the checkpoints layer (an adapter's record), training (the EMA file,
+the metrics files), evaluation (robustness files) and the Hub card. So this module sits at the bottom of vit_ft's
+layers and imports nothing from vit_ft.
+
+    with claim_output_dir(args.output_dir, args.overwrite_output_dir, args.resume_from_checkpoint, args.should_save):
+        ...  # one run: nothing else starts into the folder until it ends
+"""
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+from filelock import FileLock, Timeout
+from transformers.utils import CONFIG_NAME, IMAGE_PROCESSOR_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+
+# A model, as transformers' save_pretrained names its files.
+MODEL_CONFIG = CONFIG_NAME  # config.json
+MODEL_WEIGHTS = SAFE_WEIGHTS_NAME  # model.safetensors
+MODEL_WEIGHTS_INDEX = SAFE_WEIGHTS_INDEX_NAME  # beside the shards of a model saved in several files
+MODEL_WEIGHT_SHARDS = "model-*-of-*.safetensors"
+PROCESSOR_CONFIG = IMAGE_PROCESSOR_NAME  # preprocessor_config.json
+# The files of vit_ft/model that save_pretrained copies beside a model, for `trust_remote_code=True`.
+MODELING_CODE = "modeling_vit_ft.py"
+REMOTE_CODE = ("configuration_vit_ft.py", MODELING_CODE)
+TRAINING_ARGS = "training_args.bin"  # the Trainer's (transformers.trainer.TRAINING_ARGS_NAME)
+# A LoRA adapter, as peft names its files (peft.utils.CONFIG_NAME and SAFETENSORS_WEIGHTS_NAME).
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# vit-ft's record of what the base model must be built with for the adapter to fit: the labels of the trained head
+# and the config fields the run changed. peft's adapter_config.json has no room for them.
+ADAPTER_RECORD = "vit_ft_adapter.json"
+RECIPE = "vit_ft_recipe.yaml"  # every field of the run, resolved
+ALL_RESULTS = "all_results.json"  # the Trainer's: every split's metrics, merged
+TRAINING_CURVES = "training_curves.png"
+CONFUSION_MATRIX = "confusion_matrix.png"
+PLOTS = (TRAINING_CURVES, CONFUSION_MATRIX)
+CARD = "README.md"
+EMA_WEIGHTS = "ema.safetensors"  # in each checkpoint folder
+CHECKPOINT_PREFIX = "checkpoint"  # the Trainer's checkpoint-<step> folders (transformers' PREFIX_CHECKPOINT_DIR)
+CHECKPOINT_PATTERN = f"{CHECKPOINT_PREFIX}-*"
+TENSORBOARD_LOGS = "runs"  # the Trainer's TensorBoard logs, with report_to: tensorboard
+# Files whose names start with `_` stay on this machine: `vit-ft push` and the Trainer's own pushes leave them out.
+LOCAL_ONLY_PREFIX = "_"
+LOCK = f"{LOCAL_ONLY_PREFIX}vit_ft_run.lock"  # held by the run using the folder
+_TEMPORARY_PREFIX = f"{LOCAL_ONLY_PREFIX}partial_"  # a file being written; a killed run may leave one
+
+
+def results_file(split: str) -> str:
+    """The Trainer's `save_metrics` file of `split` (train, eval, test; `run` holds the run environment)."""
+    return f"{split}_results.json"
+
+
+RUN_ENVIRONMENT = results_file("run")  # processes and hardware, for the card
+
+
+def robustness_file(split: str) -> str:
+    """`vit-ft evaluate --corruptions`' results on `split`."""
+    return f"robustness_{split}.json"
+
+
+def eval_file(split: str) -> str:
+    """`vit-ft evaluate`'s results on `split`, without corruptions."""
+    return f"eval_{split}.json"
+
+
+def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
+    return Path(output_dir) / f"{CHECKPOINT_PREFIX}-{step}"
+
+
+# What a run leaves: a folder with any of these holds a run. README.md is not one of them: a folder of other things
+# may have one, and a run always leaves more than its card.
+_RUN_PATTERNS = (
+    MODEL_CONFIG, MODEL_WEIGHTS, MODEL_WEIGHTS_INDEX, MODEL_WEIGHT_SHARDS, PROCESSOR_CONFIG, *REMOTE_CODE,
+    TRAINING_ARGS, ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_RECORD, RECIPE, ALL_RESULTS, results_file("*"),
+    robustness_file("*"), eval_file("*"), *PLOTS,
+)  # fmt: skip
+# Removed with a run, once the folder holds one.
+_REMOVED_WITH_A_RUN = (*_RUN_PATTERNS, CARD, TENSORBOARD_LOGS, f"{_TEMPORARY_PREFIX}*")
+
+
+# Metrics. The field names of these records are the keys of the results files: the code that writes the metrics
+# builds them with `as_metrics` / `as_results`, and the card reads them back with `from_metrics` / `from_results`,
+# so a renamed field is renamed on both sides.
+
+_TOP_K_KEY = "top{k}_accuracy"
+
+
+def top_k_key(k: int) -> str:
+    """The key of top-k accuracy: `top5_accuracy`."""
+    return _TOP_K_KEY.format(k=k)
+
+
+def _top_k_of(key: str) -> int | None:
+    """k of a `top_k_key(k)`; None for any other key."""
+    head, tail = _TOP_K_KEY.split("{k}")
+    middle = key[len(head) : len(key) - len(tail)]
+    return int(middle) if key.startswith(head) and key.endswith(tail) and middle.isdigit() else None
+
+
+@dataclass(frozen=True)
+class SplitMetrics:
+    """
+    One split's scores: what `ClassificationMetrics` computes, the Trainer's loss, and the images left out as
+    undecodable (`ViTTrainer`). In a results file they are `<prefix>_<field>`, and top-k accuracy is
+    `<prefix>_top<k>_accuracy`; without a prefix (robustness files, `compute_metrics`) just `<field>`.
+    """
+
+    accuracy: float | None = None
+    top_k_accuracy: float | None = None
+    k: int | None = None  # of top_k_accuracy: min(5, classes)
+    f1: float | None = None  # macro F1
+    loss: float | None = None
+    skipped_images: int | None = None
+
+    @property
+    def has_scores(self) -> bool:
+        return any(value is not None for value in (self.accuracy, self.top_k_accuracy, self.f1, self.loss))
+
+    def as_metrics(self, prefix: str = "") -> dict[str, float | int]:
+        """The set fields by their keys, `prefix`ed (`eval` makes `eval_accuracy`)."""
+        metrics = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name != "k" and value is not None:
+                name = top_k_key(self.k) if item.name == "top_k_accuracy" else item.name
+                metrics[f"{prefix}_{name}" if prefix else name] = value
+        return metrics
+
+    @classmethod
+    def from_metrics(cls, metrics: dict, prefix: str = "") -> "SplitMetrics":
+        """The fields `as_metrics(prefix)` wrote, from `metrics`; other keys (timings) are left out."""
+        start = f"{prefix}_" if prefix else ""
+        values = {item.name: metrics.get(f"{start}{item.name}") for item in fields(cls)}
+        for key, value in metrics.items():
+            if key.startswith(start) and (k := _top_k_of(key[len(start) :])) is not None:
+                values.update(top_k_accuracy=value, k=k)
+        return cls(**values)
+
+
+def _key(name: str):
+    return field(default=None, metadata={"key": name})
+
+
+@dataclass(frozen=True)
+class TrainingFacts:
+    """What a training run reports beside its scores, each field under the results key its metadata gives."""
+
+    runtime: float | None = _key("train_runtime")  # seconds, the Trainer's
+    epochs: float | None = _key("epoch")  # the Trainer's
+    processes: int | None = _key("run_processes")
+    hardware: str | None = _key("run_hardware")
+    trainable_parameters: int | None = _key("train_trainable_parameters")
+    total_parameters: int | None = _key("train_total_parameters")
+    skipped_images: int | None = _key("train_skipped_images")  # left out of training batches as undecodable
+
+    def as_results(self) -> dict[str, float | int | str]:
+        """The set fields by their results keys."""
+        return {item.metadata["key"]: getattr(self, item.name) for item in fields(self)
+                if getattr(self, item.name) is not None}  # fmt: skip
+
+    @classmethod
+    def from_results(cls, results: dict) -> "TrainingFacts | None":
+        """The facts in `results`; None when it holds no training (no runtime)."""
+        facts = cls(**{item.name: results.get(item.metadata["key"]) for item in fields(cls)})
+        return facts if facts.runtime is not None else None
+
+
+@dataclass(frozen=True)
+class RobustnessReport:
+    """One `robustness_<split>.json`: scores on clean images and under each corruption."""
+
+    split: str
+    examples: int
+    severity: int  # 1..5
+    clean: SplitMetrics
+    corruptions: dict[str, SplitMetrics]
+
+    @classmethod
+    def from_json(cls, report: dict) -> "RobustnessReport":
+        return cls(
+            split=report["split"],
+            examples=report["examples"],
+            severity=report["severity"],
+            clean=SplitMetrics.from_metrics(report["clean"]),
+            corruptions={name: SplitMetrics.from_metrics(metrics) for name, metrics in report["corruptions"].items()},
+        )
+
+
+# The results prefix of each split the Trainer scores (`metric_key_prefix` in run_training).
+SPLIT_PREFIXES = {"validation": "eval", "test": "test"}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What an output directory says about its run: what a model card is written from (`read_run`)."""
+
+    recipe: dict  # the resolved recipe; empty for a directory no run wrote (`vit-ft convert`)
+    splits: dict[str, SplitMetrics]  # validation, test: the splits with scores
+    training: TrainingFacts | None  # None without a training run's results
+    robustness: list[RobustnessReport]
+    config: dict | None  # config.json of a model; an adapter has none
+    adapter: dict | None  # peft's adapter_config.json; None for a model
+    adapter_record: dict  # ADAPTER_RECORD of an adapter
+    plots: list[str]  # the PLOTS present
+
+    @property
+    def id2label(self) -> dict:
+        return (self.config or self.adapter_record).get("id2label") or {}
+
+    @property
+    def base_model(self) -> str | None:
+        """The model this one starts from: an adapter's base, or the checkpoint a run fine-tuned."""
+        if self.adapter is not None:
+            return self.adapter.get("base_model_name_or_path")
+        return self.recipe.get("model_name_or_path")
+
+
+def check_model_dir(model_dir: str | Path) -> None:
+    """Raises a ValueError unless `model_dir` holds a model (config.json) or a LoRA adapter (adapter_config.json)."""
+    if not (Path(model_dir) / MODEL_CONFIG).is_file() and not (Path(model_dir) / ADAPTER_CONFIG).is_file():
+        raise ValueError(f"{model_dir} holds neither {MODEL_CONFIG} (a model) nor {ADAPTER_CONFIG} (a LoRA "
+                         "adapter): give the output_dir of a `vit-ft train` run.")  # fmt: skip
+
+
+def read_run(model_dir: str | Path) -> RunRecord:
+    """The record of the model or adapter in `model_dir` and of the run that wrote it, from the files it left."""
+    check_model_dir(model_dir)
+    folder = Path(model_dir)
+    results = read_json(folder / ALL_RESULTS) or {}
+    splits = {split: SplitMetrics.from_metrics(results, prefix) for split, prefix in SPLIT_PREFIXES.items()}
+    recipe_path = folder / RECIPE
+    recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) if recipe_path.is_file() else None
+    return RunRecord(
+        recipe=recipe or {},
+        splits={split: metrics for split, metrics in splits.items() if metrics.has_scores},
+        training=TrainingFacts.from_results(results),
+        robustness=[RobustnessReport.from_json(read_json(path)) for path in sorted(folder.glob(robustness_file("*")))],
+        config=read_json(folder / MODEL_CONFIG),
+        adapter=read_json(folder / ADAPTER_CONFIG),
+        adapter_record=read_json(folder / ADAPTER_RECORD) or {},
+        plots=[plot for plot in PLOTS if (folder / plot).is_file()],
+    )
+
+
+def read_json(path: str | Path) -> dict | None:
+    """The JSON object in `path`; None when there is no such file."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+# Writing. A run killed while writing, or a reader at that moment, sees the old file or the new one, never half.
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Writes `text` to `path` atomically: to a temporary file in the same folder, then `os.replace`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f"{_TEMPORARY_PREFIX}{path.name}.{secrets.token_hex(4)}"
+    # os.open with 0o666 gives the file the permissions of any other the user creates (umask), as write_text would.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with open(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())  # on disk before the rename makes it the file
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, data: dict, indent: int = 2, sort_keys: bool = False) -> Path:
+    return write_text(path, json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")
+
+
+def save_results(output_dir: str | Path, split: str, metrics: dict, combined: bool = True) -> None:
+    """
+    The Trainer's `save_metrics`, atomically: `split`'s metrics to `<split>_results.json` and, when `combined`,
+    merged into all_results.json, in the Trainer's format.
+    """
+    folder = Path(output_dir)
+    write_json(folder / results_file(split), metrics, indent=4, sort_keys=True)
+    if combined:
+        merged = {**(read_json(folder / ALL_RESULTS) or {}), **metrics}
+        write_json(folder / ALL_RESULTS, merged, indent=4, sort_keys=True)
+
+
+# Claiming the folder for a run.
+
+
+def run_files(output_dir: str | Path) -> list[str]:
+    """The names of the files and checkpoint folders of a run in `output_dir`, sorted; empty when it holds none."""
+    folder = Path(output_dir)
+    found = {path.name for pattern in _RUN_PATTERNS for path in folder.glob(pattern)}
+    return sorted(found | {path.name for path in _checkpoints(folder)})
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    # checkpoint-<step> folders only, as the Trainer finds them when it resumes (get_last_checkpoint).
+    start = f"{CHECKPOINT_PREFIX}-"
+    return [path for path in folder.glob(CHECKPOINT_PATTERN) if path.is_dir() and path.name[len(start) :].isdigit()]
+
+
+def remove_run(output_dir: str | Path) -> None:
+    """Removes a run's files from `output_dir`: model, adapter, results, plots, card, recipe, checkpoints, logs."""
+    folder = Path(output_dir)
+    for path in [*_checkpoints(folder), *(path for pattern in _REMOVED_WITH_A_RUN for path in folder.glob(pattern))]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def claim_output_dir(
+    output_dir: str | Path, overwrite: bool = False, resume_from_checkpoint: str | None = None, saves: bool = True
+) -> Iterator[None]:
+    """
+    Holds `output_dir` for one run, to be taken before any data or checkpoint is loaded: locks it, so that a second
+    run started into it stops at once, and refuses it if it holds another run's files (`run_files`) unless
+    `overwrite` (they are removed first) or `resume_from_checkpoint` (the folder is used as it is). The lock is
+    released when the block ends, by an error too.
+
+    Only the process that saves (`saves`: TrainingArguments.should_save) claims: the others would see its fresh files
+    as another run's.
+    """
+    if not saves:
+        yield
+        return
+    if overwrite and resume_from_checkpoint:
+        raise ValueError("overwrite_output_dir with resume_from_checkpoint would remove the checkpoints the run "
+                         "resumes from: set only one of them.")  # fmt: skip
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / LOCK)
+    try:
+        lock.acquire(timeout=0)  # one try: a run in progress stops this one at once
+    except Timeout:
+        raise OSError(f"output_dir {folder} is in use by a run that has not ended (it holds {folder / LOCK}): wait "
+                      "for that run to end, or choose another output_dir.") from None  # fmt: skip
+    try:
+        found = run_files(folder)
+        if found and not resume_from_checkpoint:
+            if not overwrite:
+                shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
+                raise FileExistsError(
+                    f"output_dir {folder} already holds a run ({shown}): pass --overwrite_output_dir true to remove "
+                    "it first, choose another output_dir, or pass --resume_from_checkpoint CHECKPOINT to continue it."
+                )
+            remove_run(folder)
+        yield
+    finally:
+        lock.release()
+
