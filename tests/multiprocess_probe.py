@@ -12,8 +12,8 @@ from pathlib import Path
 import datasets
 from transformers import PreTrainedModel
 
-from vit_ft.evaluation import metrics as classification_metrics
 from vit_ft.cli import main
+from vit_ft.evaluation import metrics as classification_metrics
 
 RANK = int(os.environ.get("RANK", "0"))
 LOG = Path(os.environ["VIT_FT_PROBE_DIR"]) / f"rank{RANK}.jsonl"

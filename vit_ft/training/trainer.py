@@ -73,14 +73,23 @@ class ViTTrainer(Trainer):
             self._loss_terms[name].append(terms[name])
         return (terms["loss"], outputs) if return_outputs else terms["loss"]
 
-    def _prepare_inputs(self, inputs: dict) -> dict:
-        # Called in the main process for every training and evaluation batch, after the dataloader workers.
+    def training_step(self, model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
+        # Every training micro-batch comes through here, gradient accumulation included.
+        return super().training_step(model, self._count_skipped_images(inputs, "train"), num_items_in_batch)
+
+    def prediction_step(self, model, inputs: dict, prediction_loss_only: bool, ignore_keys=None):
+        # Every batch of `evaluate` and `predict` comes through here (from `evaluation_loop`).
+        inputs = self._count_skipped_images(inputs, "eval")
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+
+    def _count_skipped_images(self, inputs: dict, split: str) -> dict:
+        """The batch without the count `collate_images` put in it, which is added to this process's `split` count."""
         inputs = dict(inputs)
         skipped = inputs.pop(SKIPPED_IMAGES, None)
         if skipped is not None:
             # Summed as tensors: reading the count back (int()) would wait for the GPU at every step.
-            self._skipped_images["train" if self.model.training else "eval"] += skipped
-        return super()._prepare_inputs(inputs)
+            self._skipped_images[split] += skipped
+        return inputs
 
     def skipped_training_images(self) -> int:
         """Images left out of training batches as undecodable in this run's `train` calls, over all processes."""
