@@ -105,7 +105,6 @@ def build_trainer(
     strict = data_args.strict_images
     train_transform = ExampleTransform(build_train_transform(processor, args), strict, seed=args.seed)
     if "train" in data:
-        data["train"] = data["train"].add_column("example_id", list(range(len(data["train"]))))
         data["train"] = with_data_corruptions(data["train"], train_transform, data_args)
     for split in ("validation", "test"):
         if split in data:

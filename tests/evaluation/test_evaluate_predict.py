@@ -156,6 +156,12 @@ def test_corruption_keeps_a_seeded_augmentation_per_example(digits_test):
     torch.testing.assert_close(dataset[3:9]["pixel_values"][2], dataset[5]["pixel_values"], rtol=0, atol=0)
 
 
+def test_corruption_needs_the_example_ids_that_seed_the_noise(digits_test):
+    transform = ExampleTransform(build_eval_transform(ViTImageProcessor(size={"height": 16, "width": 16})))
+    with pytest.raises(ValueError, match=r"no example_id column \(its columns are \['image', 'label'\]\).*load_image"):
+        with_corruption(digits_test.remove_columns("example_id"), transform, "jpeg", 2)
+
+
 def test_data_corruptions_come_first_and_a_corruption_on_top_draws_other_noise(digits_test):
     # `vit-ft evaluate --image_corruptions gaussian_noise --corruptions gaussian_noise`: both noises at seed 0.
     transform = build_eval_transform(ViTImageProcessor(size={"height": 16, "width": 16}))

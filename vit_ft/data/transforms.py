@@ -9,6 +9,8 @@ from PIL import Image as PILImage
 from torchvision.transforms import v2
 from transformers import TrainerCallback
 
+from .seeding import example_seed
+
 logger = logging.getLogger(__name__)
 
 
@@ -107,7 +109,7 @@ class ExampleTransform:
         try:
             pixel_values = []
             for value, example_id in zip(batch["image"], ids):
-                generator.manual_seed(_example_seed(self.seed, self.epoch, example_id))
+                generator.manual_seed(example_seed(self.seed, example_id, epoch=self.epoch))
                 pixel_values.append(self._transform(value))
         finally:
             generator.set_state(state)
@@ -123,11 +125,6 @@ class ExampleTransform:
                                  "strict_images false to skip such images.") from error
             logger.warning(f"Skipping image {where} that cannot be decoded ({error}); strict_images makes this fatal.")
             return None
-
-
-def _example_seed(seed: int, epoch: int, example_id: int) -> int:
-    # A fixed mixing of the three numbers (Python's hash() may change across versions).
-    return ((seed * 1_000_003 + epoch) * 1_000_003 + example_id) % 2**63
 
 
 class EpochCallback(TrainerCallback):
