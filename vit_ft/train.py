@@ -10,10 +10,10 @@ from transformers import set_seed
 
 from .arguments import DataArguments, ModelArguments, ViTTrainingArguments
 from .checkpoints.loading import build_model, check_model_source, freeze_backbone, hub_options, parameter_counts
-from .data.corruptions import with_data_corruptions
+from .data.corruptions import data_transform, with_data_corruptions
 from .data.datasets import load_image_datasets
+from .data.epochs import EpochDataset
 from .data.transforms import (
-    EpochCallback,
     ExampleTransform,
     build_eval_transform,
     build_train_transform,
@@ -40,9 +40,6 @@ def _check(args: ViTTrainingArguments) -> None:
                          "weights, the EMA sits beside them. Turn one of them off.")  # fmt: skip
     if args.distillation_type not in DISTILLATION_TYPES:
         raise ValueError(f"distillation_type={args.distillation_type!r}: choose soft or hard.")
-    if args.dataloader_persistent_workers:
-        raise ValueError("dataloader_persistent_workers is not supported: augmentations are seeded per example and "
-                         "epoch, and persistent workers would keep the first epoch's.")  # fmt: skip
 
 
 def _resolve_local_paths(model_args: ModelArguments, args: ViTTrainingArguments) -> None:
@@ -105,7 +102,8 @@ def build_trainer(
     strict = data_args.strict_images
     train_transform = ExampleTransform(build_train_transform(processor, args), strict, seed=args.seed)
     if "train" in data:
-        data["train"] = with_data_corruptions(data["train"], train_transform, data_args)
+        # Read by (epoch, row) keys, which take the epoch to the augmentations in every dataloader worker.
+        data["train"] = EpochDataset(data["train"], data_transform(train_transform, data_args))
     for split in ("validation", "test"):
         if split in data:
             eval_transform = ExampleTransform(build_eval_transform(processor), strict)
@@ -123,7 +121,6 @@ def build_trainer(
         preprocess_logits_for_metrics=first_logits,
         batch_mixer=BatchMixer(len(label_names), args.mixup_alpha, args.cutmix_alpha, args.label_smoothing_factor),
         ema=ema,
-        callbacks=[EpochCallback(train_transform)],
         teacher=teacher,
     )
     if args.should_save:

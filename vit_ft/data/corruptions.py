@@ -141,6 +141,19 @@ def with_corruption(
     return dataset.with_transform(CorruptedExampleTransform(example_transform, names, severity, seed))
 
 
+def data_transform(example_transform, data_args: DataArguments):
+    """
+    `example_transform` (an `ExampleTransform`, or a `CorruptedExampleTransform` to add a corruption on top), its
+    images first corrupted by `data_args.image_corruptions`: a `CorruptedExampleTransform` around it, or itself
+    when there are none.
+    """
+    names = corruption_list(data_args.image_corruptions, data_args.corruption_severity)
+    if not names:
+        return example_transform
+    severity, seed = data_args.corruption_severity, data_args.corruption_seed
+    return CorruptedExampleTransform(example_transform, names, severity, seed)
+
+
 def with_data_corruptions(dataset: Dataset, example_transform, data_args: DataArguments) -> Dataset:
     """
     `dataset` transformed by `example_transform` (an `ExampleTransform`, or a `CorruptedExampleTransform` to add a

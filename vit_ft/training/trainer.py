@@ -7,6 +7,7 @@ from collections import defaultdict
 import torch
 from transformers import Trainer
 
+from ..data.epochs import EpochDataset, EpochSampler
 from ..data.transforms import SKIPPED_IMAGES
 from ..hub.card import write_model_card
 from .distillation import Teacher, distillation_loss
@@ -72,6 +73,14 @@ class ViTTrainer(Trainer):
         for name in ("label_loss", "distillation_loss"):
             self._loss_terms[name].append(terms[name])
         return (terms["loss"], outputs) if return_outputs else terms["loss"]
+
+    def get_train_dataloader(self):
+        dataloader = super().get_train_dataloader()
+        if isinstance(self.train_dataset, EpochDataset):
+            # accelerate's public sampler swap: the Trainer's set_epoch still reaches the shuffling sampler, through
+            # the EpochSampler, whose keys take the epoch to the dataloader workers.
+            dataloader.set_sampler(EpochSampler(dataloader.get_sampler()))
+        return dataloader
 
     def training_step(self, model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
         # Every training micro-batch comes through here, gradient accumulation included.
