@@ -23,7 +23,8 @@ class ViTTrainer(Trainer):
     `ema` is given. Evaluation losses are the model's own: the teacher runs in training steps only.
 
     Counts the images `collate_images` left out as undecodable: `skipped_training_images()` over the training
-    steps, `<prefix>_skipped_images` in every evaluation's and prediction's metrics; summed over processes.
+    steps, `<prefix>_skipped_images` in every evaluation's and prediction's metrics; summed over processes. Reads
+    an `EpochDataset` train split by `(epoch, row)` keys (see `vit_ft.data.epochs`).
     """
 
     def __init__(
