@@ -13,6 +13,7 @@ import datasets
 from transformers import PreTrainedModel
 
 from vit_ft.cli import main
+from vit_ft.data.epochs import EpochDataset
 from vit_ft.evaluation import metrics as classification_metrics
 
 RANK = int(os.environ.get("RANK", "0"))
@@ -25,11 +26,18 @@ def record(**entry) -> None:
 
 
 fetch = datasets.Dataset.__getitems__
+fetch_train = EpochDataset.__getitems__
 
 
 def recorded_fetch(self, keys):
     record(event="fetch", size=len(self), keys=[int(key) for key in keys])
     return fetch(self, keys)
+
+
+def recorded_train_fetch(self, keys):
+    # The training split is read by (epoch, row) keys; the rows are what the test compares.
+    record(event="fetch", size=len(self), keys=[int(row) for _, row in keys])
+    return fetch_train(self, keys)
 
 
 save = PreTrainedModel.save_pretrained
@@ -50,6 +58,7 @@ def recorded_score(self, prediction):
 
 
 datasets.Dataset.__getitems__ = recorded_fetch
+EpochDataset.__getitems__ = recorded_train_fetch
 PreTrainedModel.save_pretrained = recorded_save
 classification_metrics.ClassificationMetrics.__call__ = recorded_score
 

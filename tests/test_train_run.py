@@ -69,6 +69,44 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
 
 
 @pytest.mark.slow
+def test_persistent_dataloader_workers_train_as_no_workers_and_resume_exactly(tmp_path):
+    # Three epochs of 3 steps, evaluated after each: the later epochs' augmentations must reach workers started in the
+    # first. Stochastic depth is off: torch draws the workers' base seed from the global random stream once per data
+    # iterator, and persistent workers keep one iterator for the whole run, so drop-path masks (and MixUp) would be
+    # drawn from a shifted stream from the second epoch on.
+    overrides = '{"image_size": 16, "patch_size": 2, "hidden_size": 96, "num_hidden_layers": 4, ' \
+                '"num_attention_heads": 4, "intermediate_size": 192, "drop_path_rate": 0.0}'  # fmt: skip
+    flags = ["--max_train_samples", "48", "--max_steps", "9", "--save_strategy", "steps", "--save_steps", "4",
+             "--model_overrides", overrides]  # fmt: skip
+    persistent = ["--dataloader_num_workers", "2", "--dataloader_persistent_workers", "true"]
+    _train(tmp_path / "none", *flags)
+    _train(tmp_path / "persistent", *flags, *persistent)
+    # Resumed in epoch 2 of 3: the rest of it from a loader that skips a batch, then epoch 3 from the persistent one.
+    shutil.copytree(tmp_path / "none" / "checkpoint-4", tmp_path / "resumed" / "checkpoint-4")
+    _train(tmp_path / "resumed", *flags, *persistent,
+           "--resume_from_checkpoint", str(tmp_path / "resumed" / "checkpoint-4"))  # fmt: skip
+    expected = load_file(str(tmp_path / "none" / "model.safetensors"))
+    for run in ("persistent", "resumed"):
+        weights = load_file(str(tmp_path / run / "model.safetensors"))
+        assert all(torch.equal(expected[key], weights[key]) for key in expected), run
+
+    def logged(run: str) -> list[tuple]:
+        history = json.loads((tmp_path / run / "checkpoint-9" / "trainer_state.json").read_text())["log_history"]
+        return [(entry["step"], entry.get("loss"), entry.get("eval_loss")) for entry in history]
+
+    assert logged("none") == logged("persistent")
+    # Checkpoint 9 is written before the last epoch's evaluation, which all_results.json holds.
+    assert [step for step, _, eval_loss in logged("none") if eval_loss is not None] == [3, 6]
+
+    def scores(run: str) -> dict:
+        results = json.loads((tmp_path / run / "all_results.json").read_text())
+        return {name: value for name, value in results.items() if name.startswith(("eval_", "test_")) and
+                not name.endswith(("runtime", "per_second"))}  # fmt: skip
+
+    assert scores("none") == scores("persistent") == scores("resumed") and "test_loss" in scores("none")
+
+
+@pytest.mark.slow
 def test_bad_images_are_skipped_and_counted_unless_strict(tmp_path):
     from PIL import Image
 

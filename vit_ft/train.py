@@ -8,10 +8,10 @@ import transformers
 from transformers import set_seed
 
 from .checkpoints.loading import build_model, freeze_backbone, parameter_counts
-from .data.corruptions import with_data_corruptions
+from .data.corruptions import data_transform, with_data_corruptions
 from .data.datasets import load_image_datasets
+from .data.epochs import EpochDataset
 from .data.transforms import (
-    EpochCallback,
     ExampleTransform,
     build_eval_transform,
     build_train_transform,
@@ -24,7 +24,6 @@ from .hub.push import push_trained_model
 from .model.modeling_vit_ft import ViTForImageClassification
 from .output_dir import CONFUSION_MATRIX, TRAINING_CURVES, TrainingFacts, claim_output_dir
 from .recipe import Recipe, save_resolved_recipe
-from .training.arguments import ViTTrainingArguments
 from .training.distillation import Teacher, depth_pruned_student, load_teacher_model
 from .training.lora import add_lora, write_adapter_record
 from .training.mixing import BatchMixer
@@ -32,12 +31,6 @@ from .training.optimization import EMACallback
 from .training.trainer import ViTTrainer
 
 logger = logging.getLogger(__name__)
-
-
-def _check(args: ViTTrainingArguments) -> None:
-    if args.dataloader_persistent_workers:
-        raise ValueError("dataloader_persistent_workers is not supported: augmentations are seeded per example and "
-                         "epoch, and persistent workers would keep the first epoch's.")  # fmt: skip
 
 
 def _resolve_local_paths(recipe: Recipe) -> None:
@@ -76,7 +69,6 @@ def build_trainer(recipe: Recipe) -> tuple[ViTTrainer, dict, list[str]]:
     adapter record) already in its `output_dir`. Returns it, the data splits and the label names.
     """
     args, data_args = recipe.training, recipe.data
-    _check(args)
     _resolve_local_paths(recipe)
     transformers.utils.logging.set_verbosity(args.get_process_log_level())
     set_seed(args.seed)
@@ -92,8 +84,8 @@ def build_trainer(recipe: Recipe) -> tuple[ViTTrainer, dict, list[str]]:
     strict = data_args.strict_images
     train_transform = ExampleTransform(build_train_transform(processor, recipe.augmentation), strict, seed=args.seed)
     if "train" in data:
-        data["train"] = data["train"].add_column("example_id", list(range(len(data["train"]))))
-        data["train"] = with_data_corruptions(data["train"], train_transform, data_args)
+        # Read by (epoch, row) keys, which take the epoch to the augmentations in every dataloader worker.
+        data["train"] = EpochDataset(data["train"], data_transform(train_transform, data_args))
     for split in ("validation", "test"):
         if split in data:
             eval_transform = ExampleTransform(build_eval_transform(processor), strict)
@@ -114,7 +106,6 @@ def build_trainer(recipe: Recipe) -> tuple[ViTTrainer, dict, list[str]]:
             args.label_smoothing_factor,
         ),
         ema=ema,
-        callbacks=[EpochCallback(train_transform)],
         teacher=teacher,
         distillation=recipe.distillation if teacher is not None else None,
     )
@@ -132,7 +123,6 @@ def run_training(recipe: Recipe) -> dict:
     refused before any data or checkpoint is loaded.
     """
     args = recipe.training
-    _check(args)
     _resolve_local_paths(recipe)
     saves = args.should_save  # only the process that saves claims: the others would see its files as another run's
     with claim_output_dir(args.output_dir, args.overwrite_output_dir, args.resume_from_checkpoint, saves):

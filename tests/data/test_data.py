@@ -34,6 +34,8 @@ def test_validation_is_carved_from_train_stratified():
     counts = np.bincount(data["validation"]["label"][:], minlength=10)
     assert counts.min() >= 13 and counts.max() <= 15  # 144 images, about 14 per class
     assert data["test"].features["image"].decode is False  # decoded on the fly by the transforms
+    for split in data.values():  # the ids that seed augmentations and noise: row numbers within each split
+        assert split["example_id"][:] == list(range(len(split)))
 
 
 def test_max_samples():
@@ -76,7 +78,7 @@ def test_columns_are_detected_or_named(tmp_path, monkeypatch):
     raw = raw.cast_column("img", ImageFeature())
     monkeypatch.setattr("vit_ft.data.datasets._load_raw", lambda *args: raw)
     data, names = load_image_datasets(DataArguments(dataset_name="any", train_val_split=0))
-    assert data["train"].column_names == ["image", "label"] and names == ["0", "1"]
+    assert data["train"].column_names == ["image", "label", "example_id"] and names == ["0", "1"]
     with pytest.raises(ValueError, match=r"label_column_name='target' is not a column.*\['img', 'fine_label'"):
         load_image_datasets(DataArguments(dataset_name="any", label_column_name="target"))
     without_images = DatasetDict(train=raw["train"].remove_columns("img"))

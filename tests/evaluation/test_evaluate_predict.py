@@ -1,6 +1,8 @@
 """`vit-ft evaluate` and `vit-ft predict`: metrics against a hand computation, corruptions, label checks, errors."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +158,12 @@ def test_corruption_keeps_a_seeded_augmentation_per_example(digits_test):
     torch.testing.assert_close(dataset[3:9]["pixel_values"][2], dataset[5]["pixel_values"], rtol=0, atol=0)
 
 
+def test_corruption_needs_the_example_ids_that_seed_the_noise(digits_test):
+    transform = ExampleTransform(build_eval_transform(ViTImageProcessor(size={"height": 16, "width": 16})))
+    with pytest.raises(ValueError, match=r"no example_id column \(its columns are \['image', 'label'\]\).*load_image"):
+        with_corruption(digits_test.remove_columns("example_id"), transform, "jpeg", 2)
+
+
 def test_data_corruptions_come_first_and_a_corruption_on_top_draws_other_noise(digits_test):
     # `vit-ft evaluate --image_corruptions gaussian_noise --corruptions gaussian_noise`: both noises at seed 0.
     transform = build_eval_transform(ViTImageProcessor(size={"height": 16, "width": 16}))
@@ -201,6 +209,44 @@ def test_evaluate_with_corruptions(model_dir, digits_test):
         assert results["corruptions"][name]["loss"] != results["clean"]["loss"]
     # Written next to the model by default.
     assert json.loads((Path(model_dir) / "robustness_test.json").read_text()) == results
+
+
+def test_evaluate_counts_the_images_it_scored_and_those_it_skipped(tmp_path):
+    for label in ("a", "b"):
+        (tmp_path / "test" / label).mkdir(parents=True)
+        for index in range(5):
+            Image.new("RGB", (12, 12), (50 * index, 200 if label == "a" else 0, 90)).save(
+                tmp_path / "test" / label / f"{index}.png"
+            )
+    (tmp_path / "test" / "a" / "broken.png").write_bytes(b"\x89PNG broken")
+    (tmp_path / "test" / "b" / "empty.png").write_bytes(b"")
+    model_dir = _save_model(tmp_path / "model", {0: "a", 1: "b"})
+    data_args = DataArguments(test_dir=str(tmp_path / "test"), train_val_split=0)
+    results = evaluate_model(model_dir, data_args, batch_size=5, output_file=str(tmp_path / "eval.json"))
+    assert (results["examples"], results["skipped_images"], results["clean"]["skipped_images"]) == (10, 2, 2)
+    # By hand, batch by batch as the Trainer averages: each batch's mean loss once per image the batch read.
+    model = ViTForImageClassification.from_pretrained(model_dir).eval()
+    transform = build_eval_transform(AutoImageProcessor.from_pretrained(model_dir))
+    rows = load_image_datasets(data_args)[0]["test"]
+    batch_losses, batch_sizes = [], []
+    for start in range(0, len(rows), 5):
+        batch = rows[start : start + 5]
+        kept = [(value, label) for value, label in zip(batch["image"], batch["label"])
+                if Path(value["path"]).name not in ("broken.png", "empty.png")]  # fmt: skip
+        pixel_values = torch.stack([transform(decode_image(value)) for value, _ in kept])
+        with torch.no_grad():
+            logits = model(pixel_values).logits  # (kept, 2)
+        batch_losses.append(torch.nn.functional.cross_entropy(logits, torch.tensor([y for _, y in kept])).item())
+        batch_sizes.append(len(batch["label"]))
+    assert batch_sizes == [5, 5, 2]
+    assert results["clean"]["loss"] == pytest.approx(np.average(batch_losses, weights=batch_sizes), rel=1e-6)
+
+
+def test_evaluation_does_not_import_training(tmp_path):
+    # The package layering: evaluation sits beside training, not on top of it.
+    code = "import sys, vit_ft.evaluation.evaluate; print([m for m in sys.modules if m.startswith('vit_ft.training')])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_evaluate_refuses_a_model_with_other_labels(tmp_path):

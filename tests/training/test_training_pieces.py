@@ -75,12 +75,14 @@ def test_truncated_and_empty_files_are_undecodable_and_a_one_pixel_image_is_not(
 def test_the_trainer_counts_skipped_images_and_keeps_the_count_from_the_model(tmp_path):
     model = ViTForImageClassification(tiny_config(num_labels=3))
     trainer = ViTTrainer(model=model, args=_args(tmp_path))
-    batch = {"pixel_values": torch.randn(2, 3, 30, 30), "labels": torch.tensor([0, 1]),
+    seen = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(set(kwargs)), with_kwargs=True)
+    batch = {"pixel_values": torch.randn(2, 3, 32, 32), "labels": torch.tensor([0, 1]),
              "skipped_images": torch.tensor(3)}  # fmt: skip
-    model.train()
-    assert set(trainer._prepare_inputs(batch)) == {"pixel_values", "labels"}
-    model.eval()
-    trainer._prepare_inputs({**batch, "skipped_images": torch.tensor(1)})
+    trainer.current_gradient_accumulation_steps = 1  # set by the Trainer's loop before each optimizer step
+    trainer.training_step(model, batch)
+    trainer.prediction_step(model, {**batch, "skipped_images": torch.tensor(1)}, prediction_loss_only=False)
+    assert seen == [{"pixel_values", "labels"}] * 2
     assert trainer.skipped_training_images() == 3 and trainer._skipped_images["eval"] == 1
 
 

@@ -10,12 +10,12 @@ sigmas and JPEG blocks are in pixels of the source image.
 import math
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from datasets import Dataset
 from PIL import Image as PILImage
 from torchvision.transforms import v2
 
+from .seeding import example_seed
 from .transforms import ExampleTransform, decode_image
 
 if TYPE_CHECKING:  # DataArguments checks corruption names with this module's functions
@@ -86,15 +86,6 @@ def corrupt(image: PILImage.Image, name: str, severity: int, seed: int | torch.G
     return v2.functional.to_pil_image(pixels)
 
 
-def example_seed(seed: int, example_id: int, stream: int = 0) -> int:
-    """
-    The noise seed of example `example_id` under run seed `seed`. SeedSequence hashes the pair, so nearby pairs get
-    unrelated seeds that do not line up with the linear ones `transforms.ExampleTransform` gives augmentations.
-    Another `stream` gives other seeds for the same pair, for a second corruption on top of a first.
-    """
-    return int(np.random.SeedSequence([seed, example_id, *([stream] if stream else [])]).generate_state(1)[0])
-
-
 def corruption_list(names: str | None, severity: int) -> list[str]:
     """The corruptions of a comma-separated `names` (None: none), each checked at `severity`."""
     corruptions = [name.strip() for name in (names or "").split(",") if name.strip()]
@@ -107,8 +98,8 @@ class CorruptedExampleTransform:
     """
     `datasets.set_transform` function that decodes each image of a batch and applies `names` to it in order, then
     hands the batch to `example_transform`, which transforms the images and skips or raises on files that do not
-    decode, as usual. The noise of an example is seeded from (`seed`, its `example_id` column), which
-    `with_corruption` adds.
+    decode, as usual. The noise of an example is seeded from (`seed`, its `example_id` column, `stream`), see
+    `seeding.example_seed`.
     """
 
     def __init__(
@@ -142,13 +133,28 @@ def with_corruption(
     dataset: Dataset, example_transform: ExampleTransform, names: str | list[str], severity: int, seed: int = 0
 ) -> Dataset:
     """
-    Returns `dataset` (columns `image`, `label`) with an `example_id` column (its row numbers, unless it has one)
-    and a `CorruptedExampleTransform` set that applies corruption(s) `names` in order, so its examples come out
-    corrupted and transformed, identically across runs, batch sizes and dataloader workers.
+    Returns `dataset` (columns `image`, `label` and `example_id`, as `datasets.load_image_datasets` gives them) with
+    a `CorruptedExampleTransform` set that applies corruption(s) `names` in order, so its examples come out corrupted
+    and transformed, identically across runs, batch sizes and dataloader workers.
     """
     if "example_id" not in dataset.column_names:
-        dataset = dataset.add_column("example_id", list(range(len(dataset))))
+        raise ValueError(f"The dataset has no example_id column (its columns are {dataset.column_names}), which seeds "
+                         "each example's noise: load it with vit_ft.data.datasets.load_image_datasets, or add the row "
+                         "numbers with dataset.add_column('example_id', list(range(len(dataset)))).")  # fmt: skip
     return dataset.with_transform(CorruptedExampleTransform(example_transform, names, severity, seed))
+
+
+def data_transform(example_transform, data_args: "DataArguments"):
+    """
+    `example_transform` (an `ExampleTransform`, or a `CorruptedExampleTransform` to add a corruption on top), its
+    images first corrupted by `data_args.image_corruptions`: a `CorruptedExampleTransform` around it, or itself
+    when there are none.
+    """
+    names = corruption_list(data_args.image_corruptions, data_args.corruption_severity)
+    if not names:
+        return example_transform
+    severity, seed = data_args.corruption_severity, data_args.corruption_seed
+    return CorruptedExampleTransform(example_transform, names, severity, seed)
 
 
 def with_data_corruptions(dataset: Dataset, example_transform, data_args: "DataArguments") -> Dataset:

@@ -90,8 +90,8 @@ def load_image_datasets(
 ) -> tuple[DatasetDict, list[str]]:
     """
     Loads the data named by `args` as a DatasetDict with `train`, `validation` (carved from train when missing) and
-    `test` where the source has one, each with columns `image` (undecoded, see `transforms.decode_image`) and
-    `label` (ClassLabel). Returns it with the label names.
+    `test` where the source has one, each with columns `image` (undecoded, see `transforms.decode_image`), `label`
+    (ClassLabel) and `example_id` (the row number in the split). Returns it with the label names.
     """
     raw = _load_raw(args, cache_dir, token)
     splits = _split_names(raw)
@@ -120,6 +120,10 @@ def load_image_datasets(
     _check_not_empty(data, "after max_train_samples/max_eval_samples/train_val_split")
     # Decoding happens in the transforms, on the fly in the dataloader workers, so a broken file can be skipped.
     data = data.cast_column("image", Image(decode=False))
+    # Row numbers, the only ids: they seed each example's augmentation and corruption noise (see `seeding`), so an
+    # example draws the same whatever batch, worker or process reads it.
+    data = DatasetDict({split: dataset.add_column("example_id", list(range(len(dataset))))
+                        for split, dataset in data.items()})  # fmt: skip
     return data, names
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 from torchvision.transforms import v2
-from transformers import TrainerCallback
+
+from .seeding import example_seed
 
 if TYPE_CHECKING:  # the arguments module checks corruption names with this package's functions
     from .arguments import AugmentationArguments
@@ -86,30 +87,33 @@ class ExampleTransform:
     `datasets.set_transform` function: decodes and transforms each image of a batch on the fly (in the dataloader
     workers). An image that fails to decode becomes `None`, dropped by `collate_images`, unless `strict`.
 
-    With a `seed`, each example's random augmentation is drawn from its own generator seeded by (seed, epoch,
-    `example_id`), not from the process's random stream: the same example gets the same augmentation whatever the
-    worker, process count or resume point, which makes a resumed run end with the weights of an uninterrupted one.
-    `EpochCallback` keeps `epoch` current.
+    With a `seed`, each example's random augmentation is drawn from its own generator seeded by (seed, `example_id`,
+    `epoch`) (see `seeding.example_seed`), not from the process's random stream: the same example gets the same
+    augmentation whatever the worker, process count or resume point, which makes a resumed run end with the weights
+    of an uninterrupted one. The batch's `epoch` column, which `epochs.EpochDataset` adds in training, gives the epoch;
+    without one it is 0.
     """
 
     def __init__(self, transform: v2.Compose, strict: bool = False, seed: int | None = None):
         self.transform = transform
         self.strict = strict
         self.seed = seed
-        self.epoch = 0
 
     def __call__(self, batch: dict) -> dict:
-        ids = batch.get("example_id") if self.seed is not None else None
-        if ids is None:
+        if self.seed is None:
             return {"pixel_values": [self._transform(value) for value in batch["image"]], "labels": batch["label"]}
+        if "example_id" not in batch:
+            raise ValueError(f"A seeded ExampleTransform needs an example_id column; the batch has {list(batch)}: "
+                             "load the data with vit_ft.data.datasets.load_image_datasets.")  # fmt: skip
+        epochs = batch.get("epoch", [0] * len(batch["image"]))
         # Seed the default CPU generator (the one v2 transforms draw from) per example, and give the process its own
         # stream back afterwards, so loading data in the main process leaves dropout and MixUp draws untouched.
         generator = torch.random.default_generator
         state = generator.get_state()
         try:
             pixel_values = []
-            for value, example_id in zip(batch["image"], ids):
-                generator.manual_seed(_example_seed(self.seed, self.epoch, example_id))
+            for value, example_id, epoch in zip(batch["image"], batch["example_id"], epochs):
+                generator.manual_seed(example_seed(self.seed, example_id, epoch=epoch))
                 pixel_values.append(self._transform(value))
         finally:
             generator.set_state(state)
@@ -125,22 +129,6 @@ class ExampleTransform:
                                  "strict_images false to skip such images.") from error
             logger.warning(f"Skipping image {where} that cannot be decoded ({error}); strict_images makes this fatal.")
             return None
-
-
-def _example_seed(seed: int, epoch: int, example_id: int) -> int:
-    # A fixed mixing of the three numbers (Python's hash() may change across versions).
-    return ((seed * 1_000_003 + epoch) * 1_000_003 + example_id) % 2**63
-
-
-class EpochCallback(TrainerCallback):
-    """Tells a seeded `ExampleTransform` the epoch about to start (before the Trainer creates its data iterator)."""
-
-    def __init__(self, transform: ExampleTransform):
-        self.transform = transform
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        # A resumed run starts mid-epoch, with state.epoch fractional.
-        self.transform.epoch = int(state.epoch + 1e-6)
 
 
 SKIPPED_IMAGES = "skipped_images"

@@ -1,28 +1,26 @@
 """`vit-ft evaluate`: a saved model's metrics on a data split, clean and under image corruptions."""
 
 import logging
-import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from datasets import Dataset
-from transformers import TrainingArguments
+from torch.utils.data import DataLoader
+from transformers import EvalPrediction
 
 from ..checkpoints.loading import check_labels, load_model, load_processor
 from ..data.arguments import DataArguments
 from ..data.corruptions import CorruptedExampleTransform, check_corruption, with_corruption, with_data_corruptions
 from ..data.datasets import load_image_datasets
-from ..data.transforms import ExampleTransform, build_eval_transform, collate_images
+from ..data.transforms import SKIPPED_IMAGES, ExampleTransform, build_eval_transform, collate_images
 from ..model.modeling_vit_ft import ViTForImageClassification
 from ..output_dir import eval_file, robustness_file, write_json
-from ..training.trainer import ViTTrainer
-from .metrics import ClassificationMetrics, first_logits
+from .metrics import ClassificationMetrics
 
 logger = logging.getLogger(__name__)
 
-# Timings vary from run to run; the results file holds what the model scored.
 _DATA_CORRUPTION_FIELDS = ("image_corruptions", "corruption_severity", "corruption_seed")
-_TIMING_METRICS = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
 
 
 def evaluate_model(
@@ -56,23 +54,27 @@ def evaluate_model(
 
     dataset = data[split]
     example_transform = ExampleTransform(build_eval_transform(processor), strict=data_args.strict_images)
-    results = {"model": str(model_dir), "split": split, "examples": len(dataset)}
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device).eval()
+    metrics = ClassificationMetrics(len(label_names))
+    clean = _metrics(model, with_data_corruptions(dataset, example_transform, data_args), metrics, batch_size, device)
+    # The images scored: those that could not be decoded are left out of every block alike.
+    results = {"model": str(model_dir), "split": split, "examples": len(dataset) - clean["skipped_images"],
+               "skipped_images": clean["skipped_images"]}  # fmt: skip
     if data_args.image_corruptions:
         # "clean" is then the low-quality data: say which.
         results["image_corruptions"] = {name: getattr(data_args, name) for name in _DATA_CORRUPTION_FIELDS}
-    with tempfile.TemporaryDirectory() as output_dir:
-        trainer = _trainer(model, len(label_names), batch_size, output_dir)
-        results["clean"] = _metrics(trainer, with_data_corruptions(dataset, example_transform, data_args))
-        if corruptions:
-            results.update(severity=severity, seed=seed, corruptions={})
-        for name in corruptions:
-            if data_args.image_corruptions:
-                # On top of the data's own corruptions, with noise drawn apart from theirs (another seed stream).
-                on_top = CorruptedExampleTransform(example_transform, name, severity, seed, stream=1)
-                corrupted = with_data_corruptions(dataset, on_top, data_args)
-            else:
-                corrupted = with_corruption(dataset, example_transform, name, severity, seed)
-            results["corruptions"][name] = _metrics(trainer, corrupted)
+    results["clean"] = clean
+    if corruptions:
+        results.update(severity=severity, seed=seed, corruptions={})
+    for name in corruptions:
+        if data_args.image_corruptions:
+            # On top of the data's own corruptions, with noise drawn apart from theirs (another seed stream).
+            on_top = CorruptedExampleTransform(example_transform, name, severity, seed, stream=1)
+            corrupted = with_data_corruptions(dataset, on_top, data_args)
+        else:
+            corrupted = with_corruption(dataset, example_transform, name, severity, seed)
+        results["corruptions"][name] = _metrics(model, corrupted, metrics, batch_size, device)
 
     default_name = robustness_file(split) if corruptions else eval_file(split)
     output_file = write_json(output_file or Path(model_dir) / default_name, results)
@@ -80,26 +82,27 @@ def evaluate_model(
     return results
 
 
-def _trainer(model: ViTForImageClassification, num_labels: int, batch_size: int, output_dir: str) -> ViTTrainer:
-    args = TrainingArguments(
-        output_dir=output_dir,
-        per_device_eval_batch_size=batch_size,
-        report_to="none",
-        remove_unused_columns=False,  # the transforms need `image` and `label`
-        use_cpu=not torch.cuda.is_available(),
-    )
-    # ViTTrainer, for its count of the images left out as undecodable (`skipped_images`).
-    return ViTTrainer(
-        model=model,
-        args=args,
-        data_collator=collate_images,
-        compute_metrics=ClassificationMetrics(num_labels),
-        preprocess_logits_for_metrics=first_logits,
-    )
-
-
-def _metrics(trainer: ViTTrainer, dataset: Dataset) -> dict[str, float]:
-    # `predict`, unlike `evaluate`, logs nothing, so stdout stays clean for the JSON the command prints.
-    metrics = trainer.predict(dataset, metric_key_prefix="eval").metrics
-    metrics = {name.removeprefix("eval_"): value for name, value in metrics.items()}
-    return {name: value for name, value in metrics.items() if name not in _TIMING_METRICS}
+def _metrics(
+    model: ViTForImageClassification, dataset: Dataset, metrics: ClassificationMetrics, batch_size: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """
+    `model`'s loss and `metrics` on `dataset`, and the count of images left out as undecodable (`skipped_images`).
+    The loss is computed as the Trainer computes `eval_loss`, so that the clean scores repeat the `test_*` numbers of
+    a training run: every batch's mean loss counts once per image the batch read, undecodable ones included (the
+    mean over images when none was skipped).
+    """
+    batch_losses, batch_sizes, logits, labels, skipped = [], [], [], [], 0
+    with torch.inference_mode():
+        for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_images):
+            batch_skipped = int(batch.pop(SKIPPED_IMAGES))
+            skipped += batch_skipped
+            batch_sizes.append(len(batch["labels"]) + batch_skipped)
+            outputs = model(pixel_values=batch["pixel_values"].to(device), labels=batch["labels"].to(device))
+            batch_losses.append(outputs.loss.float().cpu())
+            logits.append(outputs.logits.float().cpu())  # (batch, num_labels); a distilled model's head average
+            labels.append(batch["labels"])
+    # In float32, as the Trainer averages its gathered losses.
+    loss = np.repeat(torch.stack(batch_losses).numpy(), batch_sizes).mean().item()
+    scores = metrics(EvalPrediction(predictions=torch.cat(logits).numpy(), label_ids=torch.cat(labels).numpy()))
+    return {"loss": loss, **scores, "skipped_images": skipped}

@@ -8,6 +8,7 @@ import torch
 from torch.distributed.fsdp import FSDPModule
 from transformers import Trainer
 
+from ..data.epochs import EpochDataset, EpochSampler
 from ..data.transforms import SKIPPED_IMAGES
 from ..hub.card import write_model_card
 from ..output_dir import SplitMetrics, save_results
@@ -25,7 +26,8 @@ class ViTTrainer(Trainer):
     `ema` is given. Evaluation losses are the model's own: the teacher runs in training steps only.
 
     Counts the images `collate_images` left out as undecodable: `skipped_training_images()` over the training
-    steps, `<prefix>_skipped_images` in every evaluation's and prediction's metrics; summed over processes.
+    steps, `<prefix>_skipped_images` in every evaluation's and prediction's metrics; summed over processes. Reads
+    an `EpochDataset` train split by `(epoch, row)` keys (see `vit_ft.data.epochs`).
     """
 
     def __init__(
@@ -80,14 +82,31 @@ class ViTTrainer(Trainer):
             self._loss_terms[name].append(terms[name])
         return (terms["loss"], outputs) if return_outputs else terms["loss"]
 
-    def _prepare_inputs(self, inputs: dict) -> dict:
-        # Called in the main process for every training and evaluation batch, after the dataloader workers.
+    def get_train_dataloader(self):
+        dataloader = super().get_train_dataloader()
+        if isinstance(self.train_dataset, EpochDataset):
+            # accelerate's public sampler swap: the Trainer's set_epoch still reaches the shuffling sampler, through
+            # the EpochSampler, whose keys take the epoch to the dataloader workers.
+            dataloader.set_sampler(EpochSampler(dataloader.get_sampler()))
+        return dataloader
+
+    def training_step(self, model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
+        # Every training micro-batch comes through here, gradient accumulation included.
+        return super().training_step(model, self._count_skipped_images(inputs, "train"), num_items_in_batch)
+
+    def prediction_step(self, model, inputs: dict, prediction_loss_only: bool, ignore_keys=None):
+        # Every batch of `evaluate` and `predict` comes through here (from `evaluation_loop`).
+        inputs = self._count_skipped_images(inputs, "eval")
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+
+    def _count_skipped_images(self, inputs: dict, split: str) -> dict:
+        """The batch without the count `collate_images` put in it, which is added to this process's `split` count."""
         inputs = dict(inputs)
         skipped = inputs.pop(SKIPPED_IMAGES, None)
         if skipped is not None:
             # Summed as tensors: reading the count back (int()) would wait for the GPU at every step.
-            self._skipped_images["train" if self.model.training else "eval"] += skipped
-        return super()._prepare_inputs(inputs)
+            self._skipped_images[split] += skipped
+        return inputs
 
     def skipped_training_images(self) -> int:
         """Images left out of training batches as undecodable in this run's `train` calls, over all processes."""
