@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: the clock's CUDA synchronisation and the description of the machine."""
+"""What the benchmark scripts share: vit_ft's model of a preset (built by the library), the autocast and the training
+step they time, the clock's CUDA synchronisation and the description of the machine."""
 
 import contextlib
 import os
@@ -7,6 +8,12 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch import nn
+from transformers import ViTImageProcessor
+
+from vit_ft import ViTForImageClassification
+from vit_ft.checkpoints.arguments import ModelArguments
+from vit_ft.checkpoints.loading import build_model
 
 
 def synchronize(device: torch.device) -> None:
@@ -53,13 +60,30 @@ def machine_info(device: torch.device, **versions: str) -> dict:
     return info
 
 
-def training_step(trainer, inputs: dict, bf16: bool) -> None:
-    """One optimizer step of `trainer`'s model through its `compute_loss`, as the Trainer takes it (no scaler)."""
+def preset_model(preset: str, num_labels: int) -> tuple[ViTForImageClassification, ViTImageProcessor]:
+    """
+    vit_ft's model of `preset` with `num_labels` classes, and its image processor: `vit_ft.checkpoints.loading.
+    build_model`, as `vit-ft train` builds a model trained from scratch.
+    """
+    return build_model(ModelArguments(preset=preset), [f"class_{index}" for index in range(num_labels)])
+
+
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """What the Trainer (through accelerate) puts around the forward and loss with `bf16=True`; nothing without."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def training_step(trainer, inputs: dict, bf16: bool, max_grad_norm: float | None = None) -> None:
+    """
+    One optimizer step of `trainer`'s model through its `compute_loss`, as the Trainer takes it (no scaler): forward
+    and loss under `autocast`, backward, gradients clipped to `max_grad_norm` when it is given and positive, step.
+    """
     model = trainer.model
-    device = next(model.parameters()).device
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+    with autocast(next(model.parameters()).device, bf16):
         loss = trainer.compute_loss(model, inputs)
     loss.backward()
+    if max_grad_norm:  # the Trainer clips every step (max_grad_norm defaults to 1.0)
+        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     trainer.optimizer.step()
     trainer.optimizer.zero_grad(set_to_none=True)
 

@@ -1,11 +1,15 @@
 """The cost of a distillation training step against a plain one: the teacher's forward and the extra loss.
 
-Both steps go through vit-ft's training code: `ViTTrainer.compute_loss` (with and without a `Teacher`) and its
-AdamW groups, on two copies of the same student, timed in turns so that both see the same machine state. The
-teacher's forward alone is timed too. Medians over the timed steps.
+Both steps go through vit-ft's training code: student and teacher built by `vit_ft.checkpoints.loading.build_model`
+for their presets, the teacher wrapped in `vit_ft.training.distillation.Teacher`, and `ViTTrainer.compute_loss` (with
+no teacher, and with the teacher and `distillation=DistillationArguments(...)`) and the optimizer
+`ViTTrainer.create_optimizer` builds (AdamW groups), on two copies of the same student, timed in turns so that both
+see the same machine state. The teacher's forward alone is timed too. Medians over the timed steps.
 
     python scripts/benchmark_distill.py --device cpu --batch-size 16
     python scripts/benchmark_distill.py --device cuda --batch-size 256 --bf16 --teacher-dtype bfloat16
+
+Quick smoke test: `--device cpu --teacher vit_small_patch16_224 --num-labels 10 --batch-size 2 --steps 1 --warmup 1`.
 """
 
 import argparse
@@ -19,11 +23,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_common import machine_info, timed, training_step  # noqa: E402
+from benchmark_common import autocast, machine_info, preset_model, timed, training_step  # noqa: E402
 
-from vit_ft import ViTConfig, ViTForImageClassification  # noqa: E402
-from vit_ft.arguments import ViTTrainingArguments  # noqa: E402
-from vit_ft.checkpoints.loading import default_processor  # noqa: E402
+from vit_ft.training.arguments import (  # noqa: E402
+    DISTILLATION_TYPES,
+    TEACHER_DTYPE_NAMES,
+    DistillationArguments,
+    ViTTrainingArguments,
+)
 from vit_ft.training.distillation import Teacher  # noqa: E402
 from vit_ft.training.trainer import ViTTrainer  # noqa: E402
 
@@ -38,16 +45,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=5, help="Timed steps of each kind (after the warm-up ones).")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast, as the Trainer's --bf16.")
-    parser.add_argument("--teacher-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--distillation-type", default="hard", choices=["soft", "hard"])
+    parser.add_argument("--teacher-dtype", default="float32", choices=TEACHER_DTYPE_NAMES)
+    parser.add_argument("--distillation-type", default="hard", choices=DISTILLATION_TYPES)
     parser.add_argument("--json", help="Also write the results to this JSON file.")
     return parser.parse_args(argv)
 
 
-def _trainer(args: argparse.Namespace, student, teacher: Teacher | None, output_dir: str) -> ViTTrainer:
+def _trainer(
+    args: argparse.Namespace, student, output_dir: str, teacher: Teacher | None = None,
+    distillation: DistillationArguments | None = None,
+) -> ViTTrainer:  # fmt: skip
     training_args = ViTTrainingArguments(output_dir=output_dir, use_cpu=args.device == "cpu", bf16=args.bf16,
-                                         report_to="none", distillation_type=args.distillation_type)  # fmt: skip
-    trainer = ViTTrainer(model=student, args=training_args, teacher=teacher)
+                                         report_to="none")  # fmt: skip
+    trainer = ViTTrainer(model=student, args=training_args, teacher=teacher, distillation=distillation)
     trainer.model.to(training_args.device).train()
     trainer.create_optimizer()
     return trainer
@@ -57,16 +67,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    student = ViTForImageClassification(ViTConfig.from_preset(args.student, num_labels=args.num_labels))
-    teacher_model = ViTForImageClassification(ViTConfig.from_preset(args.teacher, num_labels=args.num_labels))
+    student, processor = preset_model(args.student, args.num_labels)
+    teacher_model, teacher_processor = preset_model(args.teacher, args.num_labels)
     size = student.config.image_size
-    processor = default_processor(size)
-    teacher = Teacher(teacher_model, default_processor(teacher_model.config.image_size), processor, args.teacher_dtype)
+    # The loss settings a recipe's distillation group gives; no teacher path, the teacher is built here.
+    distillation = DistillationArguments(distillation_type=args.distillation_type, teacher_dtype=args.teacher_dtype)
+    teacher = Teacher(teacher_model, teacher_processor, processor, distillation.teacher_dtype)
     inputs = {"pixel_values": torch.randn(args.batch_size, 3, size, size, device=device),
               "labels": torch.randint(0, args.num_labels, (args.batch_size,), device=device)}  # fmt: skip
     with tempfile.TemporaryDirectory() as output_dir:
-        plain = _trainer(args, student, None, output_dir)
-        distilled = _trainer(args, copy.deepcopy(student), teacher, output_dir)
+        plain = _trainer(args, student, output_dir)
+        distilled = _trainer(args, copy.deepcopy(student), output_dir, teacher, distillation)
         times = {"plain": [], "distillation": [], "teacher_forward": []}
         steps = {
             "plain": lambda: training_step(plain, inputs, args.bf16),
@@ -75,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         for step in range(args.warmup + args.steps):
             for name, run in steps.items():
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                with autocast(device, args.bf16):
                     seconds = timed(run, device)
                 if step >= args.warmup:
                     times[name].append(seconds)

@@ -1,13 +1,17 @@
 """Training step time and memory of LoRA against full fine-tuning, for one ViT at one batch size.
 
 Each mode runs in its own process (peak memory is per process), through vit-ft's own training code: the model
-`vit_ft` builds, `add_lora` for LoRA, `ViTTrainer.compute_loss` and its AdamW parameter groups. Step time is the
+`vit_ft.checkpoints.loading.build_model` builds for the preset, `vit_ft.training.lora.add_lora` with
+`LoraArguments` for LoRA, `ViTTrainer.compute_loss` and the optimizer `ViTTrainer.create_optimizer` builds (AdamW
+parameter groups); parameters are counted by `vit_ft.checkpoints.loading.parameter_counts`. Step time is the
 median over the timed steps; optimizer-state memory is the size of AdamW's state tensors after the first step;
 peak memory is the CUDA peak over the steps, or on CPU the rise of the process's peak resident memory (VmHWM,
 reset after set-up) during the steps.
 
     python scripts/benchmark_lora.py --device cpu --batch-size 8
     python scripts/benchmark_lora.py --device cuda --batch-size 64 --bf16
+
+Quick smoke test: `--device cpu --preset vit_tiny_patch16_224 --num-labels 10 --batch-size 2 --steps 1 --warmup 1`.
 """
 
 import argparse
@@ -21,7 +25,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_common import machine_info, timed, training_step  # noqa: E402
+from benchmark_common import machine_info, preset_model, timed, training_step  # noqa: E402
+
+from vit_ft.checkpoints.loading import parameter_counts  # noqa: E402
+from vit_ft.training.arguments import LoraArguments, ViTTrainingArguments  # noqa: E402
+from vit_ft.training.lora import add_lora  # noqa: E402
+from vit_ft.training.trainer import ViTTrainer  # noqa: E402
 
 MODES = ("full", "lora")
 
@@ -53,17 +62,13 @@ def _reset_peak_rss() -> None:
         clear_refs.write("5")
 
 
-def _trainer(args: argparse.Namespace, mode: str, output_dir: str):
-    from vit_ft import ViTConfig, ViTForImageClassification
-    from vit_ft.arguments import ModelArguments, ViTTrainingArguments
-    from vit_ft.training.lora import add_lora
-    from vit_ft.training.trainer import ViTTrainer
-
-    model = ViTForImageClassification(ViTConfig.from_preset(args.preset, num_labels=args.num_labels))
+def _trainer(args: argparse.Namespace, mode: str, output_dir: str) -> ViTTrainer:
+    model, _ = preset_model(args.preset, args.num_labels)
     if mode == "lora":
-        model = add_lora(model, ModelArguments(model_name_or_path=args.preset, peft_method="lora",
-                                               lora_r=args.lora_r, lora_alpha=args.lora_r,
-                                               lora_target=args.lora_target))  # fmt: skip
+        lora = LoraArguments(peft_method="lora", lora_r=args.lora_r, lora_alpha=args.lora_r,
+                             lora_target=args.lora_target)  # fmt: skip
+        # The adapter is never saved: the base it would record is the preset the model was built from.
+        model = add_lora(model, lora, base_model=args.preset)
     training_args = ViTTrainingArguments(output_dir=output_dir, use_cpu=args.device == "cpu", bf16=args.bf16,
                                          report_to="none", learning_rate=1e-4)  # fmt: skip
     trainer = ViTTrainer(model=model, args=training_args)
@@ -104,8 +109,6 @@ def run_probe(args: argparse.Namespace) -> dict:
             peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20
         else:
             peak = _peak_rss_mib() - before
-    from vit_ft.checkpoints.loading import parameter_counts
-
     total, trainable = parameter_counts(model)
     return {"mode": args.probe, "step_seconds": statistics.median(times), "step_seconds_all": times,
             "optimizer_state_mib": state_mib, "peak_memory_mib": peak, "trainable_parameters": trainable,

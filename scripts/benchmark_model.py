@@ -1,6 +1,9 @@
 """Speed and memory of vit_ft's ViT against transformers' and timm's, all built with the same architecture.
 
-For each preset the models are created once (same parameter count, asserted), then for each batch size:
+vit_ft's model is the one the library builds for a preset (`vit_ft.checkpoints.loading.build_model`, as
+`vit-ft train` builds a model trained from scratch); the references are transformers' `ViTForImageClassification`
+and `timm.create_model` of the same architecture. For each preset the models are created once (same parameter
+count by `vit_ft.checkpoints.loading.parameter_counts`, asserted), then for each batch size:
 warm-up steps, then `--repeats` rounds in which every model runs `--steps` training steps, the order of the models
 rotating from round to round so that drift (thermal, clocks, other processes) hits all alike. A training step
 is forward, `F.cross_entropy(logits, labels)`, backward, `torch.optim.AdamW.step()` and `zero_grad(set_to_none=True)`;
@@ -54,10 +57,10 @@ import timm
 import torch
 import torch.nn.functional as F
 import transformers
-from benchmark_common import machine_info, synchronize
+from benchmark_common import autocast, machine_info, preset_model, synchronize
 from torch import nn
 
-import vit_ft
+from vit_ft.checkpoints.loading import parameter_counts
 from vit_ft.model.configuration_vit_ft import PRESETS
 
 IMPLEMENTATIONS = ("vit_ft", "transformers", "timm")
@@ -167,16 +170,10 @@ def seed_everything(seed: int = SEED) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def autocast_context(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
-    if dtype == "bfloat16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def build_vit_ft(name: str) -> nn.Module:
-    config = vit_ft.ViTConfig.from_preset(name, num_labels=NUM_LABELS)
-    config._attn_implementation = ATTN_IMPLEMENTATION
-    return vit_ft.ViTForImageClassification(config)
+    model, _ = preset_model(name, NUM_LABELS)
+    model.set_attn_implementation(ATTN_IMPLEMENTATION)
+    return model
 
 
 def build_transformers(name: str) -> nn.Module:
@@ -208,7 +205,8 @@ BUILDERS: dict[str, Callable[[str], nn.Module]] = {
 }
 
 
-def build_model(impl: str, name: str, device: torch.device, compile_model: bool) -> nn.Module:
+def prepare_model(impl: str, name: str, device: torch.device, compile_model: bool) -> nn.Module:
+    """`impl`'s model of preset `name`, seeded alike, on `device`, compiled with `compile_model`."""
     seed_everything()  # the same seed before each model, so their initialisation draws the same way
     model = BUILDERS[impl](name).to(device)
     if impl in ("vit_ft", "transformers"):
@@ -222,15 +220,11 @@ def build_model(impl: str, name: str, device: torch.device, compile_model: bool)
     return model
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(parameter.numel() for parameter in model.parameters())
-
-
 def build_models(
     name: str, implementations: tuple[str, ...], device: torch.device, compile_model: bool
 ) -> tuple[dict[str, nn.Module], int]:
-    models = {impl: build_model(impl, name, device, compile_model) for impl in implementations}
-    counts = {impl: count_parameters(model) for impl, model in models.items()}
+    models = {impl: prepare_model(impl, name, device, compile_model) for impl in implementations}
+    counts = {impl: parameter_counts(model)[0] for impl, model in models.items()}
     print(f"{name}: parameters {counts}", flush=True)
     assert len(set(counts.values())) == 1, f"{name}: the models differ in parameter count: {counts}"
     return models, counts["vit_ft"]
@@ -255,7 +249,7 @@ def make_train_step(
     dtype: str,
 ) -> Step:
     def step() -> None:
-        with autocast_context(pixels.device, dtype):
+        with autocast(pixels.device, dtype == "bfloat16"):
             # The loss is computed here, identically for all, rather than by the Hugging Face models.
             loss = F.cross_entropy(logits_of(model(pixels)), labels)
         loss.backward()
@@ -267,7 +261,7 @@ def make_train_step(
 
 def make_infer_step(model: nn.Module, pixels: torch.Tensor, dtype: str) -> Step:
     def step() -> None:
-        with torch.inference_mode(), autocast_context(pixels.device, dtype):
+        with torch.inference_mode(), autocast(pixels.device, dtype == "bfloat16"):
             model(pixels)
 
     return step
@@ -362,7 +356,7 @@ def run_memory_probe(args: argparse.Namespace) -> None:
     """In a fresh process: peak RSS increase of one training step of one model."""
     device = torch.device("cpu")
     name, batch, impl = args.models[0], args.batch_sizes[0], args.memory_probe
-    model = build_model(impl, name, device, args.compile).train()
+    model = prepare_model(impl, name, device, args.compile).train()
     optimizer = make_optimizer(model)
     pixels, labels = make_inputs(name, batch, device)
     step = make_train_step(model, optimizer, pixels, labels, args.dtype)
@@ -376,7 +370,7 @@ def run_infer_probe(args: argparse.Namespace) -> None:
     """In a fresh process: seconds and page faults per inference step of one model (medians of --steps steps)."""
     device = torch.device("cpu")
     name, batch, impl = args.models[0], args.batch_sizes[0], args.infer_probe
-    model = build_model(impl, name, device, args.compile).eval()
+    model = prepare_model(impl, name, device, args.compile).eval()
     pixels, _ = make_inputs(name, batch, device)
     step = make_infer_step(model, pixels, args.dtype)
     warm_up({impl: step}, args.warmup, device)

@@ -3,40 +3,44 @@
 vit_ft keeps `q_proj`, `k_proj` and `v_proj` as separate modules (peft targets them by name). In training it runs them
 as one matrix product over their weights stacked on the fly (`stacked`) unless the public switch
 `ViTAttention.stack_qkv_in_training` is off on the modules (`separate`). This script times training steps (forward,
-backward, no optimizer) with each, set on two instances of the same model, interleaved with timm's VisionTransformer
-of the same architecture, and prints ratios.
+backward, no optimizer) with each, set on two instances of the same model (the library's `build_model` of the
+preset), interleaved with timm's VisionTransformer of the same architecture, and prints ratios.
 
     python scripts/benchmark_qkv_projection.py --device cuda --dtype bfloat16 --batch-sizes 128,256
     python scripts/benchmark_qkv_projection.py --device cpu --batch-sizes 8,32 --models vit_tiny_patch16_224
+
+Quick smoke test: `--device cpu --models vit_tiny_patch16_224 --batch-sizes 2 --repeats 1 --steps 1`.
 """
 
 import argparse
-import contextlib
 import statistics
 import time
 
 import timm
 import torch
+from benchmark_common import autocast, preset_model
 
-from vit_ft import ViTConfig, ViTForImageClassification
+from vit_ft import ViTForImageClassification
 from vit_ft.model.modeling_vit_ft import ViTAttention
+
+NUM_LABELS = 1000  # timm's default head, as the timm model has
 
 
 def _vit_ft(name: str, stacked: bool, device: str) -> ViTForImageClassification:
-    model = ViTForImageClassification(ViTConfig.from_preset(name)).to(device).train()
+    model = preset_model(name, NUM_LABELS)[0].to(device).train()
     for module in model.modules():
         if isinstance(module, ViTAttention):
             module.stack_qkv_in_training = stacked
     return model
 
 
-def _seconds_per_step(model, pixels, steps: int, autocast, device: str) -> float:
+def _seconds_per_step(model, pixels, steps: int, precision, device: str) -> float:
     """Runs `steps` training forwards and backwards of `model` and returns the seconds each took."""
     if device == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
-        with autocast:
+        with precision:
             output = model(pixels)
         logits = output.logits if hasattr(output, "logits") else output
         logits.float().mean().backward()
@@ -56,9 +60,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
     torch.manual_seed(0)
-    autocast = (
-        torch.autocast(args.device, dtype=torch.bfloat16) if args.dtype == "bfloat16" else contextlib.nullcontext()
-    )
+    precision = autocast(torch.device(args.device), args.dtype == "bfloat16")
     print(f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, training steps")
     print("| model | batch | separate | stacked | timm | stacked/separate | separate/timm | stacked/timm |")
     print("|---|---|---|---|---|---|---|---|")
@@ -74,12 +76,12 @@ def main() -> None:
             times = {key: [] for key in runs}
             for _ in range(2):  # warm-up
                 for model in runs.values():
-                    _seconds_per_step(model, pixels, args.steps, autocast, args.device)
+                    _seconds_per_step(model, pixels, args.steps, precision, args.device)
             for repeat in range(args.repeats):
                 order = list(runs)
                 order = order[repeat % len(order) :] + order[: repeat % len(order)]  # rotate to spread drift
                 for key in order:
-                    times[key].append(_seconds_per_step(runs[key], pixels, args.steps, autocast, args.device))
+                    times[key].append(_seconds_per_step(runs[key], pixels, args.steps, precision, args.device))
             rate = {key: batch / statistics.median(values) for key, values in times.items()}
             print(f"| {name} | {batch} | {rate['separate']:.1f} | {rate['stacked']:.1f} | {rate['timm']:.1f} | "
                   f"{rate['stacked'] / rate['separate']:.3f} | {rate['separate'] / rate['timm']:.3f} | "

@@ -1,14 +1,16 @@
 """Training throughput of `vit-ft train` end to end against the model's training step alone, at the same batch size.
 
-End to end is the real pipeline: JPEG files in an image folder, loaded by `vit_ft.data.datasets.load_image_datasets`,
-decoded and augmented on the fly (`ExampleTransform(build_train_transform(...))`) in `--workers` dataloader workers,
-batched by `collate_images`, and trained by `ViTTrainer.train()` (AdamW, gradient clipping, bf16 autocast with
-`--bf16`) for `--warmup` + `--steps` optimizer steps. A callback timestamps every `on_step_end`; a step's time runs
-from the end of the previous step, so it includes waiting for the next batch. Model-only is the same step on inputs
-already on the device: a fresh model of the same preset, the optimizer the Trainer builds (same class, kwargs and
-parameter groups), the same autocast and the same gradient clipping: forward with labels, backward, clip, step,
-zero_grad; it leaves out the Trainer's learning-rate scheduler step (negligible). Both synchronize CUDA after each
-step.
+End to end is the pipeline `vit-ft train` runs: a `Recipe` (the preset as `ModelArguments(preset=...)`, the image
+folder as `DataArguments(train_dir=...)`, `--auto-augment` in `AugmentationArguments`, this script's
+`ViTTrainingArguments`) given to `vit_ft.train.build_trainer`, which loads the JPEG files
+(`load_image_datasets`), builds the model, decodes and augments on the fly in `--workers` dataloader workers, batches
+with `collate_images`, and `trainer.train()` (AdamW, gradient clipping, bf16 autocast with `--bf16`) for `--warmup` +
+`--steps` optimizer steps. A callback timestamps every `on_step_end`; a step's time runs from the end of the previous
+step, so it includes waiting for the next batch. Model-only is the same step on inputs already on the device: the
+fresh model of another trainer `build_trainer` builds from the same recipe, the optimizer that trainer builds
+(`trainer.create_optimizer()`), the same autocast and the same gradient clipping: `trainer.compute_loss` (forward
+with labels), backward, clip, step, zero_grad (`benchmark_common.training_step`); it leaves out the Trainer's
+learning-rate scheduler step (negligible). Both synchronize CUDA after each step.
 
 The two alternate, `--rounds` times (model-only first), so drift on a shared machine hits both alike; the reported
 figures are medians over the rounds. Each round gives images/s from the median step time and from the mean step time.
@@ -18,7 +20,8 @@ model-only while the mean shows the stall: trust the mean when the two disagree.
 `--workers` batches long, so the mean over `--steps` can be off by up to about workers / steps.
 
 Decode+augment per core: one process, `torch.set_num_threads(1)`, timing what a dataloader worker does for a batch
-(`collate_images(dataset.__getitems__(indices))`: read, decode, augment, stack) over the whole dataset. Workers needed
+(`collate_images(dataset.__getitems__(indices))`: read, decode, augment, stack) over the whole training dataset of
+the end-to-end trainer. Workers needed
 to keep the model fed = model-only images/s / per-core images/s (plus cores for the main process; IPC to the main
 process, pinning and the host-to-device copy are not in the per-core figure). The files are hot in the page cache.
 On CPU the workers share the cores the model computes on, so there the ratio measures that contention.
@@ -57,18 +60,18 @@ import PIL
 import torch
 import torchvision
 import transformers
-from benchmark_common import machine_info, synchronize, usable_cpus
+from benchmark_common import machine_info, synchronize, training_step, usable_cpus
 from PIL import Image
-from torch import nn
 from transformers import PrinterCallback, TrainerCallback
 
-from vit_ft import PRESETS, ViTConfig, ViTForImageClassification
-from vit_ft.arguments import DataArguments, ViTTrainingArguments
-from vit_ft.checkpoints.loading import default_processor
-from vit_ft.data.datasets import load_image_datasets
-from vit_ft.data.transforms import ExampleTransform, build_train_transform, collate_images
-from vit_ft.training.mixing import BatchMixer
-from vit_ft.training.optimization import parameter_groups
+from vit_ft import PRESETS
+from vit_ft.checkpoints.arguments import ModelArguments
+from vit_ft.data.arguments import AugmentationArguments, DataArguments
+from vit_ft.data.transforms import collate_images
+from vit_ft.hub.arguments import HubArguments
+from vit_ft.recipe import Recipe
+from vit_ft.train import build_trainer
+from vit_ft.training.arguments import DistillationArguments, LoraArguments, ViTTrainingArguments
 from vit_ft.training.trainer import ViTTrainer
 
 NUM_CLASSES = 10
@@ -116,8 +119,6 @@ class Summary:
         self.workers_needed = self.images_per_s["model_only_median_step"] / self.decode_images_per_s_per_core
 
 
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="vit_small_patch16_224", help="vit_ft preset (timm name).")
@@ -157,8 +158,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-
-
 # --- Data ---------------------------------------------------------------------------------------------------------
 
 
@@ -194,11 +193,41 @@ def write_image_folder(root: Path, count: int) -> float:
     return statistics.mean(sizes)
 
 
-def load_train_dataset(data_dir: Path, cache_dir: Path) -> datasets.Dataset:
-    data, label_names = load_image_datasets(DataArguments(train_dir=str(data_dir), train_val_split=0),
-                                            seed=SEED, cache_dir=str(cache_dir))  # fmt: skip
+# --- The run ------------------------------------------------------------------------------------------------------
+
+
+def build_recipe(args: argparse.Namespace, data_dir: Path, work_dir: Path) -> Recipe:
+    """The recipe `vit-ft train` would read for this benchmark: the preset trained from scratch on the image folder."""
+    # Only training arguments that transformers 5.17 (on the GPU machine) and later 5.x both accept.
+    training = ViTTrainingArguments(
+        output_dir=str(work_dir / "trainer"),
+        max_steps=args.warmup + args.steps,
+        per_device_train_batch_size=args.batch_size,
+        dataloader_num_workers=args.workers,
+        bf16=args.bf16,
+        use_cpu=args.device == "cpu",
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        seed=SEED,
+    )
+    return Recipe(
+        model=ModelArguments(preset=args.preset, cache_dir=str(work_dir / "datasets_cache")),
+        data=DataArguments(train_dir=str(data_dir), train_val_split=0),  # all of it trains: no validation split
+        augmentation=AugmentationArguments(auto_augment=args.auto_augment),
+        lora=LoraArguments(),
+        distillation=DistillationArguments(),
+        hub=HubArguments(),
+        training=training,
+    )
+
+
+def build_run(recipe: Recipe) -> ViTTrainer:
+    """A fresh trainer (model, data, transforms) built by `vit_ft.train.build_trainer`, as `vit-ft train` builds it."""
+    trainer, _, label_names = build_trainer(recipe)
     assert len(label_names) == NUM_CLASSES, f"expected {NUM_CLASSES} classes, found {label_names}"
-    return data["train"]
+    return trainer
 
 
 # --- End to end ---------------------------------------------------------------------------------------------------
@@ -221,93 +250,32 @@ def step_times(stamps: list[float], warmup: int) -> list[float]:
     return np.diff(stamps[warmup - 1 :]).tolist()
 
 
-def training_arguments(args: argparse.Namespace, output_dir: Path) -> ViTTrainingArguments:
-    # Only arguments that transformers 5.17 (on the GPU machine) and later 5.x both accept.
-    return ViTTrainingArguments(
-        output_dir=str(output_dir),
-        max_steps=args.warmup + args.steps,
-        per_device_train_batch_size=args.batch_size,
-        dataloader_num_workers=args.workers,
-        bf16=args.bf16,
-        use_cpu=args.device == "cpu",
-        auto_augment=args.auto_augment,
-        report_to="none",
-        save_strategy="no",
-        logging_strategy="no",
-        disable_tqdm=True,
-        seed=SEED,
-    )
-
-
-def build_model(preset: str) -> ViTForImageClassification:
-    return ViTForImageClassification(ViTConfig.from_preset(preset, num_labels=NUM_CLASSES))
-
-
-def run_end_to_end(
-    args: argparse.Namespace, train: datasets.Dataset, training_args: ViTTrainingArguments
-) -> list[float]:
-    """Step times of one `ViTTrainer.train()` run, built as `vit_ft.train.run_training` builds it."""
-    model = build_model(args.preset)
-    clock = StepClock(training_args.device)
-    trainer = ViTTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train,
-        data_collator=collate_images,
-        processing_class=default_processor(model.config.image_size),
-        batch_mixer=BatchMixer(NUM_CLASSES),  # no MixUp, CutMix or label smoothing: inactive
-        callbacks=[clock],
-    )
+def run_end_to_end(args: argparse.Namespace, recipe: Recipe) -> tuple[list[float], datasets.Dataset]:
+    """Step times of one `trainer.train()` of the trainer `build_trainer` builds, and that trainer's training data."""
+    trainer = build_run(recipe)
+    clock = StepClock(trainer.args.device)
+    trainer.add_callback(clock)
     trainer.remove_callback(PrinterCallback)  # with tqdm off, it would print the final metrics of every round
     trainer.train()
-    assert len(clock.stamps) == training_args.max_steps, f"{len(clock.stamps)} steps, not {training_args.max_steps}"
-    return step_times(clock.stamps, args.warmup)
+    assert len(clock.stamps) == trainer.args.max_steps, f"{len(clock.stamps)} steps, not {trainer.args.max_steps}"
+    return step_times(clock.stamps, args.warmup), trainer.train_dataset
 
 
 # --- Model only ---------------------------------------------------------------------------------------------------
 
 
-def autocast_context(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    # What the Trainer (through accelerate) puts around the forward with `bf16=True`.
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
-def build_optimizer(model: nn.Module, training_args: ViTTrainingArguments) -> torch.optim.Optimizer:
-    """The optimizer `ViTTrainer.create_optimizer` builds: same class (fused AdamW on recent torch), kwargs, groups."""
-    groups = parameter_groups(model, training_args.learning_rate, training_args.weight_decay,
-                              training_args.layer_decay, model.config.num_hidden_layers)  # fmt: skip
-    optimizer_cls, optimizer_kwargs = ViTTrainer.get_optimizer_cls_and_kwargs(training_args, model)
-    return optimizer_cls(groups, **optimizer_kwargs)
-
-
-def make_model_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, pixels: torch.Tensor, labels: torch.Tensor, bf16: bool,
-    max_grad_norm: float,
-) -> Step:  # fmt: skip
-    def step() -> None:
-        with autocast_context(pixels.device, bf16):
-            loss = model(pixel_values=pixels, labels=labels).loss
-        loss.backward()
-        if max_grad_norm > 0:  # the Trainer clips every step (max_grad_norm defaults to 1.0)
-            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
-
-
-def run_model_only(args: argparse.Namespace, training_args: ViTTrainingArguments) -> list[float]:
-    device = training_args.device
-    torch.manual_seed(SEED)
-    model = build_model(args.preset).to(device).train()
-    optimizer = build_optimizer(model, training_args)
-    size = model.config.image_size
-    pixels = torch.randn(args.batch_size, 3, size, size, device=device)
-    labels = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
-    step = make_model_step(model, optimizer, pixels, labels, args.bf16, training_args.max_grad_norm)
+def run_model_only(args: argparse.Namespace, recipe: Recipe) -> list[float]:
+    """Step times of the training step alone, on the model and optimizer of a trainer `build_trainer` builds."""
+    trainer = build_run(recipe)  # seeds, then builds the model (on the device) as end to end does
+    trainer.model.train()
+    trainer.create_optimizer()  # the optimizer `trainer.train()` would build: class, kwargs and parameter groups
+    device = trainer.args.device
+    size = trainer.model.config.image_size
+    inputs = {"pixel_values": torch.randn(args.batch_size, 3, size, size, device=device),
+              "labels": torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)}  # fmt: skip
     stamps = []
     for _ in range(args.warmup + args.steps):
-        step()
+        training_step(trainer, inputs, args.bf16, trainer.args.max_grad_norm)
         synchronize(device)
         stamps.append(time.perf_counter())
     return step_times(stamps, args.warmup)
@@ -338,10 +306,6 @@ def measure_decode(train: datasets.Dataset, batch_size: int) -> float:
 
 
 # --- Reporting ----------------------------------------------------------------------------------------------------
-
-
-
-
 
 
 def markdown_table(summary: Summary) -> str:
@@ -379,15 +343,12 @@ def free_memory() -> None:
 def benchmark(args: argparse.Namespace, work_dir: Path) -> tuple[Summary, float]:
     data_dir = Path(args.data_dir) if args.data_dir else work_dir / "images"
     mean_bytes = write_image_folder(data_dir, args.images)
-    train = load_train_dataset(data_dir, work_dir / "datasets_cache")
-    processor = default_processor(ViTConfig.from_preset(args.preset).image_size)
-    training_args = training_arguments(args, work_dir / "trainer")
-    train.set_transform(ExampleTransform(build_train_transform(processor, training_args)))
+    recipe = build_recipe(args, data_dir, work_dir)
     rounds = []
     for index in range(args.rounds):
-        model_only = run_model_only(args, training_args)
+        model_only = run_model_only(args, recipe)
         free_memory()
-        end_to_end = run_end_to_end(args, train, training_args)
+        end_to_end, train = run_end_to_end(args, recipe)
         free_memory()
         rounds.append(Round(model_only, end_to_end, measure_decode(train, args.batch_size)))
         print(f"round {index + 1}/{args.rounds}: median step model-only {statistics.median(model_only):.4f} s, "

@@ -12,6 +12,7 @@ from .data.arguments import DataArguments
 
 def _convert(args: argparse.Namespace) -> None:
     from .checkpoints.convert import convert_timm, convert_transformers
+    from .checkpoints.loading import parameter_counts
 
     if args.source == "transformers":
         if not args.input:
@@ -21,7 +22,7 @@ def _convert(args: argparse.Namespace) -> None:
         if not (args.timm_model and args.weights):
             sys.exit("vit-ft convert --from timm needs --timm-model NAME and --weights FILE.")
         model = convert_timm(args.timm_model, args.weights, args.output, args.image_mean, args.image_std)
-    params = sum(p.numel() for p in model.parameters())
+    params, _ = parameter_counts(model)
     print(f"Wrote {type(model).__name__} ({params / 1e6:.2f}M parameters) to {args.output}")
 
 
