@@ -296,7 +296,8 @@ def torch_threads(count: int):
 
 def measure_decode(train: datasets.Dataset, batch_size: int) -> float:
     """Images/s of one process doing a dataloader worker's work (fetch, decode, augment, collate) over the dataset."""
-    order = np.random.default_rng(SEED).permutation(len(train)).tolist()
+    # EpochDataset keys: (epoch, row), as the Trainer's sampler sends them to a worker.
+    order = [(0, row) for row in np.random.default_rng(SEED).permutation(len(train)).tolist()]
     with torch_threads(1):  # as in a dataloader worker, where torch runs one thread
         collate_images(train.__getitems__(order[:batch_size]))  # untimed: first calls pay for lazy imports
         start = time.perf_counter()
