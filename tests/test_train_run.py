@@ -71,13 +71,10 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
 @pytest.mark.slow
 def test_persistent_dataloader_workers_train_as_no_workers_and_resume_exactly(tmp_path):
     # Three epochs of 3 steps, evaluated after each: the later epochs' augmentations must reach workers started in the
-    # first. Stochastic depth is off: torch draws the workers' base seed from the global random stream once per data
-    # iterator, and persistent workers keep one iterator for the whole run, so drop-path masks (and MixUp) would be
-    # drawn from a shifted stream from the second epoch on.
-    overrides = '{"image_size": 16, "patch_size": 2, "hidden_size": 96, "num_hidden_layers": 4, ' \
-                '"num_attention_heads": 4, "intermediate_size": 192, "drop_path_rate": 0.0}'  # fmt: skip
+    # first, and stochastic depth (the recipe's drop_path_rate 0.05) and MixUp must draw from the same random stream
+    # whether the workers persist or not.
     flags = ["--max_train_samples", "48", "--max_steps", "9", "--save_strategy", "steps", "--save_steps", "4",
-             "--model_overrides", overrides]  # fmt: skip
+             "--mixup_alpha", "0.8"]  # fmt: skip
     persistent = ["--dataloader_num_workers", "2", "--dataloader_persistent_workers", "true"]
     _train(tmp_path / "none", *flags)
     _train(tmp_path / "persistent", *flags, *persistent)

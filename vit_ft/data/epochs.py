@@ -29,6 +29,11 @@ class EpochSampler(Sampler):
             self.sampler.set_epoch(epoch)
 
     def __iter__(self):
+        # One draw from the global random stream per pass, where torch's DataLoader draws its workers' base seed when
+        # it makes an iterator: once per epoch without persistent workers, once per run with them. The Trainer's
+        # loader draws from a generator of its own instead (`ViTTrainer.get_train_dataloader`), so dropout,
+        # drop-path and MixUp see the same stream whether the workers persist or not, and the one they always saw.
+        torch.empty((), dtype=torch.int64).random_()
         epoch = self.epoch
         for index in self.sampler:
             yield epoch, index

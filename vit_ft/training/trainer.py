@@ -88,6 +88,9 @@ class ViTTrainer(Trainer):
             # accelerate's public sampler swap: the Trainer's set_epoch still reaches the shuffling sampler, through
             # the EpochSampler, whose keys take the epoch to the dataloader workers.
             dataloader.set_sampler(EpochSampler(dataloader.get_sampler()))
+            # The EpochSampler makes the loader's per-iterator draw from the global stream, once per epoch; the torch
+            # DataLoader inside accelerate's wrapper draws from a generator of its own.
+            dataloader.base_dataloader.generator = torch.Generator().manual_seed(self.args.seed)
         return dataloader
 
     def training_step(self, model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
