@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import shlex
 import sys
 from dataclasses import fields
 
@@ -28,13 +29,36 @@ def _convert(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from .recipe import RecipeParser, read_recipe
-    from .train import run_training
+    from .train import TrainingStopped, run_training
 
     if args.help or args.recipe is None:
         print("usage: vit-ft train RECIPE.yaml [--field value ...]\n\nFields, in the recipe or as flags:")
         RecipeParser().print_help()
         return
-    run_training(read_recipe(args.recipe, args.overrides))
+    try:
+        run_training(read_recipe(args.recipe, args.overrides))
+    except TrainingStopped as stop:
+        if stop.announce:
+            print(f"vit-ft train: {_stopped_message(stop, args.recipe, args.overrides)}", file=sys.stderr)
+        sys.exit(stop.exit_code)
+
+
+def _stopped_message(stop, recipe: str, overrides: list[str]) -> str:
+    """The one line a run stopped by a signal ends with: where its checkpoint is, and the command that resumes it."""
+    if stop.checkpoint is None:
+        return (f"stopped by {stop.signal_name} after its last step ({stop.step}); the trained model is saved in "
+                f"{stop.output_dir}, not evaluated.")  # fmt: skip
+    flags, skip = [], False
+    for flag in overrides:  # the run's own flags, less any earlier --resume_from_checkpoint
+        if skip:
+            skip = False
+        elif flag == "--resume_from_checkpoint":
+            skip = True
+        elif not flag.startswith("--resume_from_checkpoint="):
+            flags.append(flag)
+    command = shlex.join(["vit-ft", "train", recipe, *flags, "--resume_from_checkpoint", str(stop.checkpoint)])
+    return (f"stopped by {stop.signal_name} after step {stop.step}; checkpoint saved in {stop.checkpoint}. "
+            f"Resume with: {command}")  # fmt: skip
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -11,15 +11,19 @@ layers and imports nothing from vit_ft.
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 from filelock import FileLock, Timeout
+from safetensors import safe_open
+from transformers.trainer import OPTIMIZER_NAME, OPTIMIZER_NAME_BIN, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.utils import CONFIG_NAME, IMAGE_PROCESSOR_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 # A model, as transformers' save_pretrained names its files.
@@ -47,6 +51,13 @@ CARD = "README.md"
 EMA_WEIGHTS = "ema.safetensors"  # in each checkpoint folder
 CHECKPOINT_PREFIX = "checkpoint"  # the Trainer's checkpoint-<step> folders (transformers' PREFIX_CHECKPOINT_DIR)
 CHECKPOINT_PATTERN = f"{CHECKPOINT_PREFIX}-*"
+# The Trainer's files in a checkpoint, beside the model or adapter weights: a run resumes only from all of them.
+TRAINER_STATE = TRAINER_STATE_NAME  # trainer_state.json
+OPTIMIZER_STATES = (OPTIMIZER_NAME, OPTIMIZER_NAME_BIN)  # optimizer.pt; optimizer.bin under FSDP
+SCHEDULER_STATE = SCHEDULER_NAME  # scheduler.pt
+RNG_STATES = "rng_state*.pth"  # rng_state.pth, or rng_state_<process>.pth from each process of a multi-process run
+# `--resume_from_checkpoint` values (and a YAML `true`) that mean the newest complete checkpoint in output_dir.
+LATEST_CHECKPOINT = ("latest", "true", "True", "1", "yes")
 TENSORBOARD_LOGS = "runs"  # the Trainer's TensorBoard logs, with report_to: tensorboard
 # Files whose names start with `_` stay on this machine: `vit-ft push` and the Trainer's own pushes leave them out.
 LOCAL_ONLY_PREFIX = "_"
@@ -309,6 +320,90 @@ def _checkpoints(folder: Path) -> list[Path]:
     # checkpoint-<step> folders only, as the Trainer finds them when it resumes (get_last_checkpoint).
     start = f"{CHECKPOINT_PREFIX}-"
     return [path for path in folder.glob(CHECKPOINT_PATTERN) if path.is_dir() and path.name[len(start) :].isdigit()]
+
+
+logger = logging.getLogger(__name__)
+
+
+def checkpoint_problems(checkpoint: str | Path) -> list[str]:
+    """
+    What keeps the Trainer from resuming from `checkpoint`: each missing or damaged file, in words; empty when it is
+    complete. Complete: model or adapter weights whose safetensors header parses, a trainer_state.json that parses,
+    the optimizer and scheduler states and an RNG state, each a whole torch archive.
+    """
+    folder = Path(checkpoint)
+    problems = []
+    weights = [folder / name for name in (MODEL_WEIGHTS, ADAPTER_WEIGHTS) if (folder / name).is_file()]
+    if not weights:
+        problems.append(f"no {MODEL_WEIGHTS} or {ADAPTER_WEIGHTS}")
+    for path in weights:
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except Exception:  # safetensors raises its own error types for each kind of damage
+            problems.append(f"{path.name} is damaged")
+    state = folder / TRAINER_STATE
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(f"no {TRAINER_STATE}")
+    except (OSError, ValueError):
+        problems.append(f"{TRAINER_STATE} is damaged")
+    torch_files = {
+        OPTIMIZER_NAME: [folder / name for name in OPTIMIZER_STATES if (folder / name).is_file()],
+        SCHEDULER_STATE: [folder / SCHEDULER_STATE] if (folder / SCHEDULER_STATE).is_file() else [],
+        RNG_STATES: sorted(folder.glob(RNG_STATES)),
+    }
+    for name, found in torch_files.items():
+        if not found:
+            problems.append(f"no {name}")
+        # torch.save writes a zip archive, whose directory at the end is missing from a file cut short.
+        problems += [f"{path.name} is damaged" for path in found if not zipfile.is_zipfile(path)]
+    return problems
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """
+    The newest complete checkpoint-<step> folder in `output_dir` (see `checkpoint_problems`); None without one. Each
+    newer incomplete one is skipped with a warning that says what it lacks.
+    """
+    for checkpoint in sorted(_checkpoints(Path(output_dir)), key=_step, reverse=True):
+        problems = checkpoint_problems(checkpoint)
+        if not problems:
+            return checkpoint
+        logger.warning(f"Skipping {checkpoint}: it is incomplete ({'; '.join(problems)}).")
+    return None
+
+
+def resolve_resume_checkpoint(output_dir: str | Path, resume_from_checkpoint: str | bool | None) -> str | None:
+    """
+    The checkpoint a run resumes from: `latest` (or true, 1, yes) is the newest complete one in `output_dir`; a path
+    is kept if it holds a complete checkpoint. Raises a one-line ValueError for no complete checkpoint or for an
+    incomplete one, naming the newest complete one.
+    """
+    if resume_from_checkpoint is None or resume_from_checkpoint is False or resume_from_checkpoint == "":
+        return None
+    if resume_from_checkpoint is True or resume_from_checkpoint in LATEST_CHECKPOINT:
+        latest = latest_checkpoint(output_dir)
+        if latest is None:
+            raise ValueError(f"resume_from_checkpoint {resume_from_checkpoint}: {output_dir} holds no complete "
+                             f"{CHECKPOINT_PATTERN} folder to resume from: start without --resume_from_checkpoint, or "
+                             "give the output_dir that holds the run's checkpoints.")  # fmt: skip
+        return str(latest)
+    if not Path(resume_from_checkpoint).is_dir():
+        raise ValueError(f"resume_from_checkpoint {resume_from_checkpoint} is not a folder: give a checkpoint-<step> "
+                         "folder of a run, or `latest` for the newest complete one in output_dir.")  # fmt: skip
+    problems = checkpoint_problems(resume_from_checkpoint)
+    if problems:
+        latest = latest_checkpoint(output_dir)
+        instead = f"the newest complete one is {latest}" if latest else f"{output_dir} holds no complete one"
+        raise ValueError(f"resume_from_checkpoint {resume_from_checkpoint} is incomplete ({'; '.join(problems)}): "
+                         f"{instead}.")  # fmt: skip
+    return str(resume_from_checkpoint)
+
+
+def _step(checkpoint: Path) -> int:
+    return int(checkpoint.name[len(CHECKPOINT_PREFIX) + 1 :])
 
 
 def remove_run(output_dir: str | Path) -> None:

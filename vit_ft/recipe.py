@@ -16,7 +16,7 @@ from .checkpoints.arguments import ModelArguments
 from .data.arguments import AugmentationArguments, DataArguments
 from .hub.arguments import HubArguments
 from .hub.push import check_push_to_hub
-from .output_dir import ADAPTER_CONFIG, RECIPE, write_text
+from .output_dir import ADAPTER_CONFIG, LATEST_CHECKPOINT, RECIPE, write_text
 from .training.arguments import DistillationArguments, LoraArguments, ViTTrainingArguments
 
 
@@ -135,6 +135,9 @@ class _Mismatch(Exception):
 
 def _as_field_type(value, name: str, source: str):
     """`value` converted to the declared type of field `name`, or a one-line ValueError naming both."""
+    if name == "resume_from_checkpoint" and value is True:
+        # YAML reads `resume_from_checkpoint: true` as a boolean; the Trainer's field is a path, and true means latest.
+        return LATEST_CHECKPOINT[0]
     try:
         return _convert(value, _FIELD_TYPES[name])
     except _Mismatch:

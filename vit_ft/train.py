@@ -2,6 +2,7 @@
 
 import logging
 import os
+import signal
 from pathlib import Path
 
 import transformers
@@ -22,15 +23,37 @@ from .evaluation.plots import plot_confusion_matrix, plot_training_curves
 from .hub.card import run_environment, write_model_card
 from .hub.push import push_trained_model
 from .model.modeling_vit_ft import ViTForImageClassification
-from .output_dir import CONFUSION_MATRIX, TRAINING_CURVES, TrainingFacts, claim_output_dir
+from .output_dir import (
+    CONFUSION_MATRIX,
+    TRAINING_CURVES,
+    TrainingFacts,
+    checkpoint_dir,
+    claim_output_dir,
+    resolve_resume_checkpoint,
+)
 from .recipe import Recipe, save_resolved_recipe
 from .training.distillation import Teacher, depth_pruned_student, load_teacher_model
 from .training.lora import add_lora, write_adapter_record
 from .training.mixing import BatchMixer
 from .training.optimization import EMACallback
+from .training.preemption import PreemptionCallback
 from .training.trainer import ViTTrainer
 
 logger = logging.getLogger(__name__)
+
+
+class TrainingStopped(Exception):
+    """
+    Training stopped on a signal (SIGTERM, SIGINT) with its checkpoint saved: `checkpoint`, after `step`; None when the
+    signal came after the last step, the trained model then saved in `output_dir` without evaluation. `announce` is
+    True on the process that should tell the user (the main one). The exit code is the shell's for the signal.
+    """
+
+    def __init__(self, signal_name: str, step: int, checkpoint: Path | None, output_dir: str, announce: bool):
+        self.signal_name, self.step, self.checkpoint, self.output_dir = signal_name, step, checkpoint, output_dir
+        self.announce = announce
+        self.exit_code = 128 + signal.Signals[signal_name].value  # 143 for SIGTERM, 130 for SIGINT
+        super().__init__(f"stopped by {signal_name} after step {step}")
 
 
 def _resolve_local_paths(recipe: Recipe) -> None:
@@ -126,6 +149,7 @@ def run_training(recipe: Recipe) -> dict:
     _resolve_local_paths(recipe)
     saves = args.should_save  # only the process that saves claims: the others would see its files as another run's
     with claim_output_dir(args.output_dir, args.overwrite_output_dir, args.resume_from_checkpoint, saves):
+        args.resume_from_checkpoint = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
         return _train_evaluate_save(recipe)
 
 
@@ -136,10 +160,23 @@ def _train_evaluate_save(recipe: Recipe) -> dict:
     total, trainable = parameter_counts(trainer.model)
     results = {}
     if "train" in data:
-        outcome = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+        stop = PreemptionCallback()
+        trainer.add_callback(stop)
+        with stop.handling_signals():
+            outcome = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+        if stop.step is not None:
+            # No evaluation and no final save: the checkpoint is the run's state, and the run resumes from it.
+            checkpoint = checkpoint_dir(args.output_dir, stop.step)
+            raise TrainingStopped(
+                stop.signal_name, stop.step, checkpoint, args.output_dir, trainer.is_world_process_zero()
+            )
         if ema is not None:
             ema.copy_to(trainer.model)
         trainer.save_model(_internal_call=True)  # with push_to_hub, push once, at the end, with every result
+        if stop.received is not None:
+            # The signal came after the last step: the trained model is saved, the evaluation left out.
+            step = trainer.state.global_step
+            raise TrainingStopped(stop.received.name, step, None, args.output_dir, trainer.is_world_process_zero())
         facts = TrainingFacts(trainable_parameters=trainable, total_parameters=total,
                               skipped_images=trainer.skipped_training_images())  # fmt: skip
         metrics = {**outcome.metrics, **facts.as_results()}
