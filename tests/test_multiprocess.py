@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -57,3 +59,35 @@ def test_two_processes_shard_train_save_once_and_count_eval_once(tmp_path):
     eval_fetched = Counter(key for rank in (0, 1) for e in events[rank] if e["event"] == "fetch" and e["size"] == 45
                            for key in e["keys"])  # fmt: skip
     assert set(eval_fetched) == set(range(45))
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_launcher_saves_one_checkpoint_of_both_processes_and_one_line(tmp_path):
+    from vit_ft.output_dir import checkpoint_problems
+
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29518",
+        "-m", "vit_ft.cli", "train", str(RECIPE), "--output_dir", str(tmp_path / "out"), "--use_cpu", "true",
+        "--max_train_samples", "160", "--per_device_train_batch_size", "16", "--logging_steps", "1",
+        "--disable_tqdm", "true", "--max_steps", "100", "--save_strategy", "no", "--eval_strategy", "no",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "stdout.log"
+    with open(log, "w") as stdout:
+        launcher = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while "'loss'" not in log.read_text():  # the main process logs each step: training is under way
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.stderr.read()
+        time.sleep(0.05)
+    launcher.send_signal(signal.SIGTERM)  # the launcher sends it on to both processes
+    _, stderr = launcher.communicate(timeout=300)
+    assert launcher.returncode != 0
+    stopped = [line for line in stderr.splitlines() if line.startswith("vit-ft train: stopped by SIGTERM after step")]
+    assert len(stopped) == 1, stderr
+    checkpoints = sorted((tmp_path / "out").glob("checkpoint-*"))
+    step = stopped[0].split("after step ")[1].split(";")[0]
+    assert [path.name for path in checkpoints] == [f"checkpoint-{step}"]
+    assert checkpoint_problems(checkpoints[0]) == []
+    assert {path.name for path in checkpoints[0].glob("rng_state*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+    assert not (tmp_path / "out" / "model.safetensors").exists()
