@@ -53,7 +53,8 @@ class PreemptionCallback(TrainerCallback):
     @contextlib.contextmanager
     def handling_signals(self) -> Iterator[None]:
         """Catches SIGTERM and SIGINT for the block: the first one stops training, a second one ends the process."""
-        previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+        # getsignal gives None for a handler installed outside Python; the default stands in for it.
+        previous = {number: signal.getsignal(number) or signal.SIG_DFL for number in STOP_SIGNALS}
 
         def handle(number, frame):
             if self.received is not None:
