@@ -54,7 +54,8 @@ class PreemptionCallback(TrainerCallback):
     def handling_signals(self) -> Iterator[None]:
         """Catches SIGTERM and SIGINT for the block: the first one stops training, a second one ends the process."""
         # getsignal gives None for a handler installed outside Python; the default stands in for it.
-        previous = {number: signal.getsignal(number) or signal.SIG_DFL for number in STOP_SIGNALS}
+        previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+        previous = {number: signal.SIG_DFL if handler is None else handler for number, handler in previous.items()}
 
         def handle(number, frame):
             if self.received is not None:
