@@ -149,6 +149,9 @@ def test_checkpoint_problems_name_each_missing_or_damaged_file(whole_run, tmp_pa
     assert checkpoint_problems(damaged) == [
         "model.safetensors is damaged", "trainer_state.json is damaged", "no optimizer.pt", "rng_state.pth is damaged"
     ]  # fmt: skip
+    # A DeepSpeed checkpoint holds the optimizer states in the engine's global_step<N> folder instead.
+    (damaged / "global_step4").mkdir()
+    assert "no optimizer.pt" not in checkpoint_problems(damaged)
     (damaged / "model.safetensors").unlink()
     (damaged / "scheduler.pt").unlink()
     assert checkpoint_problems(damaged)[:1] == ["no model.safetensors or adapter_model.safetensors"]

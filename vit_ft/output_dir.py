@@ -55,6 +55,7 @@ CHECKPOINT_PATTERN = f"{CHECKPOINT_PREFIX}-*"
 TRAINER_STATE = TRAINER_STATE_NAME  # trainer_state.json
 OPTIMIZER_STATES = (OPTIMIZER_NAME, OPTIMIZER_NAME_BIN)  # optimizer.pt; optimizer.bin under FSDP
 SCHEDULER_STATE = SCHEDULER_NAME  # scheduler.pt
+DEEPSPEED_STATES = "global_step*"  # a DeepSpeed run's engine checkpoint: its optimizer states, instead of optimizer.pt
 RNG_STATES = "rng_state*.pth"  # rng_state.pth, or rng_state_<process>.pth from each process of a multi-process run
 # `--resume_from_checkpoint` values (and a YAML `true`) that mean the newest complete checkpoint in output_dir.
 LATEST_CHECKPOINT = ("latest", "true", "True", "1", "yes")
@@ -349,11 +350,12 @@ def checkpoint_problems(checkpoint: str | Path) -> list[str]:
         problems.append(f"no {TRAINER_STATE}")
     except (OSError, ValueError):
         problems.append(f"{TRAINER_STATE} is damaged")
-    torch_files = {
-        OPTIMIZER_NAME: [folder / name for name in OPTIMIZER_STATES if (folder / name).is_file()],
-        SCHEDULER_STATE: [folder / SCHEDULER_STATE] if (folder / SCHEDULER_STATE).is_file() else [],
-        RNG_STATES: sorted(folder.glob(RNG_STATES)),
-    }
+    torch_files = {}
+    # A DeepSpeed run's engine keeps the optimizer states in its own global_step* folder, and checks them itself.
+    if not any(path.is_dir() for path in folder.glob(DEEPSPEED_STATES)):
+        torch_files[OPTIMIZER_NAME] = [folder / name for name in OPTIMIZER_STATES if (folder / name).is_file()]
+    torch_files[SCHEDULER_STATE] = [folder / SCHEDULER_STATE] if (folder / SCHEDULER_STATE).is_file() else []
+    torch_files[RNG_STATES] = sorted(folder.glob(RNG_STATES))
     for name, found in torch_files.items():
         if not found:
             problems.append(f"no {name}")
