@@ -34,12 +34,18 @@ class PreemptionCallback(TrainerCallback):
         self.received: signal.Signals | None = None  # the signal that arrived
         self.signal_name: str | None = None  # set once training stopped for it: SIGTERM, SIGINT
         self.step: int | None = None  # the step whose checkpoint was saved
+        self._group = None  # the CPU process group the processes agree over; None in a single process
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if args.world_size > 1 and dist.is_available() and dist.is_initialized():
+            # Over gloo, on the CPU: agreeing over NCCL would make every step wait for the GPU to finish.
+            self._group = dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
 
     def on_step_end(self, args, state, control, **kwargs):
         received = self.received is not None
-        if args.world_size > 1 and dist.is_available() and dist.is_initialized():
-            flag = torch.tensor([float(received)], device=args.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if self._group is not None:
+            flag = torch.tensor([int(received)])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
             received = bool(flag.item())
             if self.received is None and received:
                 self.received = signal.SIGTERM  # another process got it first; the launcher sends SIGTERM
