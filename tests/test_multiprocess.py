@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from vit_ft.data.arguments import DataArguments
 from vit_ft.data.datasets import load_image_datasets
@@ -91,3 +92,44 @@ def test_sigterm_to_the_launcher_saves_one_checkpoint_of_both_processes_and_one_
     assert checkpoint_problems(checkpoints[0]) == []
     assert {path.name for path in checkpoints[0].glob("rng_state*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+# The same tiny run on 2 machines x 1 process and on 1 machine x 2 processes: world size 2 either way.
+TOPOLOGY_RUN = ["--use_cpu", "true", "--max_train_samples", "160", "--max_eval_samples", "45",
+                "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16", "--disable_tqdm", "true",
+                "--max_steps", "4", "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
+
+
+def _launch_command(*launcher_flags: str, output_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "accelerate.commands.launch", *launcher_flags, "--mixed_precision", "no",
+            "--dynamo_backend", "no", "-m", "vit_ft.cli", "train", str(RECIPE), "--output_dir", str(output_dir),
+            *TOPOLOGY_RUN]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_two_machines_of_one_process_end_as_one_machine_of_two(tmp_path):
+    from safetensors.torch import load_file
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    # Two launchers on this machine, as on two machines that share the output folder: the shipped multi-node config,
+    # its placeholders overridden as the docs say, over gloo.
+    nodes = [
+        subprocess.Popen(_launch_command(
+            "--config_file", str(ROOT / "recipes" / "accelerate" / "multi_node.yaml"), "--num_machines", "2",
+            "--num_processes", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
+            "--main_process_port", "29521", output_dir=tmp_path / "two_machines"),
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for rank in (0, 1)
+    ]  # fmt: skip
+    logs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], logs
+    subprocess.run(_launch_command("--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                                   "--main_process_port", "29522", output_dir=tmp_path / "one_machine"),
+                   check=True, env=env, cwd=tmp_path, capture_output=True, timeout=600)  # fmt: skip
+    runs = ("two_machines", "one_machine")
+    two, one = (load_file(tmp_path / run / "model.safetensors") for run in runs)
+    assert two.keys() == one.keys()
+    assert all(torch.equal(two[key], one[key]) for key in two)
+    results = [json.loads((tmp_path / run / "all_results.json").read_text()) for run in runs]
+    assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
+    assert results[0]["train_loss"] == results[1]["train_loss"]
