@@ -306,20 +306,3 @@ def test_inference_under_autocast_gives_the_outputs_of_the_autograd_path(pixel_v
             without = model(pixel_values, output_hidden_states=True)
     assert [s.dtype for s in without.hidden_states] == [s.dtype for s in with_grad.hidden_states]
     torch.testing.assert_close(without.logits, with_grad.logits, rtol=2e-2, atol=2e-2)
-
-
-def test_stacked_qkv_runs_in_training_only_for_plain_projections_and_matches_separate_ones(pixel_values):
-    model = ViTForImageClassification(tiny_config()).train()
-    attention = model.vit.layers[0].attention
-    assert attention.projects_qkv_stacked()
-    with torch.no_grad():
-        assert not attention.projects_qkv_stacked()
-    stacked = model(pixel_values).logits
-    for layer in model.vit.layers:
-        layer.attention.stack_qkv_in_training = False
-    assert not attention.projects_qkv_stacked()
-    torch.testing.assert_close(model(pixel_values).logits, stacked, rtol=1e-6, atol=1e-6)
-    attention.stack_qkv_in_training = True
-    attention.v_proj = nn.Sequential(attention.v_proj)  # a wrapped projection (as LoRA's) runs as it is
-    assert not attention.projects_qkv_stacked()
-    torch.testing.assert_close(model(pixel_values).logits, stacked, rtol=1e-6, atol=1e-6)

@@ -199,11 +199,6 @@ class ViTEmbeddings(nn.Module):
 
 
 class ViTAttention(nn.Module):
-    # One GEMM over the stacked q/k/v weights (timm's fused qkv) ran about 15% faster than three in training, forward
-    # and backward (docs/benchmarks.md). A public switch, as timm's `set_fused_attn`: set it to False on an instance
-    # to run the three projections as the modules they are in training too.
-    stack_qkv_in_training: bool = True
-
     def __init__(self, config: ViTConfig):
         super().__init__()
         self.config = config
@@ -216,20 +211,6 @@ class ViTAttention(nn.Module):
         self.v_proj = nn.Linear(hidden, hidden, bias=config.qkv_bias)
         self.o_proj = nn.Linear(hidden, hidden)
 
-    def projects_qkv_stacked(self) -> bool:
-        """
-        Whether this call runs q/k/v as one GEMM over their stacked weights: in training (autograd on) with the
-        switch on, and only while all three are plain `nn.Linear`; LoRA, quantised or otherwise wrapped projections
-        run as the modules they are. Without autograd the three run as modules, as in transformers' ViT: the stacked
-        GEMM is kept for training, where it measured faster.
-        """
-        projections = (self.q_proj, self.k_proj, self.v_proj)
-        return (
-            self.stack_qkv_in_training
-            and torch.is_grad_enabled()
-            and all(type(projection) is nn.Linear for projection in projections)
-        )
-
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -238,13 +219,7 @@ class ViTAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, tokens, _ = hidden_states.shape
         shape = (batch, tokens, -1, self.head_dim)
-        if self.projects_qkv_stacked():
-            weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
-            bias = self.q_proj.bias
-            bias = None if bias is None else torch.cat([bias, self.k_proj.bias, self.v_proj.bias])
-            projected = nn.functional.linear(hidden_states, weight, bias).chunk(3, dim=-1)
-        else:
-            projected = (self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states))
+        projected = (self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states))
         query, key, value = (states.view(shape).transpose(1, 2) for states in projected)  # (batch, heads, tokens, dim)
 
         # Attention maps exist only in the eager computation; the fused kernels never form them (as Falcon in
