@@ -76,10 +76,13 @@ def _merge_lora(args: argparse.Namespace) -> None:
 
 
 def _severities(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a severity 1..5 or a list of them like 1,3,5") from None
+    """`3` or `1,2,3,4,5`: the severities of `vit-ft evaluate --corruptions`."""
+    severities = []
+    for part in text.split(","):
+        if part.strip() not in ("1", "2", "3", "4", "5"):
+            raise argparse.ArgumentTypeError(f"invalid choice: {part} (severities are 1 to 5, as 3 or 1,2,3,4,5)")
+        severities.append(int(part))
+    return severities
 
 
 _BASE_MODEL_HELP = "Base model of a LoRA adapter, when the one its adapter_config.json names has moved."
