@@ -85,20 +85,26 @@ def display_image(pixel_values: torch.Tensor, processor) -> np.ndarray:
     return (pixel_values.float() * std + mean).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
+def _spread(length: int, count: int) -> list[int]:
+    """Up to `count` distinct indices into `length` items, evenly spaced from the first to the last."""
+    return sorted({round(index) for index in np.linspace(0, length - 1, min(count, length))}) if length else []
+
+
 def write_attention_grid(
     model_dir: str | Path, dataset: Dataset, path: str | Path, device: torch.device, count: int = 8,
     method: str = "rollout", scanned: int = 256,
 ) -> Path | None:
     """
     Writes `path`: `count` images of `dataset` (transformed examples: `pixel_values`, `labels`) with their maps by
-    `method` and their true and predicted labels: right predictions among the first `scanned` images, and wrong
-    ones (up to half of `count`) when there are any. The model is read back from `model_dir`, as saved, so that the
-    picture shows the model the run wrote, whatever wrapped or sharded it in training. Returns None when none of the
-    first `scanned` images decodes.
+    `method` and their true and predicted labels: right predictions among `scanned` images spread through the
+    split, and wrong ones (up to half of `count`) when there are any. The model is read back from `model_dir`, as
+    saved, so that the picture shows the model the run wrote, whatever wrapped or sharded it in training. Returns
+    None when none of the scanned images decodes.
     """
     model = load_model(str(model_dir), merge=True).to(device)
     processor = load_processor(model, str(model_dir))
-    rows = dataset.select(range(min(scanned, len(dataset))))[:]
+    # Spread through the split: image folders list their classes one after the other.
+    rows = dataset.select(_spread(len(dataset), scanned))[:]
     kept = [(pixels, label) for pixels, label in zip(rows["pixel_values"], rows["labels"]) if pixels is not None]
     if not kept:
         return None
@@ -107,9 +113,10 @@ def write_attention_grid(
     with torch.inference_mode():
         predicted = torch.cat([model(pixel_values=batch).logits.argmax(-1).cpu()
                                for batch in pixel_values.split(_BATCH)])  # fmt: skip
-    wrong = (predicted != labels).nonzero()[:, 0].tolist()[: count // 2]
-    right = (predicted == labels).nonzero()[:, 0].tolist()[: count - len(wrong)]
-    chosen = right + wrong
+    wrong = (predicted != labels).nonzero()[:, 0].tolist()
+    wrong = [wrong[index] for index in _spread(len(wrong), count // 2)]
+    right = (predicted == labels).nonzero()[:, 0].tolist()
+    chosen = [right[index] for index in _spread(len(right), count - len(wrong))] + wrong
     maps = attention_maps(model, pixel_values[chosen], method)
     names = model.config.id2label
     return plot_attention_grid(
