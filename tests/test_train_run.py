@@ -29,7 +29,8 @@ def test_train_writes_model_metrics_plots_and_ema(tmp_path):
     files = {path.name for path in tmp_path.iterdir()}
     expected = {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_vit_ft.py",
                 "all_results.json",
-                "training_curves.png", "confusion_matrix.png", "vit_ft_recipe.yaml", "checkpoint-3", "checkpoint-6"}
+                "training_curves.png", "confusion_matrix.png", "attention_maps.png", "vit_ft_recipe.yaml",
+                "checkpoint-3", "checkpoint-6"}
     assert expected <= files
     all_results = json.loads((tmp_path / "all_results.json").read_text())
     assert 0.0 <= all_results["eval_accuracy"] <= 1.0 and 0.0 <= all_results["test_accuracy"] <= 1.0

@@ -27,7 +27,8 @@ ViTForImageClassification.register_for_auto_class("AutoModelForImageClassificati
 
 
 # Imported on first use, so `import vit_ft` stays light: these bring in peft, the training stack and the Hub client.
-_LAZY = {"load_model": "checkpoints.loading", "push_model": "hub.push", "build_model_card": "hub.card"}
+_LAZY = {"load_model": "checkpoints.loading", "push_model": "hub.push", "build_model_card": "hub.card",
+         "attention_maps": "evaluation.attention_maps"}  # fmt: skip
 
 
 def __getattr__(name: str):
@@ -45,6 +46,7 @@ __all__ = [
     "ViTModel",
     "ViTPreTrainedModel",
     "__version__",
+    "attention_maps",
     "build_model_card",
     "load_model",
     "push_model",

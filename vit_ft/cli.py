@@ -69,8 +69,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     corruptions = None
     if args.corruptions:
         corruptions = list(CORRUPTIONS) if args.corruptions == "all" else args.corruptions.split(",")
+    severity = args.severity[0] if len(args.severity) == 1 else args.severity
     results = evaluate_model(
-        args.model, data_args, args.split, corruptions, args.severity, args.batch_size, args.output, args.seed,
+        args.model, data_args, args.split, corruptions, severity, args.batch_size, args.output, args.seed,
         args.base_model,
     )  # fmt: skip
     print(json.dumps(results, indent=2))
@@ -83,11 +84,29 @@ def _predict(args: argparse.Namespace) -> None:
         print(json.dumps(result))
 
 
+def _explain(args: argparse.Namespace) -> None:
+    from .evaluation.explain import explain_images
+
+    for path in explain_images(args.model, args.images, args.output, args.method, args.label, args.top_k,
+                               args.base_model):  # fmt: skip
+        print(f"Wrote {path}")
+
+
 def _merge_lora(args: argparse.Namespace) -> None:
     from .checkpoints.loading import merge_adapter
 
     model = merge_adapter(args.adapter, args.output, args.base_model)
     print(f"Wrote {type(model).__name__} (adapter {args.adapter} merged into its base) to {args.output}")
+
+
+def _severities(text: str) -> list[int]:
+    """`3` or `1,2,3,4,5`: the severities of `vit-ft evaluate --corruptions`."""
+    severities = []
+    for part in text.split(","):
+        if part.strip() not in ("1", "2", "3", "4", "5"):
+            raise argparse.ArgumentTypeError(f"invalid choice: {part} (severities are 1 to 5, as 3 or 1,2,3,4,5)")
+        severities.append(int(part))
+    return severities
 
 
 _BASE_MODEL_HELP = "Base model of a LoRA adapter, when the one its adapter_config.json names has moved."
@@ -128,7 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--corruptions", help="Comma-separated gaussian_noise,gaussian_blur,jpeg,low_resolution, or `all`."
     )
-    evaluate.add_argument("--severity", type=int, default=3, choices=range(1, 6), help="Corruption severity 1..5.")
+    evaluate.add_argument(
+        "--severity", type=_severities, default=[3],
+        help="Corruption severity 1..5, or several separated by commas (1,2,3,4,5): then robustness_SPLIT.png too.",
+    )  # fmt: skip
     evaluate.add_argument("--seed", type=int, default=0, help="Seed of the corruption noise (default: 0).")
     evaluate.add_argument("--batch_size", type=int, default=64, help="Evaluation batch size (default: 64).")
     evaluate.add_argument(
@@ -142,6 +164,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", help="Image files to classify.")
     predict.add_argument("--top_k", type=int, default=5, help="Classes to list per image (default: 5).")
     predict.set_defaults(handler=_predict)
+
+    explain = commands.add_parser(
+        "explain", help="Heat maps of where a saved model looks in image files: one PNG per image."
+    )
+    explain.add_argument("--model", required=True, help="vit_ft model or LoRA adapter directory.")
+    explain.add_argument("--base_model", help=_BASE_MODEL_HELP)
+    explain.add_argument("images", nargs="+", help="Image files to explain.")
+    explain.add_argument("--output", required=True, help="Folder to write the PNGs to.")
+    # Checked by the library, not by argparse `choices`: an unknown method then stops in one line, as other errors.
+    explain.add_argument(
+        "--method", default="rollout", help="rollout (default), gradient_rollout (class-specific) or last_layer."
+    )
+    explain.add_argument("--label", help="Class name to explain with gradient_rollout (default: the predicted one).")
+    explain.add_argument("--top_k", type=int, default=3, help="Predicted classes to list per image (default: 3).")
+    explain.set_defaults(handler=_explain)
 
     merge = commands.add_parser("merge-lora", help="Merge a LoRA adapter into its base: one plain vit_ft model.")
     merge.add_argument("--adapter", required=True, help="LoRA adapter directory (output of a peft_method: lora run).")

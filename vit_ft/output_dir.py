@@ -46,7 +46,8 @@ RECIPE = "vit_ft_recipe.yaml"  # every field of the run, resolved
 ALL_RESULTS = "all_results.json"  # the Trainer's: every split's metrics, merged
 TRAINING_CURVES = "training_curves.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
-PLOTS = (TRAINING_CURVES, CONFUSION_MATRIX)
+ATTENTION_MAPS = "attention_maps.png"  # test images with their attention maps
+PLOTS = (TRAINING_CURVES, CONFUSION_MATRIX, ATTENTION_MAPS)
 CARD = "README.md"
 EMA_WEIGHTS = "ema.safetensors"  # in each checkpoint folder
 CHECKPOINT_PREFIX = "checkpoint"  # the Trainer's checkpoint-<step> folders (transformers' PREFIX_CHECKPOINT_DIR)
@@ -79,6 +80,11 @@ def robustness_file(split: str) -> str:
     return f"robustness_{split}.json"
 
 
+def robustness_plot(split: str) -> str:
+    """Accuracy against severity, beside `robustness_file(split)` when several severities were scored."""
+    return f"robustness_{split}.png"
+
+
 def eval_file(split: str) -> str:
     """`vit-ft evaluate`'s results on `split`, without corruptions."""
     return f"eval_{split}.json"
@@ -93,7 +99,7 @@ def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
 _RUN_PATTERNS = (
     MODEL_CONFIG, MODEL_WEIGHTS, MODEL_WEIGHTS_INDEX, MODEL_WEIGHT_SHARDS, PROCESSOR_CONFIG, *REMOTE_CODE,
     TRAINING_ARGS, ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_RECORD, RECIPE, ALL_RESULTS, results_file("*"),
-    robustness_file("*"), eval_file("*"), *PLOTS,
+    robustness_file("*"), robustness_plot("*"), eval_file("*"), *PLOTS,
 )  # fmt: skip
 # Removed with a run, once the folder holds one.
 _REMOVED_WITH_A_RUN = (*_RUN_PATTERNS, CARD, TENSORBOARD_LOGS, f"{_TEMPORARY_PREFIX}*")
@@ -188,23 +194,32 @@ class TrainingFacts:
 
 @dataclass(frozen=True)
 class RobustnessReport:
-    """One `robustness_<split>.json`: scores on clean images and under each corruption."""
+    """
+    One `robustness_<split>.json`: scores on clean images and under each corruption at each severity scored. The file
+    holds `severity` and `{corruption: scores}` for one severity, `severities` and `{corruption: {severity: scores}}`
+    for several.
+    """
 
     split: str
     examples: int
-    severity: int  # 1..5
+    severities: tuple[int, ...]  # each 1..5
     clean: SplitMetrics
-    corruptions: dict[str, SplitMetrics]
+    corruptions: dict[str, dict[int, SplitMetrics]]  # corruption -> severity -> scores
+    plot: str | None = None  # the file name of its accuracy-against-severity picture, when there is one
 
     @classmethod
-    def from_json(cls, report: dict) -> "RobustnessReport":
-        return cls(
-            split=report["split"],
-            examples=report["examples"],
-            severity=report["severity"],
-            clean=SplitMetrics.from_metrics(report["clean"]),
-            corruptions={name: SplitMetrics.from_metrics(metrics) for name, metrics in report["corruptions"].items()},
-        )
+    def from_json(cls, report: dict, plot: str | None = None) -> "RobustnessReport":
+        if "severities" in report:
+            severities = tuple(report["severities"])
+            corruptions = {name: {int(severity): SplitMetrics.from_metrics(metrics)
+                                  for severity, metrics in by_severity.items()}
+                           for name, by_severity in report["corruptions"].items()}  # fmt: skip
+        else:
+            severities = (report["severity"],)
+            corruptions = {name: {report["severity"]: SplitMetrics.from_metrics(metrics)}
+                           for name, metrics in report["corruptions"].items()}  # fmt: skip
+        return cls(report["split"], report["examples"], severities, SplitMetrics.from_metrics(report["clean"]),
+                   corruptions, plot)  # fmt: skip
 
 
 # The results prefix of each split the Trainer scores (`metric_key_prefix` in run_training).
@@ -255,12 +270,17 @@ def read_run(model_dir: str | Path) -> RunRecord:
         recipe=recipe or {},
         splits={split: metrics for split, metrics in splits.items() if metrics.has_scores},
         training=TrainingFacts.from_results(results),
-        robustness=[RobustnessReport.from_json(read_json(path)) for path in sorted(folder.glob(robustness_file("*")))],
+        robustness=[_robustness_report(path) for path in sorted(folder.glob(robustness_file("*")))],
         config=read_json(folder / MODEL_CONFIG),
         adapter=read_json(folder / ADAPTER_CONFIG),
         adapter_record=read_json(folder / ADAPTER_RECORD) or {},
         plots=[plot for plot in PLOTS if (folder / plot).is_file()],
     )
+
+
+def _robustness_report(path: Path) -> RobustnessReport:
+    plot = path.with_suffix(".png")  # robustness_plot(split) beside robustness_file(split)
+    return RobustnessReport.from_json(read_json(path), plot.name if plot.is_file() else None)
 
 
 def read_json(path: str | Path) -> dict | None:

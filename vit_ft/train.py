@@ -18,12 +18,14 @@ from .data.transforms import (
     build_train_transform,
     collate_images,
 )
+from .evaluation.explain import write_attention_grid
 from .evaluation.metrics import ClassificationMetrics, first_logits
 from .evaluation.plots import plot_confusion_matrix, plot_training_curves
 from .hub.card import run_environment, write_model_card
 from .hub.push import push_trained_model
 from .model.modeling_vit_ft import ViTForImageClassification
 from .output_dir import (
+    ATTENTION_MAPS,
     CONFUSION_MATRIX,
     TRAINING_CURVES,
     TrainingFacts,
@@ -195,6 +197,7 @@ def _train_evaluate_save(recipe: Recipe) -> dict:
             predicted = prediction.predictions.argmax(-1)
             plot_confusion_matrix(prediction.label_ids, predicted, label_names,
                                   Path(args.output_dir) / CONFUSION_MATRIX)  # fmt: skip
+            write_attention_grid(args.output_dir, data["test"], Path(args.output_dir) / ATTENTION_MAPS, args.device)
     if args.should_save:
         plot_training_curves(trainer.state.log_history, Path(args.output_dir) / TRAINING_CURVES)
     trainer.save_metrics("run", run_environment(args))  # the hardware, for the model card

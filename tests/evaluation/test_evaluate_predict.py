@@ -1,6 +1,7 @@
 """`vit-ft evaluate` and `vit-ft predict`: metrics against a hand computation, corruptions, label checks, errors."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ from vit_ft.data.datasets import load_digits_dataset, load_image_datasets
 from vit_ft.data.transforms import ExampleTransform, build_eval_transform, decode_image
 from vit_ft.evaluation.evaluate import evaluate_model
 from vit_ft.evaluation.predict import predict_images
+from vit_ft.hub.card import build_model_card
 
 DIGITS = {i: str(i) for i in range(10)}
 METRICS = {"accuracy", "top5_accuracy", "f1", "loss", "skipped_images"}
@@ -242,6 +244,33 @@ def test_evaluate_counts_the_images_it_scored_and_those_it_skipped(tmp_path):
     assert results["clean"]["loss"] == pytest.approx(np.average(batch_losses, weights=batch_sizes), rel=1e-6)
 
 
+def test_evaluate_at_several_severities_keys_scores_by_severity_and_plots_them(model_dir, tmp_path):
+    data = DataArguments(dataset_name="digits", max_eval_samples=24)
+    folder = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    results = evaluate_model(str(folder), data, corruptions=["gaussian_blur", "jpeg"], severity=[1, 3, 5], seed=2)
+    assert results["severities"] == [1, 3, 5] and "severity" not in results
+    assert list(results["corruptions"]) == ["gaussian_blur", "jpeg"]
+    for level in (1, 3, 5):
+        alone = evaluate_model(str(folder), data, corruptions=["gaussian_blur", "jpeg"], severity=level, seed=2,
+                               output_file=str(tmp_path / f"severity_{level}.json"))  # fmt: skip
+        assert alone["severity"] == level and alone["clean"] == results["clean"]
+        for name in ("gaussian_blur", "jpeg"):
+            assert results["corruptions"][name][str(level)] == alone["corruptions"][name]
+    blur = [results["corruptions"]["gaussian_blur"][level]["accuracy"] for level in ("1", "3", "5")]
+    assert len(set(blur)) > 1  # the curve has a shape to draw
+    assert json.loads((folder / "robustness_test.json").read_text()) == results
+    with Image.open(folder / "robustness_test.png") as picture:
+        assert picture.size == (600, 400)
+    assert not (tmp_path / "severity_3.png").exists()  # one severity: the JSON alone, as before
+
+    # The card: a table of accuracy per severity, and the picture.
+    card = build_model_card(folder, "tester/digits").text
+    accuracy = results["clean"]["accuracy"]
+    assert "| corruption | clean | severity 1 | severity 3 | severity 5 |" in card
+    assert f"| gaussian_blur | {accuracy:.4f} | {blur[0]:.4f} | {blur[1]:.4f} | {blur[2]:.4f} |" in card
+    assert "![accuracy against corruption severity](robustness_test.png)" in card
+
+
 def test_evaluation_does_not_import_training(tmp_path):
     # The package layering: evaluation sits beside training, not on top of it.
     code = "import sys, vit_ft.evaluation.evaluate; print([m for m in sys.modules if m.startswith('vit_ft.training')])"
@@ -324,6 +353,12 @@ def test_cli_evaluate_prints_the_json_it_writes(model_dir, tmp_path, capsys):
     assert printed == json.loads(output.read_text())
     assert printed["examples"] == 16 and printed["severity"] == 2
     assert list(printed["corruptions"]) == ["jpeg", "low_resolution"]
+    assert not output.with_suffix(".png").exists()
+    main(["evaluate", "--model", model_dir, *data, "--corruptions", "jpeg", "--severity", "1,4", "--output",
+          str(output)])  # fmt: skip
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["severities"] == [1, 4] and list(printed["corruptions"]["jpeg"]) == ["1", "4"]
+    assert output.with_suffix(".png").is_file()
 
 
 def test_cli_evaluate_errors(model_dir, capsys):
@@ -333,6 +368,9 @@ def test_cli_evaluate_errors(model_dir, capsys):
     with pytest.raises(SystemExit) as error:
         main(["evaluate", "--model", model_dir, "--dataset_name", "digits", "--severity", "0"])
     assert error.value.code == 2 and "argument --severity: invalid choice: 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as error:
+        main(["evaluate", "--model", model_dir, "--dataset_name", "digits", "--severity", "1,6"])
+    assert error.value.code == 2 and "argument --severity: invalid choice: 6" in capsys.readouterr().err
 
 
 def test_cli_predict_prints_one_line_per_image(model_dir, image_files, capsys):

@@ -45,7 +45,7 @@ MODEL_REPO_FILES = {
     "README.md", "config.json", "model.safetensors", "configuration_vit_ft.py", "modeling_vit_ft.py",
     "preprocessor_config.json", "all_results.json", "train_results.json",
     "eval_results.json", "test_results.json", "run_results.json", "training_args.bin", "vit_ft_recipe.yaml",
-    "training_curves.png", "confusion_matrix.png",
+    "training_curves.png", "confusion_matrix.png", "attention_maps.png",
 }  # fmt: skip
 
 # Runs where vit_ft cannot be imported: the card's snippet for machines without vit-ft, on the pushed repo.

@@ -17,6 +17,7 @@ from ..data.transforms import SKIPPED_IMAGES, ExampleTransform, build_eval_trans
 from ..model.modeling_vit_ft import ViTForImageClassification
 from ..output_dir import eval_file, robustness_file, write_json
 from .metrics import ClassificationMetrics
+from .plots import plot_robustness
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def evaluate_model(
     data_args: DataArguments,
     split: str = "test",
     corruptions: list[str] | None = None,
-    severity: int = 3,
+    severity: int | list[int] = 3,
     batch_size: int = 64,
     output_file: str | None = None,
     seed: int = 0,
@@ -37,13 +38,16 @@ def evaluate_model(
     """
     Evaluates the vit_ft model (or LoRA adapter, on `base_model` or the base it names) in `model_dir` on `split` of
     the data `data_args` names (its `image_corruptions` included), clean and then under each of `corruptions` (see
-    `vit_ft.corruptions`) at `severity`, their noise seeded from `seed`. Writes the results
+    `vit_ft.corruptions`) at `severity` (one, or a list of several), their noise seeded from `seed`. Writes the results
     as JSON to `output_file` (default `model_dir/robustness_<split>.json` with corruptions, else
-    `model_dir/eval_<split>.json`) and returns them.
+    `model_dir/eval_<split>.json`) and returns them. With several severities, each corruption's scores are keyed by
+    severity, and a plot of accuracy against severity goes beside the JSON (`robustness_<split>.png`).
     """
     corruptions = list(corruptions or [])
+    severities = [severity] if isinstance(severity, int) else list(severity)
     for name in corruptions:
-        check_corruption(name, severity)
+        for level in severities:
+            check_corruption(name, level)
     model = load_model(model_dir, base_model, merge=True)
     processor = load_processor(model, model_dir)
     data, label_names = load_image_datasets(data_args)
@@ -65,21 +69,39 @@ def evaluate_model(
         # "clean" is then the low-quality data: say which.
         results["image_corruptions"] = {name: getattr(data_args, name) for name in _DATA_CORRUPTION_FIELDS}
     results["clean"] = clean
-    if corruptions:
-        results.update(severity=severity, seed=seed, corruptions={})
+    if corruptions and len(severities) == 1:
+        results.update(severity=severities[0], seed=seed, corruptions={})
+    elif corruptions:
+        results.update(severities=severities, seed=seed, corruptions={})
     for name in corruptions:
-        if data_args.image_corruptions:
-            # On top of the data's own corruptions, with noise drawn apart from theirs (another seed stream).
-            on_top = CorruptedExampleTransform(example_transform, name, severity, seed, stream=1)
-            corrupted = with_data_corruptions(dataset, on_top, data_args)
-        else:
-            corrupted = with_corruption(dataset, example_transform, name, severity, seed)
-        results["corruptions"][name] = _metrics(model, corrupted, metrics, batch_size, device)
+        by_severity = {}
+        for level in severities:
+            corrupted = _corrupted(dataset, example_transform, data_args, name, level, seed)
+            by_severity[str(level)] = _metrics(model, corrupted, metrics, batch_size, device)
+        # One severity keeps the file's first format: the scores directly under the corruption's name.
+        results["corruptions"][name] = by_severity if len(severities) > 1 else by_severity[str(severities[0])]
 
     default_name = robustness_file(split) if corruptions else eval_file(split)
     output_file = write_json(output_file or Path(model_dir) / default_name, results)
     logger.info(f"Wrote {output_file}")
+    if corruptions and len(severities) > 1:
+        curves = {name: {int(level): scores["accuracy"] for level, scores in by_severity.items()}
+                  for name, by_severity in results["corruptions"].items()}  # fmt: skip
+        # Beside the JSON, under its name: robustness_<split>.png for the default file.
+        plot = plot_robustness(clean["accuracy"], curves, output_file.with_suffix(".png"))
+        logger.info(f"Wrote {plot}")
     return results
+
+
+def _corrupted(
+    dataset: Dataset, transform: ExampleTransform, data_args: DataArguments, name: str, severity: int, seed: int
+) -> Dataset:
+    """`dataset` under corruption `name`, on top of the data's own corruptions when it has some."""
+    if data_args.image_corruptions:
+        # On top of the data's own corruptions, with noise drawn apart from theirs (another seed stream).
+        on_top = CorruptedExampleTransform(transform, name, severity, seed, stream=1)
+        return with_data_corruptions(dataset, on_top, data_args)
+    return with_corruption(dataset, transform, name, severity, seed)
 
 
 def _metrics(

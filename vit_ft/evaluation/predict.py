@@ -6,7 +6,8 @@ from ..checkpoints.loading import load_model, load_processor
 from ..data.transforms import decode_image
 
 
-def _read(path: str):
+def read_image(path: str):
+    """The RGB image in the file at `path`; an OSError that names the file when it is missing or not an image."""
     try:
         return decode_image({"path": path, "bytes": None})
     except Exception as error:  # PIL raises many types for broken files
@@ -25,7 +26,7 @@ def predict_images(
     """
     if top_k < 1:
         raise ValueError(f"top_k={top_k} must be at least 1.")
-    images = [_read(path) for path in image_paths]
+    images = [read_image(path) for path in image_paths]
     model = load_model(model_dir, base_model, merge=True)
     processor = load_processor(model, model_dir)
     classifier = pipeline("image-classification", model=model, image_processor=processor)

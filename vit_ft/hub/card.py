@@ -18,11 +18,13 @@ from ..output_dir import (
     ADAPTER_CONFIG,
     ADAPTER_RECORD,
     ALL_RESULTS,
+    ATTENTION_MAPS,
     CARD,
     CONFUSION_MATRIX,
     MODELING_CODE,
     RECIPE,
     TRAINING_CURVES,
+    RobustnessReport,
     RunRecord,
     SplitMetrics,
     TrainingFacts,
@@ -54,7 +56,8 @@ METHOD_HYPERPARAMETERS = {
                                    "student_layers"),
     "image_corruptions": ("image_corruptions", "corruption_severity", "corruption_seed"),
 }  # fmt: skip
-_PLOTS = {TRAINING_CURVES: "Training curves", CONFUSION_MATRIX: "Confusion matrix (test split)"}
+_PLOTS = {TRAINING_CURVES: "Training curves", CONFUSION_MATRIX: "Confusion matrix (test split)",
+          ATTENTION_MAPS: "Attention maps (test split)"}
 
 
 class _Metric(NamedTuple):
@@ -271,20 +274,42 @@ def _results_section(run: RunRecord) -> str | None:
 
 
 def _robustness_section(run: RunRecord) -> str | None:
-    """One table per `vit-ft evaluate --corruptions` file: accuracy under each corruption against the clean one."""
-    tables = []
+    """
+    One table per `vit-ft evaluate --corruptions` file: for one severity, the scores under each corruption against
+    the clean ones; for several, the accuracy at each severity, and the file's plot of it.
+    """
+    parts = []
     for report in run.robustness:
-        clean = report.clean
-        metrics = _metrics([clean])
-        header = ["corruption", *(metric.name for metric in metrics), "accuracy change"]
-        rows = [["none (clean)", *(_number(metric.value(clean)) for metric in metrics), ""]]
-        for corruption, scores in report.corruptions.items():
-            change = scores.accuracy - clean.accuracy
-            rows.append([corruption, *(_number(metric.value(scores)) for metric in metrics), f"{change:+.4f}"])
-        tables.append(f"Split `{report.split}` ({report.examples} images), corruption severity "
-                      f"{report.severity} of 5, from `vit-ft evaluate --corruptions`:\n\n"
-                      + _table(header, rows))  # fmt: skip
-    return "## Robustness to image corruptions\n\n" + "\n\n".join(tables) if tables else None
+        where = f"Split `{report.split}` ({report.examples} images)"
+        if len(report.severities) == 1:
+            parts.append(f"{where}, corruption severity {report.severities[0]} of 5, from `vit-ft evaluate "
+                         f"--corruptions`:\n\n{_one_severity_table(report)}")  # fmt: skip
+        else:
+            parts.append(f"{where}, accuracy at corruption severities {', '.join(map(str, report.severities))} of "
+                         f"5, from `vit-ft evaluate --corruptions`:\n\n{_severities_table(report)}")  # fmt: skip
+        if report.plot:
+            parts.append(f"![accuracy against corruption severity]({report.plot})")
+    return "## Robustness to image corruptions\n\n" + "\n\n".join(parts) if parts else None
+
+
+def _one_severity_table(report: RobustnessReport) -> str:
+    clean = report.clean
+    metrics = _metrics([clean])
+    header = ["corruption", *(metric.name for metric in metrics), "accuracy change"]
+    rows = [["none (clean)", *(_number(metric.value(clean)) for metric in metrics), ""]]
+    for corruption, by_severity in report.corruptions.items():
+        scores = by_severity[report.severities[0]]
+        change = scores.accuracy - clean.accuracy
+        rows.append([corruption, *(_number(metric.value(scores)) for metric in metrics), f"{change:+.4f}"])
+    return _table(header, rows)
+
+
+def _severities_table(report: RobustnessReport) -> str:
+    header = ["corruption", "clean", *(f"severity {severity}" for severity in report.severities)]
+    rows = [[corruption, _number(report.clean.accuracy),
+             *(_number(by_severity[severity].accuracy) for severity in report.severities)]
+            for corruption, by_severity in report.corruptions.items()]  # fmt: skip
+    return _table(header, rows)
 
 
 def _number(value: float | None) -> str:

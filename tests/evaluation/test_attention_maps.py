@@ -1,0 +1,225 @@
+"""Attention maps: the three methods against hand computations from `output_attentions`, prefix tokens, image sizes,
+inference mode, fused attention, LoRA, remote code without vit-ft, and `vit-ft explain`."""
+
+import functools
+import logging
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from PIL import Image
+from transformers import ViTImageProcessor
+
+from tests.conftest import run_without_vit_ft, tiny_config
+from vit_ft import ViTForImageClassification
+from vit_ft.cli import main
+from vit_ft.evaluation import attention_maps as attention_module
+from vit_ft.evaluation.attention_maps import METHODS, attention_maps
+
+PIXELS = (2, 3, 32, 32)
+
+
+def _model(**overrides) -> ViTForImageClassification:
+    # initializer_range 0.3: attention far from uniform, so that the methods give different maps.
+    torch.manual_seed(0)
+    return ViTForImageClassification(tiny_config(initializer_range=0.3, **overrides)).eval()
+
+
+def _scaled(maps: torch.Tensor) -> torch.Tensor:
+    return maps / maps.flatten(1).amax(dim=1)[:, None, None]
+
+
+def _attentions(model, pixel_values) -> list[torch.Tensor]:
+    """Head-mean attention of every layer, `(batch, tokens, tokens)`, first layer first."""
+    with torch.no_grad():
+        outputs = model(pixel_values, output_attentions=True)
+    return [attention.mean(dim=1) for attention in outputs.attentions]
+
+
+def _rollout_by_hand(model, pixel_values) -> torch.Tensor:
+    """Abnar & Zuidema: (A + I) row-normalised per layer, multiplied from the last layer down; class-token row."""
+    layers = []
+    for attention in _attentions(model, pixel_values):
+        mixed = attention + torch.eye(attention.shape[-1])
+        layers.append(mixed / mixed.sum(-1, keepdim=True))
+    rolled = functools.reduce(torch.matmul, reversed(layers))  # A_L ... A_1
+    return rolled[:, 0, model.config.num_prefix_tokens :]
+
+
+def test_rollout_and_last_layer_match_hand_computations():
+    model = _model()
+    pixel_values = torch.randn(PIXELS)
+    grid = (8, 8)
+    rollout = attention_maps(model, pixel_values, "rollout")
+    torch.testing.assert_close(rollout.patches, _scaled(_rollout_by_hand(model, pixel_values).reshape(2, *grid)))
+    last = attention_maps(model, pixel_values, "last_layer")
+    by_hand = _attentions(model, pixel_values)[-1][:, 0, 1:].reshape(2, *grid)
+    torch.testing.assert_close(last.patches, _scaled(by_hand))
+    assert not torch.allclose(rollout.patches, last.patches, atol=1e-3)
+    assert rollout.patches.flatten(1).amax(1).tolist() == [1.0, 1.0]
+    with torch.no_grad():
+        torch.testing.assert_close(rollout.logits, model(pixel_values).logits)
+    assert rollout.labels.tolist() == rollout.logits.argmax(-1).tolist()
+
+
+def test_gradient_rollout_matches_chefer_rule_and_is_class_specific():
+    model = _model(num_hidden_layers=1)
+    pixel_values = torch.randn(PIXELS)
+    maps = attention_maps(model, pixel_values, "gradient_rollout", labels=torch.tensor([1, 3]))
+    # One layer: R = I + mean_heads((dlogit/dA * A)+); the class-token row over the patches.
+    inputs = pixel_values.clone().requires_grad_(True)
+    outputs = model(inputs, output_attentions=True)
+    (attention,) = outputs.attentions
+    (gradient,) = torch.autograd.grad(outputs.logits[0, 1] + outputs.logits[1, 3], attention)
+    by_hand = (gradient * attention).clamp(min=0).mean(dim=1)[:, 0, 1:].reshape(2, 8, 8)
+    torch.testing.assert_close(maps.patches, _scaled(by_hand))
+    assert maps.labels.tolist() == [1, 3]
+    other = attention_maps(model, pixel_values, "gradient_rollout", labels=torch.tensor([2, 0]))
+    assert (other.patches - maps.patches).abs().max() > 0.05
+    predicted = attention_maps(model, pixel_values, "gradient_rollout")
+    assert predicted.labels.tolist() == maps.logits.argmax(-1).tolist()
+    assert all(parameter.grad is None for parameter in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "rows"),
+    [
+        # class token, distillation token (its head averages with the class head's), 2 registers: 4 prefix tokens
+        (dict(use_distillation_token=True, num_register_tokens=2), slice(0, 2)),
+        # distillation token without a head of its own: only the class token feeds the logits
+        (dict(use_distillation_token=True, distillation_head=False), slice(0, 1)),
+        # mean pooling without a class token, 3 registers: the mean of the image tokens' rows
+        (dict(class_token=False, pooling="mean", num_register_tokens=3, prefix_position_embeddings=False), "image"),
+    ],
+)
+def test_prefix_tokens_are_not_image_positions(overrides, rows):
+    model = _model(**overrides)
+    prefix = model.config.num_prefix_tokens
+    pixel_values = torch.randn(PIXELS)
+    last = _attentions(model, pixel_values)[-1]  # (batch, tokens, tokens)
+    assert last.shape[-1] == prefix + 64
+    rows = slice(prefix, None) if rows == "image" else rows
+    by_hand = last[:, rows, prefix:].mean(dim=1).reshape(2, 8, 8)
+    torch.testing.assert_close(attention_maps(model, pixel_values, "last_layer").patches, _scaled(by_hand))
+    for method in METHODS:
+        assert attention_maps(model, pixel_values, method).patches.shape == (2, 8, 8)
+
+
+def test_any_image_size_the_positions_interpolate_to():
+    model = _model()
+    maps = attention_maps(model, torch.randn(1, 3, 40, 48), "rollout")
+    assert maps.patches.shape == (1, 10, 12) and maps.pixels.shape == (1, 40, 48)
+    # 35x37 pixels: 8x9 patches cover 32x36; the rest, which the model never sees, is 0.
+    odd = attention_maps(model, torch.randn(1, 3, 35, 37), "gradient_rollout")
+    assert odd.patches.shape == (1, 8, 9) and odd.pixels.shape == (1, 35, 37)
+    assert odd.pixels[:, 32:].abs().sum() == 0 and odd.pixels[:, :, 36:].abs().sum() == 0
+    assert odd.pixels[:, :32, :36].amax() > 0.5
+
+
+def test_inference_mode_restores_the_model_and_fused_attention_switches_once(caplog):
+    model = _model()
+    pixel_values = torch.randn(PIXELS)
+    expected = {method: attention_maps(model, pixel_values, method).patches for method in METHODS}
+    model.train()
+    model.set_attn_implementation("sdpa")
+    attention_module._say_switching_to_eager.cache_clear()
+    with caplog.at_level(logging.WARNING, logger=attention_module.__name__), torch.inference_mode():
+        for method in METHODS:  # gradient_rollout too: it leaves inference mode for its own forward pass
+            torch.testing.assert_close(attention_maps(model, pixel_values, method).patches, expected[method])
+    switches = [record.message for record in caplog.records if "eager attention" in record.message]
+    assert switches == ["Attention maps need the attention probabilities, which sdpa attention never forms: running "
+                        "the model with eager attention for them."]  # fmt: skip
+    assert model.training and model.config._attn_implementation == "sdpa"
+
+
+def test_lora_adapter_maps_are_the_merged_models():
+    model = _model()
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    adapted = get_peft_model(model, config).eval()
+    pixel_values = torch.randn(PIXELS)
+    maps = {method: attention_maps(adapted, pixel_values, method) for method in METHODS}
+    merged = adapted.merge_and_unload()
+    for method in METHODS:
+        torch.testing.assert_close(maps[method].patches, attention_maps(merged, pixel_values, method).patches)
+    assert not torch.allclose(maps["rollout"].patches, attention_maps(_model(), pixel_values, "rollout").patches)
+
+
+_REMOTE_CHILD = """
+import importlib.util, sys
+import torch
+from transformers import AutoModelForImageClassification
+
+module_file, model_dir, pixels, out = sys.argv[1:]
+spec = importlib.util.spec_from_file_location("attention_maps", module_file)
+attention_maps = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(attention_maps)
+model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+assert "vit_ft" not in sys.modules
+maps = {method: attention_maps.attention_maps(model, torch.load(pixels), method).patches
+        for method in attention_maps.METHODS}
+torch.save(maps, out)
+"""
+
+
+def test_remote_code_model_without_vit_ft(tmp_path):
+    # The module imports nothing from vit_ft: loaded from its file where vit_ft cannot be imported, on a model that
+    # transformers builds from the remote code saved beside it, it gives vit_ft's maps.
+    model = _model(num_register_tokens=1, use_distillation_token=True)
+    model.save_pretrained(tmp_path / "model")
+    pixel_values = torch.randn(PIXELS)
+    torch.save(pixel_values, tmp_path / "pixels.pt")
+    run_without_vit_ft(_REMOTE_CHILD, attention_module.__file__, str(tmp_path / "model"), "pixels.pt", "maps.pt",
+                       workdir=tmp_path)  # fmt: skip
+    remote = torch.load(tmp_path / "maps.pt")
+    for method in METHODS:
+        torch.testing.assert_close(remote[method], attention_maps(model, pixel_values, method).patches)
+
+
+# vit-ft explain
+
+
+@pytest.fixture
+def saved_model(tmp_path) -> str:
+    model = _model(id2label={0: "cat", 1: "dog", 2: "fox", 3: "owl", 4: "yak"})
+    model.save_pretrained(tmp_path / "model")
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "model")
+    return str(tmp_path / "model")
+
+
+def _image(path) -> str:
+    Image.fromarray(torch.randint(0, 255, (40, 30, 3), dtype=torch.uint8).numpy()).save(path)
+    return str(path)
+
+
+def test_explain_writes_one_png_per_image(saved_model, tmp_path, capsys):
+    images = [_image(tmp_path / "a.png"), _image(tmp_path / "b.jpg")]
+    output = tmp_path / "maps"
+    main(["explain", "--model", saved_model, *images, "--output", str(output), "--method", "gradient_rollout",
+          "--label", "fox", "--top_k", "2"])  # fmt: skip
+    assert sorted(path.name for path in output.iterdir()) == ["a_gradient_rollout.png", "b_gradient_rollout.png"]
+    assert capsys.readouterr().out.splitlines() == [f"Wrote {output / 'a_gradient_rollout.png'}",
+                                                    f"Wrote {output / 'b_gradient_rollout.png'}"]  # fmt: skip
+    with Image.open(output / "a_gradient_rollout.png") as picture:
+        assert picture.size == (1200, 400)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["missing.png"], "vit-ft explain: Cannot read image missing.png: [Errno 2] No such file or directory"),
+        (["{image}", "--label", "wolf"],
+         "vit-ft explain: --label 'wolf' is not a class of {model}; its classes are: cat, dog, fox, owl, yak."),
+        (["{image}", "--method", "saliency"],
+         "vit-ft explain: Unknown attention-map method 'saliency': choose among rollout, gradient_rollout, "
+         "last_layer."),
+    ],
+)  # fmt: skip
+def test_explain_errors_in_one_line(saved_model, tmp_path, arguments, message):
+    image = _image(tmp_path / "a.png")
+    arguments = [argument.format(image=image) for argument in arguments]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["explain", "--model", saved_model, *arguments, "--output", str(tmp_path / "maps")])
+    text = str(exit_info.value.code)
+    assert text.startswith(message.format(model=saved_model)) and "\n" not in text
+    assert not (tmp_path / "maps").exists()
