@@ -278,7 +278,8 @@ def _json_problem(content: bytes, error: ValueError) -> str:
     if not content.strip():
         return f"is empty ({len(content)} bytes), not JSON"
     if isinstance(error, json.JSONDecodeError):
-        if error.pos >= len(content.rstrip()):  # the parser ran out of text: the end of the file is missing
+        # The parser ran out of text (a string runs to the end only then): the end of the file is missing.
+        if error.pos >= len(content.rstrip()) or error.msg.startswith("Unterminated string"):
             return f"is truncated: its JSON stops unfinished after {len(content)} bytes ({error.msg})"
         return f"is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
     return f"is not JSON text ({error})"
