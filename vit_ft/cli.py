@@ -11,6 +11,9 @@ from transformers import HfArgumentParser
 from .data.arguments import DataArguments
 from .output_dir import SplitMetrics
 
+# Set (to anything but 0), it shows the traceback of errors that are otherwise one line, as `vit-ft --debug` does.
+DEBUG_VARIABLE = "VIT_FT_DEBUG"
+
 
 def _convert(args: argparse.Namespace) -> None:
     from .checkpoints.convert import convert_timm, convert_transformers
@@ -32,10 +35,9 @@ def _train(args: argparse.Namespace) -> None:
     from .recipe import TRAIN_USAGE, read_recipe, recipe_help
     from .train import run_training
 
-    asked = {"-h", "--help", "--help-all"} & {*args.overrides, *(["--help"] if args.help else []),
-                                              *(["--help-all"] if args.help_all else [])}  # fmt: skip
-    if asked:
-        print(recipe_help(full="--help-all" in asked))
+    # `vit-ft train RECIPE.yaml --help` too: after the recipe, the flags are the recipe's overrides.
+    if args.help or args.help_all or {"-h", "--help", "--help-all"} & set(args.overrides):
+        print(recipe_help(full=args.help_all or "--help-all" in args.overrides))
         return
     if args.recipe is None:
         print(f"usage: {TRAIN_USAGE} (vit-ft train --help lists the fields)", file=sys.stderr)
@@ -186,9 +188,6 @@ def _add_push_command(commands: argparse._SubParsersAction) -> None:
     push.add_argument("--commit_message", help="Message of the commit (default: Upload with vit-ft push).")
     push.add_argument("--license", help="Hub license id for the card, e.g. apache-2.0; default: the recipe's.")
     push.set_defaults(handler=_push)
-
-
-DEBUG_VARIABLE = "VIT_FT_DEBUG"
 
 
 def main(argv: list[str] | None = None) -> None:

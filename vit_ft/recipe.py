@@ -114,9 +114,9 @@ class RecipeParser(HfArgumentParser):
     usage text and an exit. `trainer_fields` limits the inherited TrainingArguments fields it takes (for the help).
     """
 
-    def __init__(self, dataclasses=GROUPS, trainer_fields: tuple[str, ...] | None = None, **kwargs):
+    def __init__(self, trainer_fields: tuple[str, ...] | None = None, **kwargs):
         self._trainer_fields = trainer_fields  # read while super().__init__ adds the fields
-        super().__init__(dataclasses, **kwargs)
+        super().__init__(GROUPS, **kwargs)
 
     def _add_dataclass_arguments(self, dtype):
         # HfArgumentParser's own, with the groups `_argument_group_name` would make, plus one: the fields a
