@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import peft.utils
 import pytest
+import torch
 import transformers.trainer
 from PIL import Image
 from transformers import EvalPrediction
@@ -102,6 +103,43 @@ def test_an_atomic_write_leaves_the_old_file_or_the_new_one(tmp_path, monkeypatc
     write_json(path, {"test_accuracy": 0.9})
     assert json.loads(path.read_text()) == {"test_accuracy": 0.9}
     assert {p.name for p in tmp_path.iterdir()} == {"all_results.json"}
+
+
+# Reads that name a damaged file
+
+
+def test_read_json_names_an_empty_truncated_or_invalid_file(tmp_path):
+    path = tmp_path / "trainer_state.json"
+    assert output_dir.read_json(path) is None  # no file
+    for content, problem in ((b"", "is empty (0 bytes), not JSON"),
+                             (b'{"log_history": [{"loss": 0.5}, {"lo', "is truncated: its JSON stops unfinished after "
+                                                                        "36 bytes (Unterminated string starting at)"),
+                             (b'{"step": 4,\n "epoch": 1,,\n}', "is not valid JSON: Expecting property name enclosed "
+                                                                 "in double quotes at line 2 column 13")):  # fmt: skip
+        path.write_bytes(content)
+        with pytest.raises(output_dir.DamagedFileError) as error:
+            output_dir.read_json(path, advice="Resume from another checkpoint.")
+        assert str(error.value) == f"{path} {problem}. Resume from another checkpoint."
+        assert isinstance(error.value, ValueError)
+
+
+def test_safetensors_problem_reads_the_header_and_the_size(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"weight": torch.zeros(4, 4), "bias": torch.zeros(4)}, path)
+    whole = path.read_bytes()
+    assert output_dir.safetensors_problem(path) is None
+    header = 8 + int.from_bytes(whole[:8], "little")
+    for content, problem in ((whole[:-1], f"is truncated: {len(whole) - 1} bytes of the {len(whole)} its header "
+                                          "announces"),
+                             (whole[:20], f"is truncated: 20 bytes, fewer than its {header - 8}-byte header"),
+                             (whole + b"\0", f"is damaged: {len(whole) + 1} bytes, 1 more than its header announces"),
+                             (b"", "is empty (0 bytes)"),
+                             (b'{"weight": [0, 0]}', "is not a safetensors file (it does not start with a safetensors "
+                                                     "header)")):  # fmt: skip
+        path.write_bytes(content)
+        assert output_dir.safetensors_problem(path) == problem
 
 
 def _previous_run(folder: Path) -> None:

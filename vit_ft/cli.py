@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from dataclasses import fields
@@ -9,6 +10,10 @@ from dataclasses import fields
 from transformers import HfArgumentParser
 
 from .data.arguments import DataArguments
+from .output_dir import SplitMetrics
+
+# Set (to anything but 0), it shows the traceback of errors that are otherwise one line, as `vit-ft --debug` does.
+DEBUG_VARIABLE = "VIT_FT_DEBUG"
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -28,19 +33,50 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .recipe import RecipeParser, read_recipe
+    from .recipe import TRAIN_USAGE, read_recipe, recipe_help
     from .train import TrainingStopped, run_training
 
-    if args.help or args.recipe is None:
-        print("usage: vit-ft train RECIPE.yaml [--field value ...]\n\nFields, in the recipe or as flags:")
-        RecipeParser().print_help()
+    # `vit-ft train RECIPE.yaml --help` too: after the recipe, the flags are the recipe's overrides.
+    if args.help or args.help_all or {"-h", "--help", "--help-all"} & set(args.overrides):
+        print(recipe_help(full=args.help_all or "--help-all" in args.overrides))
         return
+    if args.recipe is None:
+        print(f"usage: {TRAIN_USAGE} (vit-ft train --help lists the fields)", file=sys.stderr)
+        sys.exit(2)
+    # Off a terminal (a log file, a pipe) the Trainer's progress bars would fill the log with redrawn lines: it prints
+    # plain log lines instead, unless the recipe or a flag sets disable_tqdm.
+    defaults = {} if sys.stderr.isatty() else {"disable_tqdm": True}
+    recipe = read_recipe(args.recipe, args.overrides, defaults)
     try:
-        run_training(read_recipe(args.recipe, args.overrides))
+        results = run_training(recipe)
     except TrainingStopped as stop:
         if stop.announce:
             print(f"vit-ft train: {_stopped_message(stop, args.recipe, args.overrides)}", file=sys.stderr)
         sys.exit(stop.exit_code)
+    if recipe.training.process_index == 0:
+        print(f"Final metrics ({recipe.training.output_dir}):\n{results_table(results)}")
+
+
+def results_table(results: dict) -> str:
+    """
+    The final metrics of a run (`run_training`'s results) as a small table: a column per split (train, validation,
+    test: those it has), a row per metric.
+    """
+    splits = (("train", "train"), ("validation", "eval"), ("test", "test"))
+    columns = {name: {**SplitMetrics.from_metrics(results, prefix).as_metrics(),
+                      "runtime (s)": results[f"{prefix}_runtime"]}
+               for name, prefix in splits if f"{prefix}_runtime" in results}  # fmt: skip
+    # The rows in SplitMetrics' order, taken from the split with the most of them.
+    rows = dict.fromkeys(row for metrics in sorted(columns.values(), key=len, reverse=True) for row in metrics)
+    cells = [["", *columns], *([row, *(_format(metrics.get(row)) for metrics in columns.values())] for row in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    return "\n".join("  ".join([line[0].ljust(widths[0]), *map(str.rjust, line[1:], widths[1:])]) for line in cells)
+
+
+def _format(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def _stopped_message(stop, recipe: str, overrides: list[str]) -> str:
@@ -114,6 +150,9 @@ _BASE_MODEL_HELP = "Base model of a LoRA adapter, when the one its adapter_confi
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vit-ft", description=__doc__)
+    parser.add_argument(
+        "--debug", action="store_true", help=f"Show the traceback of an error, not one line (also {DEBUG_VARIABLE}=1)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     convert = commands.add_parser("convert", help="Convert transformers or timm ViT weights to a vit_ft directory.")
     convert.add_argument("--from", dest="source", choices=["transformers", "timm"], required=True)
@@ -128,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="Train with a recipe: vit-ft train RECIPE.yaml [--field value ...].", add_help=False
     )
-    train.add_argument("-h", "--help", action="store_true", help="List every field a recipe can set.")
+    train.add_argument("-h", "--help", action="store_true", help="List the fields a recipe sets, by group.")
+    train.add_argument("--help-all", action="store_true", help="Also list all of transformers' TrainingArguments.")
     train.add_argument(
         "recipe", nargs="?", help="YAML recipe: model, data, augmentation, LoRA, distillation, Hub, training fields."
     )
@@ -213,10 +253,30 @@ def _add_push_command(commands: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if not sys.stderr.isatty():
+        _quiet_progress_bars()
     try:
         args.handler(args)
+    # vit-ft's own errors (a wrong setting, a missing or damaged file, an unreachable Hub) are ValueErrors and
+    # OSErrors that name what is wrong: one line says it. Any other exception is a bug and keeps its traceback.
     except (ValueError, OSError) as error:
+        if args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            raise
         sys.exit(f"vit-ft {args.command}: {error}")
+
+
+def _quiet_progress_bars() -> None:
+    """
+    Turns off the progress bars of the libraries (loading and writing weights, datasets, downloads): they redraw
+    themselves with carriage returns and escape codes, which pile up in a log file or a pipe.
+    """
+    import datasets
+    import huggingface_hub
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
+    datasets.disable_progress_bars()
 
 
 if __name__ == "__main__":

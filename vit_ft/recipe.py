@@ -1,6 +1,7 @@
 """Reading a recipe: a YAML file of argument fields, overridden by `--field value` flags, parsed by HfArgumentParser
 into one argument group per feature and checked as a whole before any data or checkpoint is opened."""
 
+import argparse
 import difflib
 import enum
 import sys
@@ -80,21 +81,104 @@ def _unknown_key_error(key: str, source: str, names: list[str]) -> ValueError:
     return ValueError(f"Unknown field {key!r} in {source}.{hint}")
 
 
-class RecipeParser(HfArgumentParser):
-    """HfArgumentParser whose errors are one line (a ValueError) instead of the usage text and an exit."""
+# The argument groups `vit-ft train --help` lists, by Recipe field, in the Recipe's order; the fields
+# ViTTrainingArguments inherits from transformers' TrainingArguments come last, under TRAINER_GROUP.
+GROUP_TITLES = {
+    "model": "model (the checkpoint or architecture a run starts from)",
+    "data": "data (the dataset and its splits)",
+    "augmentation": "augmentation (random changes to training images and batches)",
+    "lora": "lora (LoRA adapters, with peft)",
+    "distillation": "distillation (a teacher to learn from)",
+    "hub": "hub (what the Hub shows of the model)",
+    "training": "training (vit-ft's own fields)",
+}
+_GROUP_NAMES = {dtype: group.name for dtype, group in zip(GROUPS, fields(Recipe))}
+TRAINER_GROUP = "training (transformers' TrainingArguments)"
+# The fields ViTTrainingArguments takes from TrainingArguments as they are (it redeclares a few with new defaults).
+_INHERITED_FIELDS = frozenset(
+    name for name in _field_names((ViTTrainingArguments,)) if name not in vars(ViTTrainingArguments)["__annotations__"]
+)
+# The TrainingArguments fields `vit-ft train --help` lists; `--help-all` lists all of them.
+COMMON_TRAINER_FIELDS = (
+    "output_dir", "num_train_epochs", "max_steps", "per_device_train_batch_size", "per_device_eval_batch_size",
+    "gradient_accumulation_steps", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_steps",
+    "label_smoothing_factor", "eval_strategy", "eval_steps", "save_strategy", "save_steps", "save_total_limit",
+    "load_best_model_at_end", "logging_steps", "seed", "bf16", "use_cpu", "dataloader_num_workers",
+    "resume_from_checkpoint", "disable_tqdm", "report_to", "push_to_hub", "hub_model_id",
+)  # fmt: skip
 
-    def __init__(self, dataclasses=GROUPS, **kwargs):
-        super().__init__(dataclasses, **kwargs)
+
+class RecipeParser(HfArgumentParser):
+    """
+    HfArgumentParser with one argument group per recipe group, whose errors are one line (a ValueError) instead of the
+    usage text and an exit. `trainer_fields` limits the inherited TrainingArguments fields it takes (for the help).
+    """
+
+    def __init__(self, trainer_fields: tuple[str, ...] | None = None, **kwargs):
+        self._trainer_fields = trainer_fields  # read while super().__init__ adds the fields
+        super().__init__(GROUPS, **kwargs)
+
+    def _add_dataclass_arguments(self, dtype):
+        # HfArgumentParser's own, with the groups `_argument_group_name` would make, plus one: the fields a
+        # TrainingArguments subclass inherits go in a group of their own, after the subclass's.
+        own_group, trainer_group = self.add_argument_group(GROUP_TITLES[_GROUP_NAMES[dtype]]), None
+        hints = typing.get_type_hints(dtype)
+        for field in fields(dtype):
+            inherited = field.name in _INHERITED_FIELDS and dtype is ViTTrainingArguments
+            if not field.init or (inherited and self._trainer_fields is not None
+                                  and field.name not in self._trainer_fields):  # fmt: skip
+                continue
+            if inherited and trainer_group is None:
+                trainer_group = self.add_argument_group(TRAINER_GROUP)
+            field.type = hints[field.name]
+            self._parse_dataclass_field(trainer_group if inherited else own_group, field)
 
     def error(self, message: str):
         raise ValueError(f"the command line: {message}. See `vit-ft train --help` for the fields.")
 
 
-def read_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
+TRAIN_USAGE = "vit-ft train RECIPE.yaml [--field value ...]"
+
+
+def recipe_help(full: bool = False) -> str:
+    """
+    `vit-ft train --help`: the fields of each recipe group, vit-ft's first, each with its help; the most used of
+    transformers' TrainingArguments after them, or all of them when `full` (`--help-all`).
+    """
+    parser = RecipeParser(trainer_fields=None if full else COMMON_TRAINER_FIELDS, usage=TRAIN_USAGE,
+                          formatter_class=_HelpFormatter, add_help=False)  # fmt: skip
+    parser.description = ("The fields a recipe sets (field: value), by group. A flag (--field value) after the recipe "
+                          "overrides its value; --field None unsets it.")  # fmt: skip
+    if not full:
+        hidden = len(_INHERITED_FIELDS) - len(COMMON_TRAINER_FIELDS)
+        parser.epilog = f"{hidden} more fields of transformers' TrainingArguments: vit-ft train --help-all."
+    return parser.format_help()
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """One name per field (not its dashed alias or `--no_` twin), and no `(default: None)`."""
+
+    def __init__(self, prog: str):
+        super().__init__(prog, max_help_position=32)  # the longest field name fits before its help
+
+    def add_argument(self, action):
+        if action.option_strings and action.option_strings[0] == f"--no_{action.dest}":
+            return
+        super().add_argument(action)
+
+    def _format_action_invocation(self, action):
+        return action.option_strings[0] if action.option_strings else super()._format_action_invocation(action)
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def read_recipe(path: str | Path | None, overrides: list[str] | None = None, defaults: dict | None = None) -> Recipe:
     """
     Parses the recipe at `path` (YAML) and the `overrides` flags (`--field value`, later wins) into a checked
-    `Recipe`. An unknown key, in the file or the flags, is an error naming it and the closest valid field; a value of
-    the wrong type is an error naming the file, the field and the type it needs.
+    `Recipe`; `defaults` replace the fields' own defaults where neither sets them. An unknown key, in the file or the
+    flags, is an error naming it and the closest valid field; a value of the wrong type is an error naming the file,
+    the field and the type it needs.
     """
     names = _field_names()
     recipe = {}
@@ -120,7 +204,7 @@ def read_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
     parser = RecipeParser()
     # The file's values become the parser's defaults, keeping their YAML types (lists, mappings, null); flags parse
     # over them.
-    parser.set_defaults(**{**recipe, **unset})
+    parser.set_defaults(**{**(defaults or {}), **recipe, **unset})
     return Recipe(*parser.parse_args_into_dataclasses(args=overrides, look_for_args_file=False))
 
 

@@ -75,3 +75,38 @@ def test_freeze_backbone_leaves_only_the_heads():
     assert names == ["classifier.weight", "classifier.bias", "distillation_classifier.weight",
                      "distillation_classifier.bias"]  # fmt: skip
     assert trainable == 2 * (32 * 5 + 5)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("{tmp}/model", None),  # an existing folder
+        ("org/name", None),  # can only be a Hub id
+        ("name", None),
+        ("./model", None),
+        ("{tmp}/missing", "model='{tmp}/missing' is not a directory: {tmp}/missing does not exist. Train"),
+        ("../missing", "model='../missing' is not a directory: {parent}/missing does not exist. Train"),
+        ("~/vit-ft-missing", "model='~/vit-ft-missing' is not a directory: {home}/vit-ft-missing does not exist."),
+        ("a/b/c", "model='a/b/c' is not a directory: {tmp}/a/b/c does not exist. Train"),
+        ("outputs/digits", "model='outputs/digits' is not a directory: {tmp}/outputs/digits does not exist (outputs/ "
+                           "is a folder here, so this is a path, not a Hub id). Train"),  # fmt: skip
+        ("model/config.json", "model='model/config.json' is not a directory but a file: give the folder"),
+        ("my model", "model='my model' is neither a folder here nor a Hub id (org/name)"),
+    ],
+)
+def test_a_model_source_written_as_a_path_must_exist(tmp_path, monkeypatch, value, error):
+    from pathlib import Path
+
+    from vit_ft.checkpoints.arguments import check_model_source
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "outputs").mkdir()
+    names = {"tmp": tmp_path, "parent": tmp_path.parent, "home": Path.home()}
+    if error is None:
+        check_model_source(value.format(**names), "model")
+    else:
+        with pytest.raises((FileNotFoundError, ValueError)) as raised:
+            check_model_source(value.format(**names), "model")
+        assert str(raised.value).startswith(error.format(**names))

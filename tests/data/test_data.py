@@ -144,6 +144,12 @@ def test_folders_that_are_missing_empty_or_without_classes_are_named(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "flat" / "a.png")
     with pytest.raises(ValueError, match=r"label column among .*\['image'\].*one sub-folder per class"):
         load_image_datasets(DataArguments(train_dir=str(tmp_path / "flat")))
+    # One class sub-folder: imagefolder would drop the labels; the message names the class it found.
+    (tmp_path / "one" / "cat").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "one" / "cat" / "a.png")
+    with pytest.raises(ValueError, match=f"^train_dir='{tmp_path}/one': one class only, 'cat'; a classifier needs at "
+                                         "least two classes, one sub-folder of images per class.$"):  # fmt: skip
+        load_image_datasets(DataArguments(train_dir=str(tmp_path / "one")))
 
 
 def test_an_empty_split_is_named(monkeypatch):

@@ -6,6 +6,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
 from ..model import PRESETS, ViTConfig
 
 # The fields `model_overrides` may set: ViTConfig's own and the PretrainedConfig fields a classifier uses.
@@ -15,11 +17,31 @@ CONFIG_FIELDS = tuple(
 
 
 def check_model_source(path_or_id: str, argument: str) -> None:
-    """A source written as a path (`./x`, `/x`, `~/x`, `a/b/c`) must be a directory; `org/name` may be a Hub id."""
-    looks_local = path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") > 1
-    if looks_local and not os.path.isdir(os.path.expanduser(path_or_id)):
-        raise FileNotFoundError(f"{argument}={path_or_id!r} is not a directory: give a saved model's folder or a Hub "
-                                "id (org/name).")  # fmt: skip
+    """
+    Raises unless `path_or_id` is an existing folder or can only be a Hub id. A value written as a path must exist:
+    it starts with `/`, `./`, `../` or `~`, has more than one `/`, or its first component is a folder here (`outputs`
+    in `outputs/digits`). Looking such a value up on the Hub would only fail, slowly, and name the wrong cause.
+    """
+    local = os.path.expanduser(path_or_id)
+    if os.path.isdir(local):
+        return
+    if os.path.exists(local):
+        raise FileNotFoundError(f"{argument}={path_or_id!r} is not a directory but a file: give the folder that "
+                                "holds the model (config.json and its weights).")  # fmt: skip
+    first = path_or_id.split("/", 1)[0]
+    if path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") > 1:
+        why = ""
+    elif "/" in path_or_id and os.path.isdir(first):
+        why = f" ({first}/ is a folder here, so this is a path, not a Hub id)"
+    else:
+        try:
+            validate_repo_id(path_or_id)
+        except HFValidationError:
+            raise ValueError(f"{argument}={path_or_id!r} is neither a folder here nor a Hub id (org/name): give a "
+                             "saved model's folder or a Hub id.") from None  # fmt: skip
+        return  # a Hub id: read from the Hub (or its cache) when the model is loaded
+    raise FileNotFoundError(f"{argument}={path_or_id!r} is not a directory: {os.path.abspath(local)} does not "
+                            f"exist{why}. Train or save the model there first, or correct the path.")  # fmt: skip
 
 
 def parse_config_overrides(value: dict | str | None, argument: str = "model_overrides") -> dict:

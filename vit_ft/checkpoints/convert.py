@@ -9,6 +9,7 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ..model.configuration_vit_ft import ViTConfig
 from ..model.modeling_vit_ft import ViTForImageClassification, ViTModel
 from ..output_dir import MODEL_CONFIG, PROCESSOR_CONFIG
+from .arguments import check_model_source
 from .key_conversion import convert_timm_state_dict
 from .pretrained import load_checkpoint
 from .reading import read_json, read_timm_weights
@@ -22,6 +23,7 @@ def convert_transformers(source: str, output: str | Path) -> ViTModel | ViTForIm
     Converts a transformers ViT/DeiT checkpoint (directory or Hub id) into a vit_ft directory with the source's own
     image processor. Base models (no classifier in the checkpoint) become a vit_ft `ViTModel`.
     """
+    check_model_source(source, "input")
     config = read_json(source, MODEL_CONFIG, {})
     if config is None:
         raise OSError(f"{source} has no {MODEL_CONFIG}: pass a transformers ViT/DeiT directory or Hub id.")

@@ -12,11 +12,11 @@ from transformers.image_utils import PILImageResampling
 
 from ..model.configuration_vit_ft import ViTConfig
 from ..model.modeling_vit_ft import ViTForImageClassification
-from ..output_dir import MODEL_CONFIG, PROCESSOR_CONFIG
+from ..output_dir import ADAPTER_WEIGHTS, MODEL_CONFIG, PROCESSOR_CONFIG
 from .adapters import check_base_model, is_adapter, read_adapter
 from .arguments import ModelArguments, check_model_source
 from .pretrained import load_checkpoint
-from .reading import read_json
+from .reading import naming_damaged_weights, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ def load_model(
     """
     hub_kwargs = hub_kwargs or {}
     check_model_source(path_or_id, "model")
+    if base_model:
+        check_model_source(base_model, "base_model")
     if not is_adapter(path_or_id, hub_kwargs):
         return load_checkpoint(path_or_id, ViTForImageClassification, **hub_kwargs)
     base, id2label, overrides = read_adapter(path_or_id, hub_kwargs)
@@ -110,7 +112,8 @@ def load_model(
     check_base_model(base, path_or_id, base_kwargs)
     # The head's labels are the adapter's; the base's own head, if of another size, is replaced by the adapter's.
     model = checkpoint_model(base, id2label, overrides, base_kwargs)
-    model = PeftModel.from_pretrained(model, path_or_id, **hub_kwargs)
+    with naming_damaged_weights(path_or_id, (ADAPTER_WEIGHTS,), hub_kwargs):
+        model = PeftModel.from_pretrained(model, path_or_id, **hub_kwargs)
     return model.merge_and_unload() if merge else model
 
 

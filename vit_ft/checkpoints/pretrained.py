@@ -7,8 +7,9 @@ from transformers.utils import logging
 
 from ..model.configuration_vit_ft import ViTConfig
 from ..model.modeling_vit_ft import ViTPreTrainedModel, resample_position_embeddings
+from ..output_dir import MODEL_WEIGHTS
 from .key_conversion import TRANSFORMERS_MODEL_TYPES, config_from_transformers, convert_transformers_state_dict
-from .reading import HUB_KWARGS, read_json, read_weights
+from .reading import HUB_KWARGS, naming_damaged_weights, read_json, read_weights
 
 logger = logging.get_logger(__name__)
 
@@ -42,7 +43,8 @@ def load_checkpoint(path_or_id: str | Path, model_class: type[ViTPreTrainedModel
     config = kwargs.get("config")
     requested_size = config.image_size if isinstance(config, PretrainedConfig) else kwargs.get("image_size")
     if model_type == ViTConfig.model_type and requested_size in (None, source["image_size"]):
-        return model_class.from_pretrained(path_or_id, **kwargs)
+        with naming_damaged_weights(path_or_id, (MODEL_WEIGHTS,), hub_kwargs):
+            return model_class.from_pretrained(path_or_id, **kwargs)
     return _from_converted(path_or_id, model_class, source, hub_kwargs, **kwargs)
 
 

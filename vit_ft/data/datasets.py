@@ -53,8 +53,22 @@ def _load_raw(args: DataArguments, cache_dir: str | None = None, token: str | No
         if not any(path.is_file() for path in Path(folder).rglob("*")):
             raise ValueError(f"{split}_dir={folder!r} holds no files: the {split} split would be empty. Put one "
                              "sub-folder of images per class in it, or unset it.")  # fmt: skip
+    _check_two_classes(folders)
     return load_dataset("imagefolder", data_files={split: f"{folder}/**" for split, folder in folders.items()},
                         cache_dir=cache_dir)  # fmt: skip
+
+
+def _check_two_classes(folders: dict[str, str]) -> None:
+    """
+    Refuses image folders whose files sit in one class sub-folder in all: datasets' imagefolder then drops the labels
+    altogether (it labels by sub-folder only when there are two or more), and no classifier can be trained.
+    """
+    classes = {child.name for folder in folders.values() for child in Path(folder).iterdir()
+               if child.is_dir() and any(path.is_file() for path in child.rglob("*"))}  # fmt: skip
+    if len(classes) == 1:
+        named = ", ".join(f"{split}_dir={folder!r}" for split, folder in folders.items())
+        raise ValueError(f"{named}: one class only, {classes.pop()!r}; a classifier needs at least two classes, one "
+                         "sub-folder of images per class.")  # fmt: skip
 
 
 def _detect_column(dataset: Dataset, given: str | None, candidates: tuple[str, ...], argument: str) -> str:

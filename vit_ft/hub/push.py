@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from huggingface_hub import CommitInfo, HfApi, get_token
 
-from ..output_dir import CHECKPOINT_PATTERN, LOCAL_ONLY_PREFIX, TENSORBOARD_LOGS, check_model_dir
+from ..output_dir import CHECKPOINT_PATTERN, LOCAL_ONLY_PREFIX, TENSORBOARD_LOGS, read_run
 from .card import is_repo_id, write_model_card
 
 if TYPE_CHECKING:  # importing the Trainer takes a while; `import vit_ft` should not wait for it
@@ -100,7 +100,7 @@ def push_model(
     and logs (`IGNORE_PATTERNS`). The arguments are checked before the first request; a failed request raises a
     PushError that gives the command to retry.
     """
-    check_model_dir(model_dir)
+    read_run(model_dir)  # the files the card is written from: a damaged one fails here, before any request
     check_repo_id(repo_id, "--repo_id")
     if get_token() is None:
         raise ValueError("vit-ft push needs a Hub token with write access, and none was found: set the HF_TOKEN "
