@@ -105,7 +105,7 @@ def test_int8_quantizes_every_linear_layer_in_under_30_percent_of_the_size(tmp_p
 
 
 def test_the_export_folder_holds_the_labels_and_preprocessing(tmp_path):
-    config = tiny_config(id2label={0: "cat", 1: "dog"}, label2id={"cat": 0, "dog": 1})
+    config = tiny_config(num_labels=2, id2label={0: "cat", 1: "dog"}, label2id={"cat": 0, "dog": 1})
     model_dir = _save(tmp_path / "model", config)
     main(["export", "--model", model_dir, "--output", str(tmp_path / "export"), "--opset", "20"])
     saved = json.loads((tmp_path / "export" / "config.json").read_text())
