@@ -17,17 +17,22 @@ TINY = dict(
     image_size=32, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
 )
 
-# Put before the code of a fresh interpreter: importing vit_ft then fails, as on a machine without vit-ft installed.
-_BLOCK_VIT_FT = textwrap.dedent(
-    """
-    import importlib.abc, sys
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "vit_ft" or name.startswith("vit_ft."):
-                raise ImportError("vit_ft is blocked in this test")
-    sys.meta_path.insert(0, Block())
-    """
-)
+def import_blocker(package: str) -> str:
+    """Code to put before the code of a fresh interpreter: importing `package` (or any module in it) then fails."""
+    return textwrap.dedent(
+        f"""
+        import importlib.abc, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == {package!r} or name.startswith({package + "."!r}):
+                    raise ImportError("{package} is blocked in this test")
+        sys.meta_path.insert(0, Block())
+        """
+    )
+
+
+# As on a machine without vit-ft installed.
+_BLOCK_VIT_FT = import_blocker("vit_ft")
 
 
 def tiny_config(**overrides) -> ViTConfig:

@@ -16,9 +16,10 @@ ALLOWED = {
     "output_dir": set(),
     "checkpoints": {"model", "output_dir"},
     "data": {"output_dir"},
-    "hub": {"output_dir"},
+    "export": {"model", "output_dir", "checkpoints", "data"},
+    "hub": {"output_dir", "export"},
     "training": {"model", "output_dir", "checkpoints", "data", "hub"},
-    "evaluation": {"model", "output_dir", "checkpoints", "data"},
+    "evaluation": {"model", "output_dir", "checkpoints", "data", "export"},
 }
 TOP = {"recipe", "train", "cli", "__init__"}
 

@@ -1,40 +1,34 @@
 """vit-ft: fine-tune Vision Transformers with the Hugging Face stack.
 
-Importing the package registers vit_ft's config and models with transformers' Auto classes.
+`import vit_ft` is light: the model package (and with it torch's and transformers' modeling code) loads on first use
+of a model class, or of anything that builds a model. Loading it registers vit_ft's config and models with
+transformers' Auto classes (`import vit_ft.model` does only that). Serving an exported ONNX model
+(`load_predictor`) never loads it.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoModel,
-    AutoModelForImageClassification,
-    ViTImageProcessor,
-)
-
-from .model import PRESETS, ViTConfig, ViTForImageClassification, ViTModel, ViTPreTrainedModel
+import importlib
 
 __version__ = "0.1.0"
 
-AutoConfig.register(ViTConfig.model_type, ViTConfig, exist_ok=True)
-AutoModel.register(ViTConfig, ViTModel, exist_ok=True)
-AutoModelForImageClassification.register(ViTConfig, ViTForImageClassification, exist_ok=True)
-AutoImageProcessor.register(ViTConfig, image_processor_classes={"torchvision": ViTImageProcessor}, exist_ok=True)
-# `save_pretrained` then writes `auto_map` and copies the modeling files, so saved models load with
-# `trust_remote_code=True` where vit_ft is not installed.
-ViTConfig.register_for_auto_class()
-ViTModel.register_for_auto_class("AutoModel")
-ViTForImageClassification.register_for_auto_class("AutoModelForImageClassification")
-
-
-# Imported on first use, so `import vit_ft` stays light: these bring in peft, the training stack and the Hub client.
-_LAZY = {"load_model": "checkpoints.loading", "push_model": "hub.push", "build_model_card": "hub.card",
-         "attention_maps": "evaluation.attention_maps"}  # fmt: skip
+# Imported on first use, so `import vit_ft` stays light: the model classes bring in transformers' modeling code,
+# the rest peft, the training stack and the Hub client.
+_LAZY = {
+    "PRESETS": "model",
+    "ViTConfig": "model",
+    "ViTForImageClassification": "model",
+    "ViTModel": "model",
+    "ViTPreTrainedModel": "model",
+    "load_model": "checkpoints.loading",
+    "load_predictor": "evaluation.predictor",
+    "export_onnx": "export.onnx_export",
+    "push_model": "hub.push",
+    "build_model_card": "hub.card",
+    "attention_maps": "evaluation.attention_maps",
+}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'vit_ft' has no attribute {name!r}")
 
@@ -48,6 +42,8 @@ __all__ = [
     "__version__",
     "attention_maps",
     "build_model_card",
+    "export_onnx",
     "load_model",
+    "load_predictor",
     "push_model",
 ]

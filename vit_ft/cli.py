@@ -10,6 +10,7 @@ from dataclasses import fields
 from transformers import HfArgumentParser
 
 from .data.arguments import DataArguments
+from .export import DEFAULT_OPSET, QUANTIZATIONS, MissingExtraError
 from .output_dir import SplitMetrics
 
 # Set (to anything but 0), it shows the traceback of errors that are otherwise one line, as `vit-ft --debug` does.
@@ -108,7 +109,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     severity = args.severity[0] if len(args.severity) == 1 else args.severity
     results = evaluate_model(
         args.model, data_args, args.split, corruptions, severity, args.batch_size, args.output, args.seed,
-        args.base_model,
+        args.base_model, args.onnx_file,
     )  # fmt: skip
     print(json.dumps(results, indent=2))
 
@@ -116,7 +117,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from .evaluation.predict import predict_images
 
-    for result in predict_images(args.model, args.images, args.top_k, args.base_model):
+    for result in predict_images(args.model, args.images, args.top_k, args.base_model, args.onnx_file):
         print(json.dumps(result))
 
 
@@ -145,7 +146,15 @@ def _severities(text: str) -> list[int]:
     return severities
 
 
+def _export(args: argparse.Namespace) -> None:
+    from .export.onnx_export import export_onnx
+
+    folder = export_onnx(args.model, args.output, args.quantize, args.opset, args.base_model)
+    print(f"Exported {args.model} to {folder} (ONNX Runtime: vit-ft predict --model {folder} IMAGE)")
+
+
 _BASE_MODEL_HELP = "Base model of a LoRA adapter, when the one its adapter_config.json names has moved."
+_ONNX_FILE_HELP = "With a `vit-ft export` folder: the file of its onnx/ to run, e.g. model_quantized.onnx."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,8 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="Metrics of a saved model on a data split, clean and under image corruptions.",
         parents=[data_options],
     )  # fmt: skip
-    evaluate.add_argument("--model", required=True, help="vit_ft model or LoRA adapter directory to evaluate.")
+    evaluate.add_argument(
+        "--model", required=True, help="vit_ft model, LoRA adapter or `vit-ft export` directory to evaluate."
+    )
     evaluate.add_argument("--base_model", help=_BASE_MODEL_HELP)
+    evaluate.add_argument("--onnx_file", help=_ONNX_FILE_HELP)
     evaluate.add_argument("--split", default="test", help="train, validation or test (default: test).")
     evaluate.add_argument(
         "--corruptions", help="Comma-separated gaussian_noise,gaussian_blur,jpeg,low_resolution, or `all`."
@@ -199,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_evaluate)
 
     predict = commands.add_parser("predict", help="Top classes of a saved model for image files, one JSON line each.")
-    predict.add_argument("--model", required=True, help="vit_ft model or LoRA adapter directory.")
+    predict.add_argument("--model", required=True, help="vit_ft model, LoRA adapter or `vit-ft export` directory.")
     predict.add_argument("--base_model", help=_BASE_MODEL_HELP)
+    predict.add_argument("--onnx_file", help=_ONNX_FILE_HELP)
     predict.add_argument("images", nargs="+", help="Image files to classify.")
     predict.add_argument("--top_k", type=int, default=5, help="Classes to list per image (default: 5).")
     predict.set_defaults(handler=_predict)
@@ -225,14 +238,29 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--output", required=True, help="Directory to write the merged vit_ft model to.")
     merge.add_argument("--base_model", help=_BASE_MODEL_HELP)
     merge.set_defaults(handler=_merge_lora)
+    _add_export_command(commands)
     _add_push_command(commands)
     return parser
+
+
+def _add_export_command(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export", help="Export a model or LoRA adapter to ONNX (optionally int8) for ONNX Runtime and transformers.js."
+    )
+    export.add_argument("--model", required=True, help="vit_ft model or LoRA adapter directory (merged first).")
+    export.add_argument("--output", required=True, help="Folder to write onnx/model.onnx and its configs to.")
+    export.add_argument("--quantize", choices=QUANTIZATIONS, help="Also write onnx/model_quantized.onnx.")
+    export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default: {DEFAULT_OPSET}).")
+    export.add_argument("--base_model", help=_BASE_MODEL_HELP)
+    export.set_defaults(handler=_export)
 
 
 def _push(args: argparse.Namespace) -> None:
     from .hub.push import push_model
 
-    commit = push_model(args.model, args.repo_id, args.private, args.revision, args.commit_message, args.license)
+    commit = push_model(
+        args.model, args.repo_id, args.private, args.revision, args.commit_message, args.license, args.with_onnx
+    )
     print(f"Pushed {args.model} to {commit.repo_url.url}: {commit.commit_url}")
 
 
@@ -248,6 +276,9 @@ def _add_push_command(commands: argparse._SubParsersAction) -> None:
     push.add_argument("--revision", help="Branch to push to, created if missing (default: main).")
     push.add_argument("--commit_message", help="Message of the commit (default: Upload with vit-ft push).")
     push.add_argument("--license", help="Hub license id for the card, e.g. apache-2.0; default: the recipe's.")
+    push.add_argument(
+        "--with_onnx", action="store_true", help="Export the model to ONNX (float32, int8) and upload its onnx/ too."
+    )
     push.set_defaults(handler=_push)
 
 
@@ -257,9 +288,7 @@ def main(argv: list[str] | None = None) -> None:
         _quiet_progress_bars()
     try:
         args.handler(args)
-    # vit-ft's own errors (a wrong setting, a missing or damaged file, an unreachable Hub) are ValueErrors and
-    # OSErrors that name what is wrong: one line says it. Any other exception is a bug and keeps its traceback.
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, MissingExtraError) as error:
         if args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
             raise
         sys.exit(f"vit-ft {args.command}: {error}")

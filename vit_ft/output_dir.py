@@ -41,6 +41,11 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # vit-ft's record of what the base model must be built with for the adapter to fit: the labels of the trained head
 # and the config fields the run changed. peft's adapter_config.json has no room for them.
 ADAPTER_RECORD = "vit_ft_adapter.json"
+# `vit-ft export`'s ONNX files, in the folder where ONNX users on the Hub look for them (transformers.js, Optimum).
+ONNX_FOLDER = "onnx"
+ONNX_MODEL = "model.onnx"  # float32
+ONNX_QUANTIZED_MODEL = "model_quantized.onnx"  # int8 weights
+ONNX_MODELS = (ONNX_MODEL, ONNX_QUANTIZED_MODEL)
 RECIPE = "vit_ft_recipe.yaml"  # every field of the run, resolved
 ALL_RESULTS = "all_results.json"  # the Trainer's: every split's metrics, merged
 TRAINING_CURVES = "training_curves.png"
@@ -237,6 +242,7 @@ class RunRecord:
     adapter: dict | None  # peft's adapter_config.json; None for a model
     adapter_record: dict  # ADAPTER_RECORD of an adapter
     plots: list[str]  # the PLOTS present
+    onnx_models: list[str] = field(default_factory=list)  # the ONNX_MODELS present in ONNX_FOLDER
 
     @property
     def id2label(self) -> dict:
@@ -274,6 +280,7 @@ def read_run(model_dir: str | Path) -> RunRecord:
         adapter=read_json(folder / ADAPTER_CONFIG),
         adapter_record=read_json(folder / ADAPTER_RECORD) or {},
         plots=[plot for plot in PLOTS if (folder / plot).is_file()],
+        onnx_models=[name for name in ONNX_MODELS if (folder / ONNX_FOLDER / name).is_file()],
     )
 
 

@@ -318,9 +318,9 @@ def test_predict_ranks_the_models_classes(model_dir, image_files):
     results = predict_images(model_dir, image_files, top_k=3)
     assert [result["image"] for result in results] == image_files
     model = ViTForImageClassification.from_pretrained(model_dir).eval()
-    processor = AutoImageProcessor.from_pretrained(model_dir)
+    transform = build_eval_transform(AutoImageProcessor.from_pretrained(model_dir))  # as `vit-ft evaluate` does
     for path, result in zip(image_files, results):
-        pixel_values = processor(images=Image.open(path).convert("RGB"), return_tensors="pt").pixel_values
+        pixel_values = transform(Image.open(path).convert("RGB"))[None]
         with torch.no_grad():
             logits = model(pixel_values).logits[0]  # (10,)
         predictions = result["predictions"]

@@ -1,7 +1,10 @@
 """Image decoding, torchvision.transforms.v2 pipelines sized from the image processor, and batch-level mixing."""
 
 import io
+import json
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,7 +74,40 @@ def build_train_transform(processor, augmentation: "AugmentationArguments") -> v
     return v2.Compose(steps)
 
 
+@dataclass(frozen=True)
+class ProcessorSizes:
+    """
+    The fields of a transformers image processor that `build_eval_transform` reads, read from its
+    preprocessor_config.json as plain JSON: transformers' image processors import its modeling code, which serving an
+    exported model does without. The transform built from these is the one built from the processor itself.
+    """
+
+    size: dict[str, int]
+    image_mean: list[float]
+    image_std: list[float]
+    do_center_crop: bool = False
+    crop_size: dict[str, int] | None = None
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "ProcessorSizes":
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+        missing = [name for name in ("size", "image_mean", "image_std") if name not in config]
+        if missing:
+            raise ValueError(f"{path} has no {', '.join(missing)}: write it with the image processor's "
+                             "save_pretrained, which writes every field.")  # fmt: skip
+        return cls(
+            size=config["size"], image_mean=config["image_mean"], image_std=config["image_std"],
+            do_center_crop=bool(config.get("do_center_crop")), crop_size=config.get("crop_size"),
+        )  # fmt: skip
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(height, width) of the pixel values the transform produces."""
+        return _sizes(self)[1]
+
+
 def build_eval_transform(processor) -> v2.Compose:
+    """Resize, center crop and normalisation of a transformers image processor or its `ProcessorSizes`."""
     resize, crop = _sizes(processor)
     return v2.Compose([
         v2.PILToTensor(),

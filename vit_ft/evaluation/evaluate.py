@@ -9,15 +9,15 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import EvalPrediction
 
-from ..checkpoints.loading import check_labels, load_model, load_processor
+from ..checkpoints.loading import check_labels
 from ..data.arguments import DataArguments
 from ..data.corruptions import CorruptedExampleTransform, check_corruption, with_corruption, with_data_corruptions
 from ..data.datasets import load_image_datasets
 from ..data.transforms import SKIPPED_IMAGES, ExampleTransform, build_eval_transform, collate_images
-from ..model.modeling_vit_ft import ViTForImageClassification
 from ..output_dir import eval_file, robustness_file, write_json
 from .metrics import ClassificationMetrics
 from .plots import plot_robustness
+from .predictor import Predictor, load_predictor
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +34,11 @@ def evaluate_model(
     output_file: str | None = None,
     seed: int = 0,
     base_model: str | None = None,
+    onnx_file: str | None = None,
 ) -> dict:
     """
-    Evaluates the vit_ft model (or LoRA adapter, on `base_model` or the base it names) in `model_dir` on `split` of
+    Evaluates the vit_ft model (or LoRA adapter, on `base_model` or the base it names, or `vit-ft export` folder, run
+    in ONNX Runtime from its `onnx_file`: see `load_predictor`) in `model_dir` on `split` of
     the data `data_args` names (its `image_corruptions` included), clean and then under each of `corruptions` (see
     `vit_ft.corruptions`) at `severity` (one, or a list of several), their noise seeded from `seed`. Writes the results
     as JSON to `output_file` (default `model_dir/robustness_<split>.json` with corruptions, else
@@ -48,20 +50,17 @@ def evaluate_model(
     for name in corruptions:
         for level in severities:
             check_corruption(name, level)
-    model = load_model(model_dir, base_model, merge=True)
-    processor = load_processor(model, model_dir)
+    predictor = load_predictor(model_dir, base_model, onnx_file)
     data, label_names = load_image_datasets(data_args)
     if split not in data:
         raise ValueError(f"split={split!r} is not in the data, which has {', '.join(data)}: choose one of those.")
     advice = "Evaluate on data with the model's classes in the same order, or fine-tune on this data."
-    check_labels(model.config.id2label, label_names, "model", model_dir, advice)
+    check_labels(predictor.id2label, label_names, "model", model_dir, advice)
 
     dataset = data[split]
-    example_transform = ExampleTransform(build_eval_transform(processor), strict=data_args.strict_images)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(device).eval()
+    example_transform = ExampleTransform(build_eval_transform(predictor.preprocessing), strict=data_args.strict_images)
     metrics = ClassificationMetrics(len(label_names))
-    clean = _metrics(model, with_data_corruptions(dataset, example_transform, data_args), metrics, batch_size, device)
+    clean = _metrics(predictor, with_data_corruptions(dataset, example_transform, data_args), metrics, batch_size)
     # The images scored: those that could not be decoded are left out of every block alike.
     results = {"model": str(model_dir), "split": split, "examples": len(dataset) - clean["skipped_images"],
                "skipped_images": clean["skipped_images"]}  # fmt: skip
@@ -77,7 +76,7 @@ def evaluate_model(
         by_severity = {}
         for level in severities:
             corrupted = _corrupted(dataset, example_transform, data_args, name, level, seed)
-            by_severity[str(level)] = _metrics(model, corrupted, metrics, batch_size, device)
+            by_severity[str(level)] = _metrics(predictor, corrupted, metrics, batch_size)
         # One severity keeps the file's first format: the scores directly under the corruption's name.
         results["corruptions"][name] = by_severity if len(severities) > 1 else by_severity[str(severities[0])]
 
@@ -104,26 +103,23 @@ def _corrupted(
     return with_corruption(dataset, transform, name, severity, seed)
 
 
-def _metrics(
-    model: ViTForImageClassification, dataset: Dataset, metrics: ClassificationMetrics, batch_size: int,
-    device: torch.device,
-) -> dict[str, float]:
+def _metrics(predictor: Predictor, dataset: Dataset, metrics: ClassificationMetrics, batch_size: int) -> dict:
     """
-    `model`'s loss and `metrics` on `dataset`, and the count of images left out as undecodable (`skipped_images`).
+    The model's loss and `metrics` on `dataset`, and the count of images left out as undecodable (`skipped_images`).
     The loss is computed as the Trainer computes `eval_loss`, so that the clean scores repeat the `test_*` numbers of
     a training run: every batch's mean loss counts once per image the batch read, undecodable ones included (the
     mean over images when none was skipped).
     """
     batch_losses, batch_sizes, logits, labels, skipped = [], [], [], [], 0
-    with torch.inference_mode():
-        for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_images):
-            batch_skipped = int(batch.pop(SKIPPED_IMAGES))
-            skipped += batch_skipped
-            batch_sizes.append(len(batch["labels"]) + batch_skipped)
-            outputs = model(pixel_values=batch["pixel_values"].to(device), labels=batch["labels"].to(device))
-            batch_losses.append(outputs.loss.float().cpu())
-            logits.append(outputs.logits.float().cpu())  # (batch, num_labels); a distilled model's head average
-            labels.append(batch["labels"])
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_images):
+        batch_skipped = int(batch.pop(SKIPPED_IMAGES))
+        skipped += batch_skipped
+        batch_sizes.append(len(batch["labels"]) + batch_skipped)
+        batch_logits = predictor.logits(batch["pixel_values"])  # (batch, num_labels); a distilled model's head average
+        # The model's own loss for class ids (classification_loss), computed here for an export too.
+        batch_losses.append(torch.nn.functional.cross_entropy(batch_logits, batch["labels"]))
+        logits.append(batch_logits)
+        labels.append(batch["labels"])
     # In float32, as the Trainer averages its gathered losses.
     loss = np.repeat(torch.stack(batch_losses).numpy(), batch_sizes).mean().item()
     scores = metrics(EvalPrediction(predictions=torch.cat(logits).numpy(), label_ids=torch.cat(labels).numpy()))

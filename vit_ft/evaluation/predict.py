@@ -1,9 +1,11 @@
-"""`vit-ft predict`: the top classes of a saved model for image files, through transformers' pipeline."""
+"""`vit-ft predict`: the top classes of a saved model or an ONNX export for image files."""
 
-from transformers import pipeline
+import torch
 
-from ..checkpoints.loading import load_model, load_processor
-from ..data.transforms import decode_image
+from ..data.transforms import build_eval_transform, decode_image
+from .predictor import load_predictor
+
+_BATCH_SIZE = 32
 
 
 def read_image(path: str):
@@ -14,21 +16,36 @@ def read_image(path: str):
         raise OSError(f"Cannot read image {path}: {error}. Check the path and that PIL reads its format.") from error
 
 
+def class_scores(logits: torch.Tensor, problem_type: str | None) -> torch.Tensor:
+    """Scores of `logits` (batch, num_labels) as transformers' image-classification pipeline gives them: a sigmoid
+    for multi-label models and single-output ones, a softmax otherwise."""
+    if problem_type == "multi_label_classification" or logits.shape[-1] == 1:
+        return logits.sigmoid()
+    return logits.softmax(-1)
+
+
 def predict_images(
-    model_dir: str, image_paths: list[str], top_k: int = 5, base_model: str | None = None
+    model_dir: str, image_paths: list[str], top_k: int = 5, base_model: str | None = None, onnx_file: str | None = None
 ) -> list[dict]:
     """
-    Classifies each image file with the vit_ft model (or LoRA adapter, on `base_model` or the base it names) in
-    `model_dir`. Returns, per image in order,
-    `{"image": path, "predictions": [{"label": ..., "score": ...}, ...]}` with the `top_k` best classes, best first.
-    All files are read before the model is loaded, so a missing or broken one fails at once, by name. Scores are
-    the pipeline's: softmax for single-label models.
+    Classifies each image file with the model in `model_dir`: a vit_ft model, a LoRA adapter (on `base_model` or the
+    base it names) or a `vit-ft export` folder (its `onnx_file`, default onnx/model.onnx; see `load_predictor`).
+    Returns, per image in order, `{"image": path, "predictions": [{"label": ..., "score": ...}, ...]}` with the
+    `top_k` best classes, best first: the output of transformers' image-classification pipeline. Images are
+    preprocessed as `vit-ft evaluate` does, so a model and its export see the same pixels. All files are read before
+    the model is loaded, so a missing or broken one fails at once, by name.
     """
     if top_k < 1:
         raise ValueError(f"top_k={top_k} must be at least 1.")
     images = [read_image(path) for path in image_paths]
-    model = load_model(model_dir, base_model, merge=True)
-    processor = load_processor(model, model_dir)
-    classifier = pipeline("image-classification", model=model, image_processor=processor)
-    predictions = classifier(images, top_k=top_k)
-    return [{"image": path, "predictions": scores} for path, scores in zip(image_paths, predictions)]
+    predictor = load_predictor(model_dir, base_model, onnx_file)
+    transform = build_eval_transform(predictor.preprocessing)
+    results = []
+    for start in range(0, len(images), _BATCH_SIZE):
+        pixel_values = torch.stack([transform(image) for image in images[start : start + _BATCH_SIZE]])
+        scores = class_scores(predictor.logits(pixel_values), predictor.problem_type)
+        best = scores.topk(min(top_k, scores.shape[-1]), dim=-1)
+        for values, indices in zip(best.values.tolist(), best.indices.tolist()):
+            predictions = [{"label": predictor.id2label[i], "score": value} for value, i in zip(values, indices)]
+            results.append({"image": image_paths[len(results)], "predictions": predictions})
+    return results

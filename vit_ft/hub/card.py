@@ -22,6 +22,8 @@ from ..output_dir import (
     CARD,
     CONFUSION_MATRIX,
     MODELING_CODE,
+    ONNX_FOLDER,
+    ONNX_QUANTIZED_MODEL,
     RECIPE,
     TRAINING_CURVES,
     RobustnessReport,
@@ -110,6 +112,7 @@ def build_model_card(model_dir: str | Path, repo_id: str, license: str | None = 
         _results_section(run),
         _robustness_section(run),
         _usage_section(run, repo_id),
+        _onnx_section(run, repo_id),
         _training_section(run),
         *(f"## {_PLOTS[plot]}\n\n![{_PLOTS[plot].lower()}]({plot})" for plot in run.plots),
     )
@@ -362,7 +365,7 @@ def _usage_section(run: RunRecord, repo_id: str) -> str:
 With vit-ft installed, its own classes load the model, and no code from the repo runs:
 
 ```python
-import vit_ft  # registers vit_ft with transformers' Auto classes
+import vit_ft.model  # registers vit_ft with transformers' Auto classes
 from transformers import AutoModel, AutoModelForImageClassification, pipeline
 
 classifier = pipeline("image-classification", model="{repo_id}")
@@ -380,6 +383,60 @@ classifier = pipeline("image-classification", model="{repo_id}", trust_remote_co
 predictions = classifier("image.png", top_k=5)
 model = AutoModelForImageClassification.from_pretrained("{repo_id}", trust_remote_code=True)
 encoder = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)
+```"""
+
+
+def _onnx_section(run: RunRecord, repo_id: str) -> str | None:
+    """How to run the repo's onnx/ models (`vit-ft export`, `vit-ft push --with_onnx`), without PyTorch."""
+    if not run.onnx_models:
+        return None
+    files = ", ".join(f"`{ONNX_FOLDER}/{name}`" for name in run.onnx_models)
+    file = ONNX_QUANTIZED_MODEL if ONNX_QUANTIZED_MODEL in run.onnx_models else run.onnx_models[0]
+    dtype = "q8" if file == ONNX_QUANTIZED_MODEL else "fp32"  # transformers.js's name of each file
+    return f"""## ONNX
+
+This repo also holds the model in ONNX ({files}; `model_quantized.onnx` has int8 weights), for ONNX Runtime and
+transformers.js, without PyTorch. Its input is `pixel_values` (batch, 3, {run.config['image_size']},
+{run.config['image_size']}), preprocessed as `preprocessor_config.json` says; its output is `logits`.
+
+With vit-ft, whose `predict` and `evaluate` commands run an export too:
+
+```python
+from huggingface_hub import snapshot_download
+from vit_ft import load_predictor
+
+predictor = load_predictor(snapshot_download("{repo_id}"), onnx_file="{file}")  # ONNX Runtime, no model code
+```
+
+With ONNX Runtime alone:
+
+```python
+import json
+
+import numpy as np
+import onnxruntime
+from huggingface_hub import hf_hub_download
+from PIL import Image
+
+with open(hf_hub_download("{repo_id}", "preprocessor_config.json")) as file:
+    processor = json.load(file)
+with open(hf_hub_download("{repo_id}", "config.json")) as file:
+    id2label = json.load(file)["id2label"]
+session = onnxruntime.InferenceSession(hf_hub_download("{repo_id}", "{ONNX_FOLDER}/{file}"))
+size = (processor["size"]["width"], processor["size"]["height"])
+image = np.asarray(Image.open("image.png").convert("RGB").resize(size, Image.BICUBIC), dtype=np.float32) / 255
+pixel_values = ((image - processor["image_mean"]) / processor["image_std"]).transpose(2, 0, 1)[None]
+(logits,) = session.run(["logits"], {{"pixel_values": pixel_values.astype(np.float32)}})
+print(id2label[str(int(logits[0].argmax()))])
+```
+
+In a browser, with transformers.js:
+
+```js
+import {{ pipeline }} from "@huggingface/transformers";
+
+const classifier = await pipeline("image-classification", "{repo_id}", {{ dtype: "{dtype}" }});
+const predictions = await classifier("image.png", {{ top_k: 5 }});
 ```"""
 
 

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING
 
 from huggingface_hub import CommitInfo, HfApi, get_token
 
-from ..output_dir import CHECKPOINT_PATTERN, LOCAL_ONLY_PREFIX, TENSORBOARD_LOGS, read_run
+from ..export.onnx_export import add_onnx_models
+from ..output_dir import (
+    ADAPTER_CONFIG,
+    CHECKPOINT_PATTERN,
+    LOCAL_ONLY_PREFIX,
+    TENSORBOARD_LOGS,
+    check_model_dir,
+    read_run,
+)
 from .card import is_repo_id, write_model_card
 
 if TYPE_CHECKING:  # importing the Trainer takes a while; `import vit_ft` should not wait for it
@@ -92,21 +100,30 @@ def push_model(
     revision: str | None = None,
     commit_message: str | None = None,
     license: str | None = None,
+    with_onnx: bool = False,
 ) -> CommitInfo:
     """
     Pushes the vit-ft model or LoRA adapter in `model_dir` to the Hub repo `repo_id`: creates the repo (`private`
     if asked; an existing one is kept), writes the model card to `model_dir/README.md` (`license` as in
     `build_model_card`), creates the branch `revision` if it is missing, then uploads the directory but checkpoints
-    and logs (`IGNORE_PATTERNS`). The arguments are checked before the first request; a failed request raises a
-    PushError that gives the command to retry.
+    and logs (`IGNORE_PATTERNS`). `with_onnx` first exports the model into `model_dir/onnx/` (float32 and int8, as
+    `vit-ft export`), so the repo serves ONNX Runtime and transformers.js too, and the card says how. The arguments are
+    checked before the first request; a failed request raises a PushError that gives the command to retry.
     """
+    check_model_dir(model_dir)
     read_run(model_dir)  # the files the card is written from: a damaged one fails here, before any request
+    if with_onnx and (Path(model_dir) / ADAPTER_CONFIG).is_file():
+        raise ValueError(f"{model_dir} is a LoRA adapter: --with_onnx exports models. Merge it first (vit-ft "
+                         "merge-lora --adapter DIR --output MERGED) and push the merged model with "
+                         "--with_onnx.")  # fmt: skip
     check_repo_id(repo_id, "--repo_id")
     if get_token() is None:
         raise ValueError("vit-ft push needs a Hub token with write access, and none was found: set the HF_TOKEN "
                          "environment variable or run `hf auth login`.")  # fmt: skip
     command = retry_command(model_dir, repo_id, private=private, revision=revision, commit_message=commit_message,
-                            license=license)  # fmt: skip
+                            license=license, with_onnx=with_onnx)  # fmt: skip
+    if with_onnx:
+        add_onnx_models(model_dir)  # before any request: an export that fails leaves the Hub untouched
     api = HfApi()
     with _retry_hint(model_dir, command):
         # The full id: create_repo adds the user's namespace to a bare name, and the card's snippets need it.

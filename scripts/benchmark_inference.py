@@ -1,0 +1,125 @@
+"""Inference speed on the CPU: PyTorch eager, torch.compile, ONNX Runtime float32 and ONNX Runtime int8.
+
+For each model (vit_tiny and vit_small at 224, random weights, and any saved model given with --model_dirs, e.g. the
+digits model) and batch size, the four runtimes are timed in turns, round after round (interleaved, so a slow spell
+of the machine falls on all of them), and the median per runtime is reported as images/s and latency per batch, with
+its ratio to PyTorch eager. Run it alone on the machine:
+
+    OMP_NUM_THREADS=2 python scripts/benchmark_inference.py --model_dirs outputs/digits --output inference.json
+
+--smoke runs one tiny model, one round, to check the script (tests/test_benchmark_inference_script.py).
+"""
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from vit_ft import ViTConfig, ViTForImageClassification
+from vit_ft.checkpoints.loading import default_processor, load_model
+from vit_ft.export.onnx_export import export_onnx
+from vit_ft.export.runtime import OnnxClassifier
+
+RUNTIMES = ("eager", "compile", "onnx_float32", "onnx_int8")
+PRESETS = ("vit_tiny_patch16_224", "vit_small_patch16_224")
+
+
+def _save_preset(preset: str, folder: Path, overrides: dict) -> str:
+    torch.manual_seed(0)
+    model = ViTForImageClassification(ViTConfig.from_preset(preset, num_labels=1000, **overrides))
+    model.save_pretrained(folder)
+    default_processor(model.config.image_size).save_pretrained(folder)
+    return str(folder)
+
+
+def _runners(model_dir: str, export_dir: Path) -> dict:
+    """A function per runtime that classifies a batch of pixel values."""
+    model = load_model(model_dir).eval()
+    compiled = torch.compile(model)
+    onnx_float32, onnx_int8 = OnnxClassifier(export_dir), OnnxClassifier(export_dir, "model_quantized.onnx")
+
+    def in_pytorch(module):
+        def run(pixel_values):
+            with torch.inference_mode():
+                return module(pixel_values=pixel_values).logits
+
+        return run
+
+    return {"eager": in_pytorch(model), "compile": in_pytorch(compiled), "onnx_float32": onnx_float32.logits,
+            "onnx_int8": onnx_int8.logits}  # fmt: skip
+
+
+def _time(run, pixel_values: torch.Tensor, calls: int) -> float:
+    """Seconds per call of `run(pixel_values)`, over `calls` calls."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        run(pixel_values)
+    return (time.perf_counter() - start) / calls
+
+
+def benchmark(model_dir: str, name: str, batch_sizes: list[int], rounds: int, calls: int, work: Path) -> list[dict]:
+    export_dir = export_onnx(model_dir, str(work / f"{name}_onnx"), quantize="int8")
+    runners = _runners(model_dir, export_dir)
+    size = load_model(model_dir).config.image_size
+    rows = []
+    for batch in batch_sizes:
+        pixel_values = torch.randn(batch, 3, size, size)
+        for run in runners.values():  # warm-up: compilation, ONNX Runtime's first-call allocations
+            run(pixel_values)
+        seconds = {runtime: [] for runtime in RUNTIMES}
+        for _ in range(rounds):
+            for runtime in RUNTIMES:
+                seconds[runtime].append(_time(runners[runtime], pixel_values, calls))
+        median = {runtime: statistics.median(times) for runtime, times in seconds.items()}
+        rows.append({
+            "model": name, "batch": batch, "seconds": seconds,
+            "images_per_s": {runtime: batch / value for runtime, value in median.items()},
+            "latency_ms": {runtime: value * 1000 for runtime, value in median.items()},
+            "ratio_to_eager": {runtime: median["eager"] / value for runtime, value in median.items()},
+        })  # fmt: skip
+    return rows
+
+
+def _table(rows: list[dict]) -> str:
+    header = "| model | batch | " + " | ".join(f"{r} img/s (ms, x eager)" for r in RUNTIMES) + " |"
+    lines = [header, "|" + "---|" * (2 + len(RUNTIMES))]
+    for row in rows:
+        cells = [f"{row['images_per_s'][r]:.1f} ({row['latency_ms'][r]:.1f}, {row['ratio_to_eager'][r]:.2f}x)"
+                 for r in RUNTIMES]  # fmt: skip
+        lines.append(f"| {row['model']} | {row['batch']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dirs", nargs="*", default=[], help="Saved models to add, e.g. outputs/digits.")
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--rounds", type=int, default=7, help="Interleaved rounds; the median is reported.")
+    parser.add_argument("--calls", type=int, default=10, help="Calls timed together in a round.")
+    parser.add_argument("--smoke", action="store_true", help="One tiny model, batch 1 and 2, one round.")
+    parser.add_argument("--output", help="JSON file for every timing.")
+    args = parser.parse_args()
+    threads = torch.get_num_threads()
+    print(f"CPU threads (torch and ONNX Runtime): {threads}")
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        if args.smoke:
+            tiny = dict(image_size=32, num_hidden_layers=2)
+            models = {"vit_tiny_2_layers_32": _save_preset(PRESETS[0], work / "tiny", tiny)}
+            args.batch_sizes, args.rounds, args.calls = [1, 2], 1, 1
+        else:
+            models = {preset: _save_preset(preset, work / preset, {}) for preset in PRESETS}
+        models.update({Path(folder).name: folder for folder in args.model_dirs})
+        rows = [row for name, folder in models.items()
+                for row in benchmark(folder, name, args.batch_sizes, args.rounds, args.calls, work)]  # fmt: skip
+    print(_table(rows))
+    if args.output:
+        Path(args.output).write_text(json.dumps({"threads": threads, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

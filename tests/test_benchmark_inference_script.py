@@ -1,0 +1,28 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_inference.py"
+
+
+@pytest.mark.slow
+def test_benchmark_inference_times_every_runtime_against_eager(tmp_path):
+    # The numbers themselves are not asserted (tests never assert timings): what the script reports and measures is.
+    output = tmp_path / "result.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(SCRIPT), "--smoke", "--output", str(output)]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp_path, env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(output.read_text())
+    assert result["threads"] == 1 and "CPU threads (torch and ONNX Runtime): 1" in completed.stdout
+    assert [(row["model"], row["batch"]) for row in result["rows"]] == [("vit_tiny_2_layers_32", 1),
+                                                                          ("vit_tiny_2_layers_32", 2)]  # fmt: skip
+    for row in result["rows"]:
+        assert list(row["seconds"]) == ["eager", "compile", "onnx_float32", "onnx_int8"]
+        assert all(min(times) > 0 for times in row["seconds"].values())
+        assert row["ratio_to_eager"]["eager"] == 1.0
+    assert "| vit_tiny_2_layers_32 | 2 |" in completed.stdout

@@ -1,0 +1,61 @@
+"""`load_predictor`: one way to run a PyTorch model directory and a `vit-ft export` folder alike.
+
+    from vit_ft import load_predictor
+    predictor = load_predictor("outputs/digits_onnx")  # or "outputs/digits", or a LoRA adapter directory
+    logits = predictor.logits(pixel_values)  # (batch, num_labels)
+
+An export runs in ONNX Runtime and imports neither vit_ft's model package nor transformers' modeling code; a PyTorch
+directory loads through `checkpoints`, imported only then.
+"""
+
+from typing import Protocol
+
+import torch
+
+from ..data.transforms import ProcessorSizes
+from ..export.runtime import OnnxClassifier, is_export
+
+
+class Predictor(Protocol):
+    """What `vit-ft evaluate` and `vit-ft predict` need of a model, whatever runs it."""
+
+    source: str  # the directory it was loaded from
+    id2label: dict[int, str]
+    problem_type: str | None  # the config's: None or "single_label_classification" for softmax scores
+    preprocessing: ProcessorSizes  # or the transformers image processor, which has the same fields
+
+    def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(batch, num_labels) float32 logits on the CPU of `pixel_values` (batch, channels, height, width)."""
+        ...
+
+
+class TorchPredictor:
+    """A vit_ft model (or a LoRA adapter merged into its base) in PyTorch, on the GPU when there is one."""
+
+    def __init__(self, model_dir: str, base_model: str | None = None):
+        from ..checkpoints.loading import load_model, load_processor  # brings in the model package: PyTorch only
+
+        model = load_model(model_dir, base_model, merge=True)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = model.to(self.device).eval()
+        self.source = str(model_dir)
+        self.id2label = model.config.id2label
+        self.problem_type = model.config.problem_type
+        self.preprocessing = load_processor(model, model_dir)
+
+    def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model(pixel_values=pixel_values.to(self.device)).logits.float().cpu()
+
+
+def load_predictor(model_dir: str, base_model: str | None = None, onnx_file: str | None = None) -> Predictor:
+    """
+    The model in `model_dir`, ready to score images: a `vit-ft export` folder runs in ONNX Runtime (its
+    onnx/model.onnx, or `onnx_file`, e.g. `model_quantized.onnx`), any other model or LoRA adapter directory
+    (adapters on `base_model` or the base they name) in PyTorch.
+    """
+    if onnx_file is not None or is_export(model_dir):
+        if base_model is not None:
+            raise ValueError(f"base_model is for LoRA adapters, and {model_dir} is an ONNX export: leave it out.")
+        return OnnxClassifier(model_dir, *([onnx_file] if onnx_file else []))
+    return TorchPredictor(model_dir, base_model)

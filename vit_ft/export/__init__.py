@@ -1,0 +1,24 @@
+"""Deployment: `vit-ft export` to ONNX, int8 quantization, and running an export in ONNX Runtime.
+
+onnx, onnxscript and onnxruntime are the `export` extra: they are imported only where used (`import_extra`).
+"""
+
+import importlib
+from types import ModuleType
+
+INSTALL_HINT = "pip install 'vit-ft[export]'"
+DEFAULT_OPSET = 18  # torch's exporter writes 18 and converts to others; 17 to 25 export vit_ft models
+QUANTIZATIONS = ("int8",)
+
+
+class MissingExtraError(ImportError):
+    """A package of the `export` extra is not installed; the message gives the command that installs it."""
+
+
+def import_extra(name: str) -> ModuleType:
+    """The module `name` of the `export` extra (onnx, onnxruntime, onnxscript), or a MissingExtraError."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        message = f"{name} is not installed (ONNX export and serving need it): {INSTALL_HINT}"
+        raise MissingExtraError(message) from error

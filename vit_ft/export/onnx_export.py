@@ -1,0 +1,132 @@
+"""`vit-ft export`: a vit_ft model or LoRA adapter as an ONNX folder that loads and deploys on its own.
+
+    vit-ft export --model outputs/digits --output outputs/digits_onnx --quantize int8
+
+writes, as ONNX users on the Hub expect them:
+
+    outputs/digits_onnx/config.json                 labels (id2label) and architecture
+    outputs/digits_onnx/preprocessor_config.json    resize and normalisation
+    outputs/digits_onnx/onnx/model.onnx             float32, input pixel_values (batch, 3, H, W), output logits
+    outputs/digits_onnx/onnx/model_quantized.onnx   int8 weights (--quantize int8)
+"""
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoints.loading import load_model, load_processor
+from ..model.modeling_vit_ft import ViTForImageClassification
+from ..output_dir import MODEL_CONFIG, ONNX_FOLDER, ONNX_MODEL, ONNX_QUANTIZED_MODEL, check_model_dir
+from . import DEFAULT_OPSET, QUANTIZATIONS, import_extra
+from .quantization import quantize_int8
+from .runtime import INPUT_NAME, OUTPUT_NAME, open_session
+
+logger = logging.getLogger(__name__)
+
+# The exported file must give PyTorch's logits within this, on a random batch, or the export fails.
+PARITY_TOLERANCE = 1e-4
+
+
+class LogitsOnly(nn.Module):
+    """
+    The classifier with one input and one output, the logits (batch, num_labels): a distilled model's are the
+    average of its two heads, as its own `logits` output.
+    """
+
+    def __init__(self, model: ViTForImageClassification):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).logits
+
+
+def export_onnx(
+    model_dir: str,
+    output_dir: str,
+    quantize: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    base_model: str | None = None,
+) -> Path:
+    """
+    Exports the vit_ft model in `model_dir` (a LoRA adapter is merged into its base, `base_model` or the one it
+    names) to `output_dir`: onnx/model.onnx with a dynamic batch, and with `quantize="int8"` onnx/model_quantized.onnx,
+    beside config.json and preprocessor_config.json. Returns `output_dir` as a Path.
+    """
+    if quantize not in (None, *QUANTIZATIONS):
+        raise ValueError(f"quantize={quantize!r} is not supported: give {' or '.join(QUANTIZATIONS)}, or none.")
+    folder = Path(output_dir)
+    if not Path(model_dir).is_dir():
+        raise FileNotFoundError(f"--model {model_dir} is not a directory: give a `vit-ft train` output directory.")
+    check_model_dir(model_dir)
+    if folder.resolve() == Path(model_dir).resolve():
+        raise ValueError(f"--output {output_dir} is the model's own directory: choose another folder for the export.")
+    model = load_model(model_dir, base_model, merge=True)
+    write_onnx_models(model, folder / ONNX_FOLDER, quantize, opset)
+    model.config.to_json_file(folder / MODEL_CONFIG)  # the labels, and what the model is; no remote code to run
+    load_processor(model, model_dir).save_pretrained(folder)
+    logger.info(f"Exported {model_dir} to {folder}")
+    return folder
+
+
+def add_onnx_models(model_dir: str | Path, quantize: str | None = "int8", opset: int = DEFAULT_OPSET) -> list[Path]:
+    """Writes the model in `model_dir` as model_dir/onnx/model.onnx (and int8), beside its own config: for the Hub."""
+    return write_onnx_models(load_model(str(model_dir)), Path(model_dir) / ONNX_FOLDER, quantize, opset)
+
+
+def write_onnx_models(
+    model: ViTForImageClassification, onnx_folder: Path, quantize: str | None = None, opset: int = DEFAULT_OPSET
+) -> list[Path]:
+    """Writes `model` as onnx_folder/model.onnx, and its int8 version with `quantize="int8"`. Returns their paths."""
+    import_extra("onnxscript")  # torch's exporter needs it; say which extra is missing before the model is traced
+    onnx = import_extra("onnx")
+    model = model.float().eval()
+    onnx_folder.mkdir(parents=True, exist_ok=True)
+    path = onnx_folder / ONNX_MODEL
+    config = model.config
+    # Batch 2 traced, any batch exported: the batch dimension is symbolic.
+    shape = (2, config.num_channels, config.image_size, config.image_size)
+    example = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    # No autograd: q, k and v then run as three Linear layers on their own weights, which the quantizer makes int8.
+    # In training they run as one GEMM over weights concatenated at run time, which it cannot.
+    with torch.no_grad():
+        program = torch.onnx.export(
+            LogitsOnly(model).eval(), (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=opset, dynamo=True, verbose=False,
+        )  # fmt: skip
+        program.save(str(path))
+        expected = model(pixel_values=example).logits
+    exported = _without_trace_metadata(onnx.load(str(path)))
+    onnx.save(exported, str(path))
+    written = {item.domain: item.version for item in exported.opset_import}
+    if written.get("") != opset:
+        path.unlink()
+        raise ValueError(f"--opset {opset}: torch's exporter cannot write this model in opset {opset} (it fell back "
+                         f"to {written.get('')}): choose an opset from 17 to 25, e.g. {DEFAULT_OPSET}.")  # fmt: skip
+    _check_parity(path, example, expected)
+    paths = [path]
+    if quantize == "int8":
+        paths.append(quantize_int8(path, onnx_folder / ONNX_QUANTIZED_MODEL))
+    return paths
+
+
+def _without_trace_metadata(model):
+    """
+    `model` (an onnx ModelProto) without the metadata torch's exporter puts on every node (the Python stack and
+    module path it was traced from): about 1 kB a node, a tenth of an int8 vit_tiny, and of no use to a runtime.
+    """
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    return model
+
+
+def _check_parity(path: Path, pixel_values: torch.Tensor, expected: torch.Tensor) -> None:
+    """Raises a ValueError when ONNX Runtime's logits for `pixel_values` differ from PyTorch's `expected`."""
+    (logits,) = open_session(path).run([OUTPUT_NAME], {INPUT_NAME: pixel_values.numpy()})
+    difference = (torch.from_numpy(logits) - expected).abs().max().item()
+    if difference > PARITY_TOLERANCE:
+        raise ValueError(f"{path} gives logits {difference:.2e} away from PyTorch's (more than {PARITY_TOLERANCE}): "
+                         "the export is wrong; report it with the model's config.json.")  # fmt: skip
