@@ -289,3 +289,13 @@ def test_overwriting_a_ten_class_run_with_a_two_class_one_leaves_no_stale_result
     assert "| test |" not in card.text and "confusion_matrix.png" not in card.text
     assert "Robustness" not in card.text and "2 classes: cat, dog." in card.text
     assert f"| validation | {results['eval_accuracy']:.4f} |" in card.text
+
+
+def test_the_trainers_checkpoint_file_names_are_the_trainers_own():
+    from transformers import trainer
+
+    from vit_ft import output_dir
+
+    assert output_dir.TRAINER_STATE == trainer.TRAINER_STATE_NAME
+    assert output_dir.OPTIMIZER_STATES == (trainer.OPTIMIZER_NAME, trainer.OPTIMIZER_NAME_BIN)
+    assert output_dir.SCHEDULER_STATE == trainer.SCHEDULER_NAME

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import yaml
 from filelock import FileLock, Timeout
-from transformers.trainer import OPTIMIZER_NAME, OPTIMIZER_NAME_BIN, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.utils import CONFIG_NAME, IMAGE_PROCESSOR_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 # A model, as transformers' save_pretrained names its files.
@@ -57,9 +56,11 @@ EMA_WEIGHTS = "ema.safetensors"  # in each checkpoint folder
 CHECKPOINT_PREFIX = "checkpoint"  # the Trainer's checkpoint-<step> folders (transformers' PREFIX_CHECKPOINT_DIR)
 CHECKPOINT_PATTERN = f"{CHECKPOINT_PREFIX}-*"
 # The Trainer's files in a checkpoint, beside the model or adapter weights: a run resumes only from all of them.
-TRAINER_STATE = TRAINER_STATE_NAME  # trainer_state.json
-OPTIMIZER_STATES = (OPTIMIZER_NAME, OPTIMIZER_NAME_BIN)  # optimizer.pt; optimizer.bin under FSDP
-SCHEDULER_STATE = SCHEDULER_NAME  # scheduler.pt
+# transformers.trainer names them too (TRAINER_STATE_NAME, OPTIMIZER_NAME, ...), but importing it loads the whole
+# training stack, and serving an exported model reads this module; tests/test_output_dir.py checks they agree.
+TRAINER_STATE = "trainer_state.json"
+OPTIMIZER_STATES = ("optimizer.pt", "optimizer.bin")  # optimizer.bin under FSDP
+SCHEDULER_STATE = "scheduler.pt"
 DEEPSPEED_STATES = "global_step*"  # a DeepSpeed run's engine checkpoint: its optimizer states, instead of optimizer.pt
 RNG_STATES = "rng_state*.pth"  # rng_state.pth, or rng_state_<process>.pth from each process of a multi-process run
 # `--resume_from_checkpoint` values (and a YAML `true`) that mean the newest complete checkpoint in output_dir.
@@ -442,7 +443,7 @@ def checkpoint_problems(checkpoint: str | Path) -> list[str]:
     torch_files = {}
     # A DeepSpeed run's engine keeps the optimizer states in its own global_step* folder, and checks them itself.
     if not any(path.is_dir() for path in folder.glob(DEEPSPEED_STATES)):
-        torch_files[OPTIMIZER_NAME] = [folder / name for name in OPTIMIZER_STATES if (folder / name).is_file()]
+        torch_files[OPTIMIZER_STATES[0]] = [folder / name for name in OPTIMIZER_STATES if (folder / name).is_file()]
     torch_files[SCHEDULER_STATE] = [folder / SCHEDULER_STATE] if (folder / SCHEDULER_STATE).is_file() else []
     torch_files[RNG_STATES] = sorted(folder.glob(RNG_STATES))
     for name, found in torch_files.items():
