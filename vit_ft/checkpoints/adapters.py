@@ -27,7 +27,7 @@ def check_base_model(base: str | None, adapter: str, hub_kwargs: dict) -> None:
         raise ValueError(f"The adapter {adapter} names no base model: pass --base_model DIR_OR_HUB_ID.")
     try:
         base_config = read_json(base, MODEL_CONFIG, hub_kwargs)
-    except OSError as error:  # not a directory, and not a reachable Hub repo
+    except (OSError, ValueError) as error:  # not a directory, and not a reachable Hub repo or not a Hub id at all
         base_config, reason = None, str(error).splitlines()[0]
     else:
         reason = f"it has no {MODEL_CONFIG}"
