@@ -24,8 +24,10 @@ from vit_ft.checkpoints.loading import default_processor, load_model
 from vit_ft.export.onnx_export import export_onnx
 from vit_ft.export.runtime import OnnxClassifier
 
-RUNTIMES = ("eager", "compile", "onnx_float32", "onnx_int8")
+# eager_control is eager again, timed as a runtime of its own: how far its ratio to eager strays from 1 is the noise.
+RUNTIMES = ("eager", "compile", "onnx_float32", "onnx_int8", "eager_control")
 PRESETS = ("vit_tiny_patch16_224", "vit_small_patch16_224")
+SETTLE_SECONDS = 1.0
 
 
 def _save_preset(preset: str, folder: Path, overrides: dict) -> str:
@@ -50,7 +52,7 @@ def _runners(model_dir: str, export_dir: Path) -> dict:
         return run
 
     return {"eager": in_pytorch(model), "compile": in_pytorch(compiled), "onnx_float32": onnx_float32.logits,
-            "onnx_int8": onnx_int8.logits}  # fmt: skip
+            "onnx_int8": onnx_int8.logits, "eager_control": in_pytorch(model)}  # fmt: skip
 
 
 def _time(run, pixel_values: torch.Tensor, calls: int) -> float:
@@ -73,6 +75,9 @@ def benchmark(model_dir: str, name: str, batch_sizes: list[int], rounds: int, ca
         seconds = {runtime: [] for runtime in RUNTIMES}
         for _ in range(rounds):
             for runtime in RUNTIMES:
+                # The previous runtime's threads spin-wait for a while after their last task (OpenMP's block time,
+                # ONNX Runtime's spinning), taking the cores from the next one: let them fall asleep first.
+                time.sleep(SETTLE_SECONDS)
                 seconds[runtime].append(_time(runners[runtime], pixel_values, calls))
         median = {runtime: statistics.median(times) for runtime, times in seconds.items()}
         rows.append({
@@ -80,17 +85,21 @@ def benchmark(model_dir: str, name: str, batch_sizes: list[int], rounds: int, ca
             "images_per_s": {runtime: batch / value for runtime, value in median.items()},
             "latency_ms": {runtime: value * 1000 for runtime, value in median.items()},
             "ratio_to_eager": {runtime: median["eager"] / value for runtime, value in median.items()},
+            # Each round's eager time over its control's: the spread a ratio must clear to be a difference.
+            "control_spread": [min(ratios := [e / c for e, c in zip(seconds["eager"], seconds["eager_control"])]),
+                               max(ratios)],
         })  # fmt: skip
     return rows
 
 
 def _table(rows: list[dict]) -> str:
-    header = "| model | batch | " + " | ".join(f"{r} img/s (ms, x eager)" for r in RUNTIMES) + " |"
-    lines = [header, "|" + "---|" * (2 + len(RUNTIMES))]
+    header = "| model | batch | " + " | ".join(f"{r} img/s (ms, x eager)" for r in RUNTIMES) + " | control spread |"
+    lines = [header, "|" + "---|" * (3 + len(RUNTIMES))]
     for row in rows:
         cells = [f"{row['images_per_s'][r]:.1f} ({row['latency_ms'][r]:.1f}, {row['ratio_to_eager'][r]:.2f}x)"
                  for r in RUNTIMES]  # fmt: skip
-        lines.append(f"| {row['model']} | {row['batch']} | " + " | ".join(cells) + " |")
+        spread = "{:.2f}-{:.2f}".format(*row["control_spread"])
+        lines.append(f"| {row['model']} | {row['batch']} | " + " | ".join(cells) + f" | {spread} |")
     return "\n".join(lines)
 
 

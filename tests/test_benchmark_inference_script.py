@@ -22,7 +22,9 @@ def test_benchmark_inference_times_every_runtime_against_eager(tmp_path):
     assert [(row["model"], row["batch"]) for row in result["rows"]] == [("vit_tiny_2_layers_32", 1),
                                                                           ("vit_tiny_2_layers_32", 2)]  # fmt: skip
     for row in result["rows"]:
-        assert list(row["seconds"]) == ["eager", "compile", "onnx_float32", "onnx_int8"]
+        assert list(row["seconds"]) == ["eager", "compile", "onnx_float32", "onnx_int8", "eager_control"]
         assert all(min(times) > 0 for times in row["seconds"].values())
         assert row["ratio_to_eager"]["eager"] == 1.0
+        low, high = row["control_spread"]
+        assert 0 < low <= high
     assert "| vit_tiny_2_layers_32 | 2 |" in completed.stdout

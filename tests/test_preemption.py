@@ -215,3 +215,19 @@ def test_a_yaml_true_resume_from_checkpoint_means_latest(tmp_path):
     recipe.write_text(RECIPE.read_text() + "\nresume_from_checkpoint: false\n")
     with pytest.raises(ValueError, match="resume_from_checkpoint is False"):
         read_recipe(recipe)
+
+
+@pytest.mark.slow
+def test_resuming_the_cli_from_a_damaged_checkpoint_is_one_line_that_names_the_complete_one(whole_run, tmp_path):
+    from .test_cli import assert_one_line, files
+
+    run = tmp_path / "run"
+    for step in (2, 4):
+        shutil.copytree(whole_run / f"checkpoint-{step}", run / f"checkpoint-{step}")
+    _truncate(run / "checkpoint-4" / "model.safetensors")
+    before = files(run)
+    result = subprocess.run(_command(run, *LATEST, "--resume_from_checkpoint", str(run / "checkpoint-4")),
+                            capture_output=True, text=True, env=_environment())  # fmt: skip
+    assert_one_line(result, f"vit-ft train: resume_from_checkpoint {run / 'checkpoint-4'} is incomplete "
+                            f"(model.safetensors is damaged): the newest complete one is {run / 'checkpoint-2'}.")
+    assert files(run) == before
