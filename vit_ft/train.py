@@ -149,9 +149,10 @@ def run_training(recipe: Recipe) -> dict:
     """
     args = recipe.training
     _resolve_local_paths(recipe)
+    # Read-only, so before the claim: a refused checkpoint leaves the folder exactly as it was.
+    args.resume_from_checkpoint = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
     saves = args.should_save  # only the process that saves claims: the others would see its files as another run's
     with claim_output_dir(args.output_dir, args.overwrite_output_dir, args.resume_from_checkpoint, saves):
-        args.resume_from_checkpoint = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
         return _train_evaluate_save(recipe)
 
 
