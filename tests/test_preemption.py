@@ -59,14 +59,21 @@ def _assert_same_weights(first: Path, second: Path) -> None:
 PREEMPTED = ["--max_steps", "100", "--save_strategy", "no", "--eval_strategy", "no", "--ema_decay", "0.9"]
 
 
+def _signalled_run(output_dir: Path, *signals: signal.Signals, timeout: float = 300) -> tuple[int, str]:
+    """Starts a preemptible run into `output_dir`, sends `signals` once it trains; returns its exit code, stderr."""
+    log = output_dir.parent / f"{output_dir.name}.log"
+    process = _start(_command(output_dir, *PREEMPTED), log)
+    _wait_for_training(process, log)
+    for number in signals:
+        process.send_signal(number)
+    _, stderr = process.communicate(timeout=timeout)
+    return process.returncode, stderr
+
+
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_whose_printed_resume_command_ends_as_an_uninterrupted_run(tmp_path):
-    log = tmp_path / "stdout.log"
-    process = _start(_command(tmp_path / "run", *PREEMPTED), log)
-    _wait_for_training(process, log)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 128 + signal.SIGTERM
+    returncode, stderr = _signalled_run(tmp_path / "run", signal.SIGTERM)
+    assert returncode == 128 + signal.SIGTERM
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("vit-ft train: stopped by SIGTERM after step "), stderr
     step = int(last.split("after step ")[1].split(";")[0])
@@ -94,28 +101,19 @@ def test_sigterm_saves_a_checkpoint_whose_printed_resume_command_ends_as_an_unin
 
 @pytest.mark.slow
 def test_sigint_stops_with_the_exit_code_of_ctrl_c(tmp_path):
-    log = tmp_path / "stdout.log"
-    process = _start(_command(tmp_path / "run", *PREEMPTED), log)
-    _wait_for_training(process, log)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 128 + signal.SIGINT
+    returncode, stderr = _signalled_run(tmp_path / "run", signal.SIGINT)
+    assert returncode == 128 + signal.SIGINT
     assert stderr.strip().splitlines()[-1].startswith("vit-ft train: stopped by SIGINT after step "), stderr
 
 
 @pytest.mark.slow
 def test_a_second_signal_ends_the_run_at_once(tmp_path):
-    log = tmp_path / "stdout.log"
-    process = _start(_command(tmp_path / "run", *PREEMPTED), log)
-    _wait_for_training(process, log)
     # Ctrl-C, then at once the scheduler's SIGTERM: one after the other, so that the second reaches the run before its
     # clean stop ends, even on a loaded machine. Two different signals: two of the same one that arrive before Python
     # runs its handler would be one; pending ones are handled in signal order, SIGINT first.
-    process.send_signal(signal.SIGINT)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
+    returncode, stderr = _signalled_run(tmp_path / "run", signal.SIGINT, signal.SIGTERM, timeout=30)
     # Killed by the second signal, as without the handler: no clean stop, no resume line.
-    assert process.returncode == -signal.SIGTERM
+    assert returncode == -signal.SIGTERM
     assert "Resume with" not in stderr
 
 
