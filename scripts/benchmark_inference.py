@@ -73,8 +73,11 @@ def benchmark(model_dir: str, name: str, batch_sizes: list[int], rounds: int, ca
         for run in runners.values():  # warm-up: compilation, ONNX Runtime's first-call allocations
             run(pixel_values)
         seconds = {runtime: [] for runtime in RUNTIMES}
-        for _ in range(rounds):
-            for runtime in RUNTIMES:
+        for round_index in range(rounds):
+            # Each round starts one runtime later, so that each runtime follows each of the others in turn: whatever
+            # one runtime leaves behind (warm caches, threads still awake) does not always favour the same next one.
+            shift = round_index % len(RUNTIMES)
+            for runtime in RUNTIMES[shift:] + RUNTIMES[:shift]:
                 # The previous runtime's threads spin-wait for a while after their last task (OpenMP's block time,
                 # ONNX Runtime's spinning), taking the cores from the next one: let them fall asleep first.
                 time.sleep(SETTLE_SECONDS)

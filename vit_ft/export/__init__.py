@@ -7,7 +7,7 @@ import importlib
 from types import ModuleType
 
 INSTALL_HINT = "pip install 'vit-ft[export]'"
-DEFAULT_OPSET = 18  # torch's exporter writes 18 and converts to others; 17 to 25 export vit_ft models
+DEFAULT_OPSET = 23  # opset 23 writes attention as one ONNX Attention node (docs/deployment.md: why); 17 to 25 export
 QUANTIZATIONS = ("int8",)
 
 
