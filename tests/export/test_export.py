@@ -76,6 +76,15 @@ def test_a_lora_adapter_is_exported_merged_into_its_base(tmp_path):
     _assert_parity(adapter_dir, export_onnx(adapter_dir, str(tmp_path / "export")))
 
 
+def test_the_default_export_writes_each_blocks_attention_as_one_attention_node(tmp_path):
+    # Opset 23's Attention runs the whole softmax(q k^T / sqrt(d)) v in one ONNX Runtime kernel (docs/deployment.md).
+    model_dir = _save(tmp_path / "model", tiny_config())
+    exported = onnx.load(str(export_onnx(model_dir, str(tmp_path / "export")) / "onnx" / "model.onnx"))
+    assert exported.opset_import[0].version == 23
+    operators = [node.op_type for node in exported.graph.node]
+    assert operators.count("Attention") == tiny_config().num_hidden_layers and "Softmax" not in operators
+
+
 def _linear_weights(path: Path) -> dict[str, list[int]]:
     """The element type of each MatMul/Gemm weight of the ONNX file at `path`, by the weight's name."""
     graph = onnx.load(str(path)).graph
