@@ -123,9 +123,10 @@ def test_two_machines_of_one_process_end_as_one_machine_of_two(tmp_path):
     ]  # fmt: skip
     logs = [node.communicate(timeout=600)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], logs
-    subprocess.run(_launch_command("--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                                   "--main_process_port", "29522", output_dir=tmp_path / "one_machine"),
-                   check=True, env=env, cwd=tmp_path, capture_output=True, timeout=600)  # fmt: skip
+    one_machine = subprocess.run(_launch_command("--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                                                 "--main_process_port", "29522", output_dir=tmp_path / "one_machine"),
+                                 env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert one_machine.returncode == 0, one_machine.stdout + one_machine.stderr  # the launch's log, when it fails
     runs = ("two_machines", "one_machine")
     two, one = (load_file(tmp_path / run / "model.safetensors") for run in runs)
     assert two.keys() == one.keys()
