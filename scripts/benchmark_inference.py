@@ -109,6 +109,7 @@ def _table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_dirs", nargs="*", default=[], help="Saved models to add, e.g. outputs/digits.")
+    parser.add_argument("--presets", nargs="*", default=list(PRESETS), help="Presets at 224; none: --model_dirs only.")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--rounds", type=int, default=7, help="Interleaved rounds; the median is reported.")
     parser.add_argument("--calls", type=int, default=10, help="Calls timed together in a round.")
@@ -124,7 +125,7 @@ def main() -> None:
             models = {"vit_tiny_2_layers_32": _save_preset(PRESETS[0], work / "tiny", tiny)}
             args.batch_sizes, args.rounds, args.calls = [1, 2], 1, 1
         else:
-            models = {preset: _save_preset(preset, work / preset, {}) for preset in PRESETS}
+            models = {preset: _save_preset(preset, work / preset, {}) for preset in args.presets}
         models.update({Path(folder).name: folder for folder in args.model_dirs})
         rows = [row for name, folder in models.items()
                 for row in benchmark(folder, name, args.batch_sizes, args.rounds, args.calls, work)]  # fmt: skip

@@ -1,6 +1,7 @@
 """`vit-ft push --with_onnx`: the repo gets onnx/ beside the model, and the card says how to run it."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,9 @@ from vit_ft import ViTForImageClassification
 from vit_ft.checkpoints.loading import default_processor
 from vit_ft.cli import main
 from vit_ft.export.runtime import OnnxClassifier
+from vit_ft.hub.card import transformers_js_usage
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_push_with_onnx_adds_the_onnx_folder_and_its_card_section(fake_hub, tmp_path):
@@ -27,7 +31,11 @@ def test_push_with_onnx_adds_the_onnx_folder_and_its_card_section(fake_hub, tmp_
     card = (repo / "README.md").read_text()
     assert "## ONNX" in card and "`onnx/model.onnx`, `onnx/model_quantized.onnx`" in card
     assert 'onnxruntime.InferenceSession(hf_hub_download("tester/tiny", "onnx/model_quantized.onnx"))' in card
-    assert 'pipeline("image-classification", "tester/tiny", { dtype: "q8" })' in card
+    assert 'pipeline("image-classification", "tester/tiny", { dtype: "q8", config })' in card
+
+
+def test_the_deployment_guide_shows_the_cards_transformers_js_snippet():
+    assert transformers_js_usage("my-user/vit-digits", "q8") in (ROOT / "docs" / "deployment.md").read_text()
 
 
 def test_push_with_onnx_refuses_an_adapter_before_any_request(fake_hub, tmp_path):

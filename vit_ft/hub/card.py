@@ -433,11 +433,23 @@ print(id2label[str(int(logits[0].argmax()))])
 In a browser, with transformers.js:
 
 ```js
-import {{ pipeline }} from "@huggingface/transformers";
-
-const classifier = await pipeline("image-classification", "{repo_id}", {{ dtype: "{dtype}" }});
-const predictions = await classifier("image.png", {{ top_k: 5 }});
+{transformers_js_usage(repo_id, dtype)}
 ```"""
+
+
+def transformers_js_usage(repo_id: str, dtype: str) -> str:
+    """
+    JavaScript that classifies image.png with transformers.js from the repo's ONNX file of `dtype` ("fp32", or "q8"
+    for model_quantized.onnx). transformers.js picks its model class by model type and does not know "vit_ft", so the
+    snippet hands it the config as "vit": its ViT classifier takes `pixel_values` and gives `logits`, as the export.
+    """
+    return f"""import {{ AutoConfig, pipeline }} from "@huggingface/transformers";
+
+// transformers.js runs the file as its ViT classifier: same input (pixel_values) and output (logits).
+const config = await AutoConfig.from_pretrained("{repo_id}");
+config.model_type = "vit";
+const classifier = await pipeline("image-classification", "{repo_id}", {{ dtype: "{dtype}", config }});
+const predictions = await classifier("image.png", {{ top_k: 5 }});"""
 
 
 def _adapter_usage(run: RunRecord, repo_id: str) -> str:
