@@ -38,10 +38,9 @@ def _save_preset(preset: str, folder: Path, overrides: dict) -> str:
     return str(folder)
 
 
-def _runners(model_dir: str, export_dir: Path) -> dict:
-    """A function per runtime that classifies a batch of pixel values."""
+def _runners(model_dir: str, export_dir: Path, with_compile: bool = True) -> dict:
+    """A function per runtime that classifies a batch of pixel values, in RUNTIMES' order."""
     model = load_model(model_dir).eval()
-    compiled = torch.compile(model)
     onnx_float32, onnx_int8 = OnnxClassifier(export_dir), OnnxClassifier(export_dir, "model_quantized.onnx")
 
     def in_pytorch(module):
@@ -51,8 +50,11 @@ def _runners(model_dir: str, export_dir: Path) -> dict:
 
         return run
 
-    return {"eager": in_pytorch(model), "compile": in_pytorch(compiled), "onnx_float32": onnx_float32.logits,
-            "onnx_int8": onnx_int8.logits, "eager_control": in_pytorch(model)}  # fmt: skip
+    runners = {"eager": in_pytorch(model), "onnx_float32": onnx_float32.logits, "onnx_int8": onnx_int8.logits,
+               "eager_control": in_pytorch(model)}  # fmt: skip
+    if with_compile:
+        runners["compile"] = in_pytorch(torch.compile(model))
+    return {runtime: runners[runtime] for runtime in RUNTIMES if runtime in runners}
 
 
 def _time(run, pixel_values: torch.Tensor, calls: int) -> float:
@@ -63,21 +65,24 @@ def _time(run, pixel_values: torch.Tensor, calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def benchmark(model_dir: str, name: str, batch_sizes: list[int], rounds: int, calls: int, work: Path) -> list[dict]:
+def benchmark(
+    model_dir: str, name: str, batch_sizes: list[int], rounds: int, calls: int, work: Path, with_compile: bool = True
+) -> list[dict]:
     export_dir = export_onnx(model_dir, str(work / f"{name}_onnx"), quantize="int8")
-    runners = _runners(model_dir, export_dir)
+    runners = _runners(model_dir, export_dir, with_compile)
+    runtimes = tuple(runners)
     size = load_model(model_dir).config.image_size
     rows = []
     for batch in batch_sizes:
         pixel_values = torch.randn(batch, 3, size, size)
         for run in runners.values():  # warm-up: compilation, ONNX Runtime's first-call allocations
             run(pixel_values)
-        seconds = {runtime: [] for runtime in RUNTIMES}
+        seconds = {runtime: [] for runtime in runtimes}
         for round_index in range(rounds):
             # Each round starts one runtime later, so that each runtime follows each of the others in turn: whatever
             # one runtime leaves behind (warm caches, threads still awake) does not always favour the same next one.
-            shift = round_index % len(RUNTIMES)
-            for runtime in RUNTIMES[shift:] + RUNTIMES[:shift]:
+            shift = round_index % len(runtimes)
+            for runtime in runtimes[shift:] + runtimes[:shift]:
                 # The previous runtime's threads spin-wait for a while after their last task (OpenMP's block time,
                 # ONNX Runtime's spinning), taking the cores from the next one: let them fall asleep first.
                 time.sleep(SETTLE_SECONDS)
@@ -96,11 +101,12 @@ def benchmark(model_dir: str, name: str, batch_sizes: list[int], rounds: int, ca
 
 
 def _table(rows: list[dict]) -> str:
-    header = "| model | batch | " + " | ".join(f"{r} img/s (ms, x eager)" for r in RUNTIMES) + " | control spread |"
-    lines = [header, "|" + "---|" * (3 + len(RUNTIMES))]
+    runtimes = list(rows[0]["seconds"])
+    header = "| model | batch | " + " | ".join(f"{r} img/s (ms, x eager)" for r in runtimes) + " | control spread |"
+    lines = [header, "|" + "---|" * (3 + len(runtimes))]
     for row in rows:
         cells = [f"{row['images_per_s'][r]:.1f} ({row['latency_ms'][r]:.1f}, {row['ratio_to_eager'][r]:.2f}x)"
-                 for r in RUNTIMES]  # fmt: skip
+                 for r in runtimes]  # fmt: skip
         spread = "{:.2f}-{:.2f}".format(*row["control_spread"])
         lines.append(f"| {row['model']} | {row['batch']} | " + " | ".join(cells) + f" | {spread} |")
     return "\n".join(lines)
@@ -113,6 +119,8 @@ def main() -> None:
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--rounds", type=int, default=7, help="Interleaved rounds; the median is reported.")
     parser.add_argument("--calls", type=int, default=10, help="Calls timed together in a round.")
+    parser.add_argument("--without_compile", action="store_true",
+                        help="Leave torch.compile out: eager then runs in a process that never compiled (see docs).")
     parser.add_argument("--smoke", action="store_true", help="One tiny model, batch 1 and 2, one round.")
     parser.add_argument("--output", help="JSON file for every timing.")
     args = parser.parse_args()
@@ -128,7 +136,8 @@ def main() -> None:
             models = {preset: _save_preset(preset, work / preset, {}) for preset in args.presets}
         models.update({Path(folder).name: folder for folder in args.model_dirs})
         rows = [row for name, folder in models.items()
-                for row in benchmark(folder, name, args.batch_sizes, args.rounds, args.calls, work)]  # fmt: skip
+                for row in benchmark(folder, name, args.batch_sizes, args.rounds, args.calls, work,
+                                     not args.without_compile)]  # fmt: skip
     print(_table(rows))
     if args.output:
         Path(args.output).write_text(json.dumps({"threads": threads, "rows": rows}, indent=2) + "\n")

@@ -28,3 +28,15 @@ def test_benchmark_inference_times_every_runtime_against_eager(tmp_path):
         low, high = row["control_spread"]
         assert 0 < low <= high
     assert "| vit_tiny_2_layers_32 | 2 |" in completed.stdout
+
+
+@pytest.mark.slow
+def test_benchmark_inference_without_compile_leaves_torch_compile_out(tmp_path):
+    output = tmp_path / "result.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(SCRIPT), "--smoke", "--without_compile", "--output", str(output)]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp_path, env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    for row in json.loads(output.read_text())["rows"]:
+        assert list(row["seconds"]) == ["eager", "onnx_float32", "onnx_int8", "eager_control"]
+    assert "compile img/s" not in completed.stdout and "onnx_int8 img/s" in completed.stdout
