@@ -7,6 +7,8 @@ its ratio to PyTorch eager. Run it alone on the machine:
 
     OMP_NUM_THREADS=2 python scripts/benchmark_inference.py --model_dirs outputs/digits --output inference.json
 
+--without_compile leaves torch.compile out of the process: eager runs faster in a process where compile ran, so
+that is the ratio an eager server sees (docs/benchmarks.md). --presets with no value times --model_dirs only.
 --smoke runs one tiny model, one round, to check the script (tests/test_benchmark_inference_script.py).
 """
 
