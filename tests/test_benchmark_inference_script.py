@@ -9,16 +9,21 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_inference.py"
 
 
+def _run_smoke(tmp_path, *flags: str) -> tuple[dict, str]:
+    """The script's --smoke run on one thread: its JSON result and its printed output."""
+    output = tmp_path / "result.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(SCRIPT), "--smoke", *flags, "--output", str(output)]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp_path, env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(output.read_text()), completed.stdout
+
+
 @pytest.mark.slow
 def test_benchmark_inference_times_every_runtime_against_eager(tmp_path):
     # The numbers themselves are not asserted (tests never assert timings): what the script reports and measures is.
-    output = tmp_path / "result.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(SCRIPT), "--smoke", "--output", str(output)]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp_path, env=env)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(output.read_text())
-    assert result["threads"] == 1 and "CPU threads (torch and ONNX Runtime): 1" in completed.stdout
+    result, stdout = _run_smoke(tmp_path)
+    assert result["threads"] == 1 and "CPU threads (torch and ONNX Runtime): 1" in stdout
     assert [(row["model"], row["batch"]) for row in result["rows"]] == [("vit_tiny_2_layers_32", 1),
                                                                           ("vit_tiny_2_layers_32", 2)]  # fmt: skip
     for row in result["rows"]:
@@ -27,16 +32,12 @@ def test_benchmark_inference_times_every_runtime_against_eager(tmp_path):
         assert row["ratio_to_eager"]["eager"] == 1.0
         low, high = row["control_spread"]
         assert 0 < low <= high
-    assert "| vit_tiny_2_layers_32 | 2 |" in completed.stdout
+    assert "| vit_tiny_2_layers_32 | 2 |" in stdout
 
 
 @pytest.mark.slow
 def test_benchmark_inference_without_compile_leaves_torch_compile_out(tmp_path):
-    output = tmp_path / "result.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(SCRIPT), "--smoke", "--without_compile", "--output", str(output)]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp_path, env=env)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    for row in json.loads(output.read_text())["rows"]:
+    result, stdout = _run_smoke(tmp_path, "--without_compile")
+    for row in result["rows"]:
         assert list(row["seconds"]) == ["eager", "onnx_float32", "onnx_int8", "eager_control"]
-    assert "compile img/s" not in completed.stdout and "onnx_int8 img/s" in completed.stdout
+    assert "compile img/s" not in stdout and "onnx_int8 img/s" in stdout
