@@ -1,12 +1,14 @@
 """vit-ft: fine-tune Vision Transformers with the Hugging Face stack.
 
-`import vit_ft` is light: the model package (and with it torch's and transformers' modeling code) loads on first use
-of a model class, or of anything that builds a model. Loading it registers vit_ft's config and models with
-transformers' Auto classes (`import vit_ft.model` does only that). Serving an exported ONNX model
-(`load_predictor`) never loads it.
+`import vit_ft` registers model type `vit_ft` with transformers' `AutoConfig`, and loads the model package (and with
+it transformers' modeling code) only on first use: of a model class, of anything that builds a model, or of an Auto
+class on a vit_ft checkpoint. Loading it registers vit_ft's config, models and image processor with every Auto class.
+Serving an exported ONNX model (`load_predictor`) never loads it.
 """
 
 import importlib
+
+from transformers import AutoConfig
 
 __version__ = "0.1.0"
 
@@ -25,6 +27,25 @@ _LAZY = {
     "build_model_card": "hub.card",
     "attention_maps": "evaluation.attention_maps",
 }
+
+
+class _LoadsTheModelPackage(type):
+    """Stands for vit_ft's config class until transformers first uses it: then it imports the model package, whose
+    registration puts the real classes in the Auto classes (so every Auto model lookup, which starts from a config
+    instance, finds the real models)."""
+
+    def __getattr__(cls, name: str):
+        return getattr(importlib.import_module(".model", __name__).ViTConfig, name)
+
+    def __call__(cls, *args, **kwargs):
+        return importlib.import_module(".model", __name__).ViTConfig(*args, **kwargs)
+
+
+class _DeferredViTConfig(metaclass=_LoadsTheModelPackage):
+    model_type = "vit_ft"
+
+
+AutoConfig.register(_DeferredViTConfig.model_type, _DeferredViTConfig, exist_ok=True)
 
 
 def __getattr__(name: str):

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -33,6 +35,29 @@ assert type(encoder).__name__ == "ViTModel", type(encoder)
 assert "vit_ft" not in sys.modules
 with torch.no_grad():
     torch.save((model(torch.load(pixels)).logits, encoder(torch.load(pixels)).last_hidden_state), out)
+"""
+
+
+# A fresh interpreter that imports vit_ft and nothing of it by name: the Auto classes find vit_ft's models, and the
+# model package loads only when a checkpoint asks for it.
+_AUTO_CHILD = """
+import json
+import sys
+
+import torch
+import vit_ft
+from transformers import AutoConfig, AutoModelForImageClassification, pipeline
+from PIL import Image
+model_dir, pixels, out, image = sys.argv[1:]
+loaded_at_import = "vit_ft.model" in sys.modules
+assert "vit_ft" in __import__("transformers").CONFIG_MAPPING
+model = AutoModelForImageClassification.from_pretrained(model_dir).eval()
+with torch.no_grad():
+    torch.save(model(torch.load(pixels)).logits, out)
+config = AutoConfig.for_model("vit_ft", hidden_size=48)
+top = pipeline("image-classification", model=model_dir)(Image.open(image), top_k=1)[0]
+print(json.dumps({"loaded_at_import": loaded_at_import, "model": type(model).__module__,
+                  "config": [type(config).__module__, config.hidden_size], "label": top["label"]}))
 """
 
 
@@ -86,3 +111,21 @@ def test_pipeline_returns_the_labels_of_id2label(tmp_path):
     with torch.no_grad():
         best = model(pixels).logits.argmax(-1).item()
     assert predictions[0]["label"] == f"digit_{best}"
+
+
+def test_import_vit_ft_registers_the_auto_classes(tmp_path, pixel_values):
+    model, path = _save(tmp_path)
+    torch.save(pixel_values, tmp_path / "pixels.pt")
+    Image.fromarray(np.full((32, 32, 3), 128, dtype=np.uint8)).save(tmp_path / "grey.png")
+    args = [str(path), str(tmp_path / "pixels.pt"), str(tmp_path / "logits.pt"), str(tmp_path / "grey.png")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", _AUTO_CHILD, *args], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["loaded_at_import"] is False
+    assert report["model"] == "vit_ft.model.modeling_vit_ft"  # vit_ft's own class, not remote code
+    assert report["config"] == ["vit_ft.model.configuration_vit_ft", 48]
+    assert report["label"].startswith("digit_")
+    with torch.no_grad():
+        expected = model(pixel_values).logits
+    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected, rtol=0, atol=0)

@@ -365,7 +365,7 @@ def _usage_section(run: RunRecord, repo_id: str) -> str:
 With vit-ft installed, its own classes load the model, and no code from the repo runs:
 
 ```python
-import vit_ft.model  # registers vit_ft with transformers' Auto classes
+import vit_ft  # registers vit_ft with transformers' Auto classes
 from transformers import AutoModel, AutoModelForImageClassification, pipeline
 
 classifier = pipeline("image-classification", model="{repo_id}")
