@@ -7,6 +7,9 @@ its ratio to PyTorch eager. Run it alone on the machine:
 
     OMP_NUM_THREADS=2 python scripts/benchmark_inference.py --model_dirs outputs/digits --output inference.json
 
+Each timing repeats its calls for at least --min_seconds (the call count then differs per runtime, and the JSON keeps
+it): a batch-1 call of vit_tiny takes 15-40 ms, and four of them would time one burst of the machine's noise.
+
 --without_compile leaves torch.compile out of the process: eager runs faster in a process where compile ran, so
 that is the ratio an eager server sees (docs/benchmarks.md). --presets with no value times --model_dirs only.
 --smoke runs one tiny model, one round, to check the script (tests/test_benchmark_inference_script.py).
@@ -14,9 +17,11 @@ that is the ratio an eager server sees (docs/benchmarks.md). --presets with no v
 
 import argparse
 import json
+import math
 import statistics
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 import torch
@@ -67,8 +72,24 @@ def _time(run, pixel_values: torch.Tensor, calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
+def _calls_lasting(run, pixel_values: torch.Tensor, calls: int, min_seconds: float) -> int:
+    """At least `calls`, and enough calls of `run` that timing them takes `min_seconds`."""
+    if min_seconds <= 0:
+        return calls
+    # autorange times 1, 2, 5, 10, ... calls until they take 0.2 s: the rate of several calls, not of one slow first.
+    number, seconds = timeit.Timer(lambda: run(pixel_values)).autorange()
+    return max(calls, math.ceil(min_seconds * number / seconds))
+
+
 def benchmark(
-    model_dir: str, name: str, batch_sizes: list[int], rounds: int, calls: int, work: Path, with_compile: bool = True
+    model_dir: str,
+    name: str,
+    batch_sizes: list[int],
+    rounds: int,
+    calls: int,
+    work: Path,
+    with_compile: bool = True,
+    min_seconds: float = 0.0,
 ) -> list[dict]:
     export_dir = export_onnx(model_dir, str(work / f"{name}_onnx"), quantize="int8")
     runners = _runners(model_dir, export_dir, with_compile)
@@ -79,6 +100,8 @@ def benchmark(
         pixel_values = torch.randn(batch, 3, size, size)
         for run in runners.values():  # warm-up: compilation, ONNX Runtime's first-call allocations
             run(pixel_values)
+        call_counts = {runtime: _calls_lasting(runners[runtime], pixel_values, calls, min_seconds)
+                       for runtime in runtimes}  # fmt: skip
         seconds = {runtime: [] for runtime in runtimes}
         for round_index in range(rounds):
             # Each round starts one runtime later, so that each runtime follows each of the others in turn: whatever
@@ -88,10 +111,10 @@ def benchmark(
                 # The previous runtime's threads spin-wait for a while after their last task (OpenMP's block time,
                 # ONNX Runtime's spinning), taking the cores from the next one: let them fall asleep first.
                 time.sleep(SETTLE_SECONDS)
-                seconds[runtime].append(_time(runners[runtime], pixel_values, calls))
+                seconds[runtime].append(_time(runners[runtime], pixel_values, call_counts[runtime]))
         median = {runtime: statistics.median(times) for runtime, times in seconds.items()}
         rows.append({
-            "model": name, "batch": batch, "seconds": seconds,
+            "model": name, "batch": batch, "seconds": seconds, "calls": call_counts,
             "images_per_s": {runtime: batch / value for runtime, value in median.items()},
             "latency_ms": {runtime: value * 1000 for runtime, value in median.items()},
             "ratio_to_eager": {runtime: median["eager"] / value for runtime, value in median.items()},
@@ -120,12 +143,15 @@ def main() -> None:
     parser.add_argument("--presets", nargs="*", default=list(PRESETS), help="Presets at 224; none: --model_dirs only.")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--rounds", type=int, default=7, help="Interleaved rounds; the median is reported.")
-    parser.add_argument("--calls", type=int, default=10, help="Calls timed together in a round.")
+    parser.add_argument("--calls", type=int, default=10, help="Calls timed together in a round, at the least.")
+    parser.add_argument("--min_seconds", type=float, help="Shortest timing, more calls if needed (1; --smoke: 0).")
     parser.add_argument("--without_compile", action="store_true",
                         help="Leave torch.compile out: eager then runs in a process that never compiled (see docs).")
     parser.add_argument("--smoke", action="store_true", help="One tiny model, batch 1 and 2, one round.")
     parser.add_argument("--output", help="JSON file for every timing.")
     args = parser.parse_args()
+    if args.min_seconds is None:
+        args.min_seconds = 0.0 if args.smoke else 1.0
     threads = torch.get_num_threads()
     print(f"CPU threads (torch and ONNX Runtime): {threads}")
     with tempfile.TemporaryDirectory() as work:
@@ -139,7 +165,7 @@ def main() -> None:
         models.update({Path(folder).name: folder for folder in args.model_dirs})
         rows = [row for name, folder in models.items()
                 for row in benchmark(folder, name, args.batch_sizes, args.rounds, args.calls, work,
-                                     not args.without_compile)]  # fmt: skip
+                                     not args.without_compile, args.min_seconds)]  # fmt: skip
     print(_table(rows))
     if args.output:
         Path(args.output).write_text(json.dumps({"threads": threads, "rows": rows}, indent=2) + "\n")

@@ -29,6 +29,7 @@ def test_benchmark_inference_times_every_runtime_against_eager(tmp_path):
     for row in result["rows"]:
         assert list(row["seconds"]) == ["eager", "compile", "onnx_float32", "onnx_int8", "eager_control"]
         assert all(min(times) > 0 for times in row["seconds"].values())
+        assert row["calls"] == dict.fromkeys(row["seconds"], 1)
         assert row["ratio_to_eager"]["eager"] == 1.0
         low, high = row["control_spread"]
         assert 0 < low <= high
@@ -41,3 +42,13 @@ def test_benchmark_inference_without_compile_leaves_torch_compile_out(tmp_path):
     for row in result["rows"]:
         assert list(row["seconds"]) == ["eager", "onnx_float32", "onnx_int8", "eager_control"]
     assert "compile img/s" not in stdout and "onnx_int8 img/s" in stdout
+
+
+@pytest.mark.slow
+def test_benchmark_inference_times_each_runtime_for_at_least_min_seconds(tmp_path):
+    # --smoke's calls are about 10 ms or less: half a second takes several, counted per runtime.
+    result, _ = _run_smoke(tmp_path, "--without_compile", "--min_seconds", "0.5")
+    for row in result["rows"]:
+        for runtime, times in row["seconds"].items():
+            assert row["calls"][runtime] > 1
+            assert times[0] * row["calls"][runtime] >= 0.25  # sub-millisecond calls vary by a third or more
