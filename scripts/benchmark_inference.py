@@ -10,8 +10,9 @@ its ratio to PyTorch eager. Run it alone on the machine:
 Each timing repeats its calls for at least --min_seconds (the call count then differs per runtime, and the JSON keeps
 it): a batch-1 call of vit_tiny takes 15-40 ms, and four of them would time one burst of the machine's noise.
 
---without_compile leaves torch.compile out of the process: eager runs faster in a process where compile ran, so
-that is the ratio an eager server sees (docs/benchmarks.md). --presets with no value times --model_dirs only.
+--without_compile leaves torch.compile out of the process: eager runs faster in a process where compile ran (its
+activations' pages stay mapped there), so that is the ratio a plain eager server sees (docs/benchmarks.md).
+--presets with no value times --model_dirs only.
 --smoke runs one tiny model, one round, to check the script (tests/test_benchmark_inference_script.py).
 """
 
