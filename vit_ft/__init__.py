@@ -29,16 +29,20 @@ _LAZY = {
 }
 
 
+def _real_config_class() -> type:
+    return importlib.import_module(".model", __name__).ViTConfig
+
+
 class _LoadsTheModelPackage(type):
     """Stands for vit_ft's config class until transformers first uses it: then it imports the model package, whose
     registration puts the real classes in the Auto classes (so every Auto model lookup, which starts from a config
     instance, finds the real models)."""
 
     def __getattr__(cls, name: str):
-        return getattr(importlib.import_module(".model", __name__).ViTConfig, name)
+        return getattr(_real_config_class(), name)
 
     def __call__(cls, *args, **kwargs):
-        return importlib.import_module(".model", __name__).ViTConfig(*args, **kwargs)
+        return _real_config_class()(*args, **kwargs)
 
 
 class _DeferredViTConfig(metaclass=_LoadsTheModelPackage):

@@ -46,11 +46,11 @@ import sys
 
 import torch
 import vit_ft
-from transformers import AutoConfig, AutoModelForImageClassification, pipeline
+from transformers import CONFIG_MAPPING, AutoConfig, AutoModelForImageClassification, pipeline
 from PIL import Image
 model_dir, pixels, out, image = sys.argv[1:]
 loaded_at_import = "vit_ft.model" in sys.modules
-assert "vit_ft" in __import__("transformers").CONFIG_MAPPING
+assert "vit_ft" in CONFIG_MAPPING
 model = AutoModelForImageClassification.from_pretrained(model_dir).eval()
 with torch.no_grad():
     torch.save(model(torch.load(pixels)).logits, out)
