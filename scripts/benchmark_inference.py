@@ -12,6 +12,7 @@ it): a batch-1 call of vit_tiny takes 15-40 ms, and four of them would time one 
 
 --without_compile leaves torch.compile out of the process: eager runs faster in a process where compile ran (its
 activations' pages stay mapped there), so that is the ratio a plain eager server sees (docs/benchmarks.md).
+--with_plain_export also times torch's export without vit_ft's graph rewrites (vit_ft/export/graph_rewrites.py).
 --presets with no value times --model_dirs only.
 --smoke runs one tiny model, one round, to check the script (tests/test_benchmark_inference_script.py).
 """
@@ -33,7 +34,8 @@ from vit_ft.export.onnx_export import export_onnx
 from vit_ft.export.runtime import OnnxClassifier
 
 # eager_control is eager again, timed as a runtime of its own: how far its ratio to eager strays from 1 is the noise.
-RUNTIMES = ("eager", "compile", "onnx_float32", "onnx_int8", "eager_control")
+# The _plain runtimes (--with_plain_export) run torch's export without vit_ft's graph rewrites: what those gain.
+RUNTIMES = ("eager", "compile", "onnx_float32", "onnx_int8", "onnx_float32_plain", "onnx_int8_plain", "eager_control")
 PRESETS = ("vit_tiny_patch16_224", "vit_small_patch16_224")
 SETTLE_SECONDS = 1.0
 
@@ -46,10 +48,12 @@ def _save_preset(preset: str, folder: Path, overrides: dict) -> str:
     return str(folder)
 
 
-def _runners(model_dir: str, export_dir: Path, with_compile: bool = True) -> dict:
-    """A function per runtime that classifies a batch of pixel values, in RUNTIMES' order."""
+def _runners(model_dir: str, export_dirs: dict[str, Path], with_compile: bool = True) -> dict:
+    """
+    A function per runtime that classifies a batch of pixel values, in RUNTIMES' order. `export_dirs` holds the
+    export and optionally the `plain` one, without graph rewrites.
+    """
     model = load_model(model_dir).eval()
-    onnx_float32, onnx_int8 = OnnxClassifier(export_dir), OnnxClassifier(export_dir, "model_quantized.onnx")
 
     def in_pytorch(module):
         def run(pixel_values):
@@ -58,8 +62,11 @@ def _runners(model_dir: str, export_dir: Path, with_compile: bool = True) -> dic
 
         return run
 
-    runners = {"eager": in_pytorch(model), "onnx_float32": onnx_float32.logits, "onnx_int8": onnx_int8.logits,
-               "eager_control": in_pytorch(model)}  # fmt: skip
+    runners = {"eager": in_pytorch(model), "eager_control": in_pytorch(model)}
+    for kind, export_dir in export_dirs.items():
+        suffix = "" if kind == "export" else f"_{kind}"
+        runners[f"onnx_float32{suffix}"] = OnnxClassifier(export_dir).logits
+        runners[f"onnx_int8{suffix}"] = OnnxClassifier(export_dir, "model_quantized.onnx").logits
     if with_compile:
         runners["compile"] = in_pytorch(torch.compile(model))
     return {runtime: runners[runtime] for runtime in RUNTIMES if runtime in runners}
@@ -91,9 +98,13 @@ def benchmark(
     work: Path,
     with_compile: bool = True,
     min_seconds: float = 0.0,
+    with_plain_export: bool = False,
 ) -> list[dict]:
-    export_dir = export_onnx(model_dir, str(work / f"{name}_onnx"), quantize="int8")
-    runners = _runners(model_dir, export_dir, with_compile)
+    export_dirs = {"export": export_onnx(model_dir, str(work / f"{name}_onnx"), quantize="int8")}
+    if with_plain_export:
+        plain = export_onnx(model_dir, str(work / f"{name}_onnx_plain"), quantize="int8", graph_rewrites=False)
+        export_dirs["plain"] = plain
+    runners = _runners(model_dir, export_dirs, with_compile)
     runtimes = tuple(runners)
     size = load_model(model_dir).config.image_size
     rows = []
@@ -148,6 +159,8 @@ def main() -> None:
     parser.add_argument("--min_seconds", type=float, help="Shortest timing, more calls if needed (1; --smoke: 0).")
     parser.add_argument("--without_compile", action="store_true",
                         help="Leave torch.compile out: eager then runs in a process that never compiled (see docs).")
+    parser.add_argument("--with_plain_export", action="store_true",
+                        help="Also time the export without graph rewrites (onnx_*_plain): what the rewrites gain.")
     parser.add_argument("--smoke", action="store_true", help="One tiny model, batch 1 and 2, one round.")
     parser.add_argument("--output", help="JSON file for every timing.")
     args = parser.parse_args()
@@ -166,7 +179,7 @@ def main() -> None:
         models.update({Path(folder).name: folder for folder in args.model_dirs})
         rows = [row for name, folder in models.items()
                 for row in benchmark(folder, name, args.batch_sizes, args.rounds, args.calls, work,
-                                     not args.without_compile, args.min_seconds)]  # fmt: skip
+                                     not args.without_compile, args.min_seconds, args.with_plain_export)]  # fmt: skip
     print(_table(rows))
     if args.output:
         Path(args.output).write_text(json.dumps({"threads": threads, "rows": rows}, indent=2) + "\n")

@@ -52,3 +52,12 @@ def test_benchmark_inference_times_each_runtime_for_at_least_min_seconds(tmp_pat
         for runtime, times in row["seconds"].items():
             assert row["calls"][runtime] > 1
             assert times[0] * row["calls"][runtime] >= 0.25  # sub-millisecond calls vary by a third or more
+
+
+@pytest.mark.slow
+def test_benchmark_inference_with_plain_export_times_the_export_without_graph_rewrites(tmp_path):
+    result, stdout = _run_smoke(tmp_path, "--without_compile", "--with_plain_export")
+    for row in result["rows"]:
+        assert list(row["seconds"]) == ["eager", "onnx_float32", "onnx_int8", "onnx_float32_plain", "onnx_int8_plain",
+                                        "eager_control"]  # fmt: skip
+    assert "onnx_int8_plain img/s" in stdout

@@ -49,11 +49,13 @@ def export_onnx(
     quantize: str | None = None,
     opset: int = DEFAULT_OPSET,
     base_model: str | None = None,
+    graph_rewrites: bool = True,
 ) -> Path:
     """
     Exports the vit_ft model in `model_dir` (a LoRA adapter is merged into its base, `base_model` or the one it
     names) to `output_dir`: onnx/model.onnx with a dynamic batch, and with `quantize="int8"` onnx/model_quantized.onnx,
-    beside config.json and preprocessor_config.json. Returns `output_dir` as a Path.
+    beside config.json and preprocessor_config.json. Returns `output_dir` as a Path. `graph_rewrites=False` leaves
+    torch's export as it is (`write_onnx_models`).
     """
     if quantize not in (None, *QUANTIZATIONS):
         raise ValueError(f"quantize={quantize!r} is not supported: give {' or '.join(QUANTIZATIONS)}, or none.")
@@ -64,7 +66,7 @@ def export_onnx(
     if folder.resolve() == Path(model_dir).resolve():
         raise ValueError(f"--output {output_dir} is the model's own directory: choose another folder for the export.")
     model = load_model(model_dir, base_model, merge=True)
-    write_onnx_models(model, folder / ONNX_FOLDER, quantize, opset)
+    write_onnx_models(model, folder / ONNX_FOLDER, quantize, opset, graph_rewrites)
     model.config.to_json_file(folder / MODEL_CONFIG)  # the labels, and what the model is; no remote code to run
     load_processor(model, model_dir).save_pretrained(folder)
     logger.info(f"Exported {model_dir} to {folder}")
@@ -77,11 +79,19 @@ def add_onnx_models(model_dir: str | Path, quantize: str | None = "int8", opset:
 
 
 def write_onnx_models(
-    model: ViTForImageClassification, onnx_folder: Path, quantize: str | None = None, opset: int = DEFAULT_OPSET
+    model: ViTForImageClassification,
+    onnx_folder: Path,
+    quantize: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    graph_rewrites: bool = True,
 ) -> list[Path]:
-    """Writes `model` as onnx_folder/model.onnx, and its int8 version with `quantize="int8"`. Returns their paths."""
+    """
+    Writes `model` as onnx_folder/model.onnx, and its int8 version with `quantize="int8"`. Returns their paths.
+    `graph_rewrites=False` writes torch's export as it is, without `graph_rewrites.rewrite_for_inference`.
+    """
     import_extra("onnxscript")  # torch's exporter needs it; say which extra is missing before the model is traced
-    onnx = import_extra("onnx")
+    onnx_ir = import_extra("onnx_ir")  # onnxscript's own representation of a graph, installed with it
+    from .graph_rewrites import rewrite_for_inference  # onnxscript's rewriter: only once the extra is known there
     model = model.float().eval()
     onnx_folder.mkdir(parents=True, exist_ok=True)
     path = onnx_folder / ONNX_MODEL
@@ -96,31 +106,20 @@ def write_onnx_models(
             LogitsOnly(model).eval(), (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=opset, dynamo=True, verbose=False,
         )  # fmt: skip
-        program.save(str(path))
         expected = model(pixel_values=example).logits
-    exported = _without_trace_metadata(onnx.load(str(path)))
-    onnx.save(exported, str(path))
-    written = {item.domain: item.version for item in exported.opset_import}
-    if written.get("") != opset:
-        path.unlink()
+    written = program.model.opset_imports.get("")
+    if written != opset:
         raise ValueError(f"--opset {opset}: torch's exporter cannot write this model in opset {opset} (it fell back "
-                         f"to {written.get('')}): choose an opset from 17 to 25, e.g. {DEFAULT_OPSET}.")  # fmt: skip
+                         f"to {written}): choose an opset from 17 to 25, e.g. {DEFAULT_OPSET}.")  # fmt: skip
+    # The Python stack and module path torch's exporter puts on every node: about 1 kB a node, a tenth of an int8
+    # vit_tiny, and of no use to a runtime.
+    exported = onnx_ir.passes.common.ClearMetadataAndDocStringPass()(program.model).model
+    onnx_ir.save(rewrite_for_inference(exported) if graph_rewrites else exported, path)
     _check_parity(path, example, expected)
     paths = [path]
     if quantize == "int8":
         paths.append(quantize_int8(path, onnx_folder / ONNX_QUANTIZED_MODEL))
     return paths
-
-
-def _without_trace_metadata(model):
-    """
-    `model` (an onnx ModelProto) without the metadata torch's exporter puts on every node (the Python stack and
-    module path it was traced from): about 1 kB a node, a tenth of an int8 vit_tiny, and of no use to a runtime.
-    """
-    for node in model.graph.node:
-        del node.metadata_props[:]
-        node.doc_string = ""
-    return model
 
 
 def _check_parity(path: Path, pixel_values: torch.Tensor, expected: torch.Tensor) -> None:
