@@ -20,9 +20,11 @@ from onnxscript.rewriter import RewritePass, pattern
 
 TOKEN_AXIS = 1  # of (batch, tokens, width)
 HEADS_FIRST = [0, 2, 1, 3]  # (batch, tokens, heads, head width) <-> (batch, heads, tokens, head width)
-# Attention's attributes the token-wise form keeps as they are: any other (causal, softcap) and the rule stays off.
+# The Attention attributes the rule carries over (causal, softcap and the extra output at their defaults only): with
+# any other attribute, or a mask input, it leaves the node alone.
 PLAIN_ATTENTION_ATTRIBUTES = {"scale", "is_causal", "qk_matmul_output_mode", "softcap"}
-# Each rewrite moves a selection up by one node; a ViT block is about a dozen, so this is several blocks' worth.
+# Passes until no rule matches: each moves a selection up by at least one node, and a block is about a dozen. Passes
+# left unused cost nothing (early stop); a selection stopped early is still correct, only less of it is pruned.
 MAX_PASSES = 40
 
 
@@ -67,7 +69,7 @@ class AttentionOnTokens(pattern.RewriteRuleClassBase):
             return _fail("not a split of the width into heads")
         node = attention.producer()
         if set(node.attributes) - PLAIN_ATTENTION_ATTRIBUTES or node.attributes.get_int("is_causal", 0):
-            return _fail("attention with a mask or attributes the rule does not keep")
+            return _fail("attention with attributes the rule does not carry over")
         if node.attributes.get_float("softcap", 0.0) or node.attributes.get_int("qk_matmul_output_mode", 0):
             return _fail("attention with a softcap or another output")
         return True
