@@ -1,4 +1,4 @@
-"""Rewrites of the exported graph that compute the same logits with less work (docs/deployment.md, Speed).
+"""Rewrites of the exported graph: the same logits with less work (docs/deployment.md, "The graph's rewrites").
 
 torch's exporter writes the model as PyTorch runs it. Two things PyTorch does are wasted in an exported classifier:
 
@@ -84,8 +84,8 @@ class AttentionOnTokens(pattern.RewriteRuleClassBase):
 class SelectTokensOnce(pattern.RewriteRuleClassBase):
     """
     x[:, i], one token, as a Gather of the tokens selected from x (0 and 1 with a distillation token), then of i among
-    them, then a Squeeze: the selection keeps the token axis, as the operations above need, and is one node for all
-    heads, so it can move up.
+    them, then a Squeeze: the selection keeps the token axis, as the operations above need, and is one node for both
+    classifier heads, so it can move up.
     """
 
     def pattern(self, op, x, index):
