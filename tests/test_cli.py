@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from huggingface_hub import constants
 from peft import LoraConfig, get_peft_model
 from PIL import Image
@@ -21,6 +22,7 @@ from PIL import Image
 import vit_ft
 from vit_ft import ViTForImageClassification
 from vit_ft.checkpoints.loading import default_processor, load_model
+from vit_ft.cli import release_process_group
 
 from .conftest import tiny_config
 
@@ -298,3 +300,14 @@ def test_a_piped_run_logs_plain_lines_and_ends_with_a_metrics_table(tmp_path):
     assert rows["accuracy"] == ["-", f"{results['eval_accuracy']:.4f}", f"{results['test_accuracy']:.4f}"]
     assert rows["loss"] == [f"{results[key]:.4f}" for key in ("train_loss", "eval_loss", "test_loss")]
     assert list(rows) == ["accuracy", "top5_accuracy", "f1", "loss", "skipped_images", "runtime"]
+
+
+def test_release_process_group_ends_the_group_a_run_ran_in(tmp_path):
+    # `vit-ft train` calls it at the end of a run: a gloo group left to the interpreter's shutdown once aborted a
+    # finished process of a two-process launch.
+    release_process_group()  # no group: nothing to do
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    assert dist.is_initialized()
+    release_process_group()
+    assert not dist.is_initialized()

@@ -51,11 +51,27 @@ def _train(args: argparse.Namespace) -> None:
     try:
         results = run_training(recipe)
     except TrainingStopped as stop:
+        if stop.checkpoint is not None:
+            release_process_group()  # every process stopped at this step; after the last step they did not agree
         if stop.announce:
             print(f"vit-ft train: {_stopped_message(stop, args.recipe, args.overrides)}", file=sys.stderr)
         sys.exit(stop.exit_code)
+    release_process_group()
     if recipe.training.process_index == 0:
         print(f"Final metrics ({recipe.training.output_dir}):\n{results_table(results)}")
+
+
+def release_process_group() -> None:
+    """
+    Ends the processes' group (`accelerate launch`) once a run has ended in every process, as torch asks of a program
+    before it exits: a gloo group left to the interpreter's shutdown can abort a finished process ("terminate called
+    without an active exception"). Not after an error, where another process may still wait in a collective.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # a process still writing its results may yet use the group; the launcher ends a failed one
+        dist.destroy_process_group()
 
 
 def results_table(results: dict) -> str:
