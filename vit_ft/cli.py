@@ -67,11 +67,11 @@ def release_process_group() -> None:
     before it exits: a gloo group left to the interpreter's shutdown can abort a finished process ("terminate called
     without an active exception"). Not after an error, where another process may still wait in a collective.
     """
-    import torch.distributed as dist
+    from accelerate import PartialState
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()  # a process still writing its results may yet use the group; the launcher ends a failed one
-        dist.destroy_process_group()
+    state = PartialState()  # the Trainer's: it knows the launch (accelerate launch, notebook fork, one process)
+    state.wait_for_everyone()  # a process still writing its results may yet use the group
+    state.destroy_process_group()
 
 
 def results_table(results: dict) -> str:
