@@ -14,11 +14,12 @@ PACKAGE = Path(vit_ft.__file__).parent
 ALLOWED = {
     "model": set(),
     "output_dir": set(),
+    "checkpoint_integrity": {"output_dir"},
     "checkpoints": {"model", "output_dir"},
     "data": {"output_dir"},
     "export": {"model", "output_dir", "checkpoints", "data"},
     "hub": {"output_dir", "export"},
-    "training": {"model", "output_dir", "checkpoints", "data", "hub"},
+    "training": {"model", "output_dir", "checkpoint_integrity", "checkpoints", "data", "hub"},
     "evaluation": {"model", "output_dir", "checkpoints", "data", "export"},
 }
 TOP = {"recipe", "train", "cli", "__init__"}

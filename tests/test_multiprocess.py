@@ -64,7 +64,7 @@ def test_two_processes_shard_train_save_once_and_count_eval_once(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_to_the_launcher_saves_one_checkpoint_of_both_processes_and_one_line(tmp_path):
-    from vit_ft.output_dir import checkpoint_problems
+    from vit_ft.checkpoint_integrity import checkpoint_problems
 
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",

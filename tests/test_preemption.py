@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vit_ft.output_dir import checkpoint_problems, latest_checkpoint, resolve_resume_checkpoint
+from vit_ft.checkpoint_integrity import checkpoint_problems, latest_checkpoint, resolve_resume_checkpoint
 from vit_ft.recipe import read_recipe
 
 from .test_train_run import QUICK, RECIPE
@@ -167,7 +167,7 @@ def test_latest_skips_incomplete_checkpoints_and_explicit_incomplete_ones_are_re
         shutil.copytree(whole_run / f"checkpoint-{step}", tmp_path / f"checkpoint-{step}")
     (tmp_path / "checkpoint-6" / "optimizer.pt").unlink()
     _truncate(tmp_path / "checkpoint-4" / "trainer_state.json")
-    with caplog.at_level(logging.WARNING, logger="vit_ft.output_dir"):
+    with caplog.at_level(logging.WARNING, logger="vit_ft.checkpoint_integrity"):
         for value in ("latest", "true", "True", "1", "yes", True):
             assert resolve_resume_checkpoint(tmp_path, value) == str(tmp_path / "checkpoint-2")
     assert caplog.messages[:2] == [

@@ -11,11 +11,9 @@ layers and imports nothing from vit_ft.
 
 import contextlib
 import json
-import logging
 import os
 import secrets
 import shutil
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -53,6 +51,9 @@ ATTENTION_MAPS = "attention_maps.png"  # test images with their attention maps
 PLOTS = (TRAINING_CURVES, CONFUSION_MATRIX, ATTENTION_MAPS)
 CARD = "README.md"
 EMA_WEIGHTS = "ema.safetensors"  # in each checkpoint folder
+# vit-ft's record of the sha256 of each file in a checkpoint folder, written after the Trainer saved it: resuming
+# checks it, which finds damage that leaves a file well formed (random bytes inside a tensor).
+CHECKSUMS = "vit_ft_checksums.json"
 CHECKPOINT_PREFIX = "checkpoint"  # the Trainer's checkpoint-<step> folders (transformers' PREFIX_CHECKPOINT_DIR)
 CHECKPOINT_PATTERN = f"{CHECKPOINT_PREFIX}-*"
 # The Trainer's files in a checkpoint, beside the model or adapter weights: a run resumes only from all of them.
@@ -70,6 +71,9 @@ TENSORBOARD_LOGS = "runs"  # the Trainer's TensorBoard logs, with report_to: ten
 LOCAL_ONLY_PREFIX = "_"
 LOCK = f"{LOCAL_ONLY_PREFIX}vit_ft_run.lock"  # held by the run using the folder
 _TEMPORARY_PREFIX = f"{LOCAL_ONLY_PREFIX}partial_"  # a file being written; a killed run may leave one
+# A checkpoint folder a resumed run moves out of the Trainer's sight (an incomplete one, or one newer than the resume
+# point, which the Trainer's save_total_limit would keep in place of the run's fresh ones); nothing is deleted.
+SET_ASIDE_PREFIX = f"{LOCAL_ONLY_PREFIX}set_aside_"  # _set_aside_checkpoint-999999
 
 
 def results_file(split: str) -> str:
@@ -409,99 +413,21 @@ def run_files(output_dir: str | Path) -> list[str]:
     """The names of the files and checkpoint folders of a run in `output_dir`, sorted; empty when it holds none."""
     folder = Path(output_dir)
     found = {path.name for pattern in _RUN_PATTERNS for path in folder.glob(pattern)}
-    return sorted(found | {path.name for path in _checkpoints(folder)})
+    return sorted(found | {path.name for path in checkpoint_folders(folder)})
 
 
-def _checkpoints(folder: Path) -> list[Path]:
-    # checkpoint-<step> folders only, as the Trainer finds them when it resumes (get_last_checkpoint).
+def checkpoint_folders(output_dir: str | Path) -> list[Path]:
+    """The checkpoint-<step> folders in `output_dir`, as the Trainer finds them to resume (get_last_checkpoint)."""
     start = f"{CHECKPOINT_PREFIX}-"
-    return [path for path in folder.glob(CHECKPOINT_PATTERN) if path.is_dir() and path.name[len(start) :].isdigit()]
-
-
-logger = logging.getLogger(__name__)
-
-
-def checkpoint_problems(checkpoint: str | Path) -> list[str]:
-    """
-    What keeps the Trainer from resuming from `checkpoint`: each missing or damaged file, in words; empty when it is
-    complete. Complete: model or adapter weights whose safetensors header parses, a trainer_state.json that parses,
-    the optimizer and scheduler states and an RNG state, each a whole torch archive.
-    """
-    folder = Path(checkpoint)
-    problems = []
-    weights = [folder / name for name in (MODEL_WEIGHTS, ADAPTER_WEIGHTS) if (folder / name).is_file()]
-    if not weights:
-        problems.append(f"no {MODEL_WEIGHTS} or {ADAPTER_WEIGHTS}")
-    problems += [f"{path.name} is damaged" for path in weights if safetensors_problem(path)]
-    state = folder / TRAINER_STATE
-    try:
-        json.loads(state.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        problems.append(f"no {TRAINER_STATE}")
-    except (OSError, ValueError):
-        problems.append(f"{TRAINER_STATE} is damaged")
-    torch_files = {}
-    # A DeepSpeed run's engine keeps the optimizer states in its own global_step* folder, and checks them itself.
-    if not any(path.is_dir() for path in folder.glob(DEEPSPEED_STATES)):
-        torch_files[OPTIMIZER_STATES[0]] = [folder / name for name in OPTIMIZER_STATES if (folder / name).is_file()]
-    torch_files[SCHEDULER_STATE] = [folder / SCHEDULER_STATE] if (folder / SCHEDULER_STATE).is_file() else []
-    torch_files[RNG_STATES] = sorted(folder.glob(RNG_STATES))
-    for name, found in torch_files.items():
-        if not found:
-            problems.append(f"no {name}")
-        # torch.save writes a zip archive, whose directory at the end is missing from a file cut short.
-        problems += [f"{path.name} is damaged" for path in found if not zipfile.is_zipfile(path)]
-    return problems
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """
-    The newest complete checkpoint-<step> folder in `output_dir` (see `checkpoint_problems`); None without one. Each
-    newer incomplete one is skipped with a warning that says what it lacks.
-    """
-    for checkpoint in sorted(_checkpoints(Path(output_dir)), key=_step, reverse=True):
-        problems = checkpoint_problems(checkpoint)
-        if not problems:
-            return checkpoint
-        logger.warning(f"Skipping {checkpoint}: it is incomplete ({'; '.join(problems)}).")
-    return None
-
-
-def resolve_resume_checkpoint(output_dir: str | Path, resume_from_checkpoint: str | bool | None) -> str | None:
-    """
-    The checkpoint a run resumes from: `latest` (or true, 1, yes) is the newest complete one in `output_dir`; a path
-    is kept if it holds a complete checkpoint. Raises a one-line ValueError for no complete checkpoint or for an
-    incomplete one, naming the newest complete one.
-    """
-    if resume_from_checkpoint is None or resume_from_checkpoint is False or resume_from_checkpoint == "":
-        return None
-    if resume_from_checkpoint is True or resume_from_checkpoint in LATEST_CHECKPOINT:
-        latest = latest_checkpoint(output_dir)
-        if latest is None:
-            raise ValueError(f"resume_from_checkpoint {resume_from_checkpoint}: {output_dir} holds no complete "
-                             f"{CHECKPOINT_PATTERN} folder to resume from: start without --resume_from_checkpoint, or "
-                             "give the output_dir that holds the run's checkpoints.")  # fmt: skip
-        return str(latest)
-    if not Path(resume_from_checkpoint).is_dir():
-        raise ValueError(f"resume_from_checkpoint {resume_from_checkpoint} is not a folder: give a checkpoint-<step> "
-                         "folder of a run, or `latest` for the newest complete one in output_dir.")  # fmt: skip
-    problems = checkpoint_problems(resume_from_checkpoint)
-    if problems:
-        latest = latest_checkpoint(output_dir)
-        instead = f"the newest complete one is {latest}" if latest else f"{output_dir} holds no complete one"
-        raise ValueError(f"resume_from_checkpoint {resume_from_checkpoint} is incomplete ({'; '.join(problems)}): "
-                         f"{instead}.")  # fmt: skip
-    return str(resume_from_checkpoint)
-
-
-def _step(checkpoint: Path) -> int:
-    return int(checkpoint.name[len(CHECKPOINT_PREFIX) + 1 :])
+    return [path for path in Path(output_dir).glob(CHECKPOINT_PATTERN)
+            if path.is_dir() and path.name[len(start) :].isdigit()]  # fmt: skip
 
 
 def remove_run(output_dir: str | Path) -> None:
     """Removes a run's files from `output_dir`: model, adapter, results, plots, card, recipe, checkpoints, logs."""
     folder = Path(output_dir)
-    for path in [*_checkpoints(folder), *(path for pattern in _REMOVED_WITH_A_RUN for path in folder.glob(pattern))]:
+    removed = (path for pattern in _REMOVED_WITH_A_RUN for path in folder.glob(pattern))
+    for path in [*checkpoint_folders(folder), *removed]:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:

@@ -8,6 +8,7 @@ from pathlib import Path
 import transformers
 from transformers import set_seed
 
+from .checkpoint_integrity import check_checkpoint_fits, resolve_resume_checkpoint, set_aside_checkpoints
 from .checkpoints.loading import build_model, freeze_backbone, parameter_counts
 from .data.corruptions import data_transform, with_data_corruptions
 from .data.datasets import load_image_datasets
@@ -31,10 +32,11 @@ from .output_dir import (
     TrainingFacts,
     checkpoint_dir,
     claim_output_dir,
-    resolve_resume_checkpoint,
 )
 from .recipe import Recipe, save_resolved_recipe
+from .training.checksums import ChecksumCallback
 from .training.distillation import Teacher, depth_pruned_student, load_teacher_model
+from .training.divergence import DivergenceCallback
 from .training.lora import add_lora, write_adapter_record
 from .training.mixing import BatchMixer
 from .training.optimization import EMACallback
@@ -99,6 +101,9 @@ def build_trainer(recipe: Recipe) -> tuple[ViTTrainer, dict, list[str]]:
     set_seed(args.seed)
     data, label_names = load_image_datasets(data_args, args.seed, recipe.model.cache_dir, recipe.model.token)
     model, processor, teacher = _student_and_teacher(recipe, label_names)
+    if args.resume_from_checkpoint:
+        # Before the recipe is saved over the run's: the error points at the run's model_overrides there.
+        check_checkpoint_fits(args.resume_from_checkpoint, model)
     if args.freeze_backbone:
         freeze_backbone(model)
     if recipe.lora.enabled:
@@ -163,8 +168,13 @@ def _train_evaluate_save(recipe: Recipe) -> dict:
     total, trainable = parameter_counts(trainer.model)
     results = {}
     if "train" in data:
+        if args.resume_from_checkpoint and args.should_save:
+            set_aside_checkpoints(args.output_dir, args.resume_from_checkpoint, args.save_total_limit)
         stop = PreemptionCallback()
-        trainer.add_callback(stop)
+        # In this order: the checksums after every file of a checkpoint (EMA's too), the divergence check after the
+        # preemption's request to save.
+        for callback in (stop, DivergenceCallback(args.resume_from_checkpoint), ChecksumCallback()):
+            trainer.add_callback(callback)
         with stop.handling_signals():
             outcome = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
         if stop.step is not None:
