@@ -137,19 +137,20 @@ def test_a_resumed_or_overwritten_run_removes_the_stale_onnx_folder_and_evaluate
     recipe.write_text(TINY_RECIPE)
     assert vit_ft_cli("train", recipe, "--max_steps", "2", cwd=tmp_path).returncode == 0
     run = tmp_path / "run"
-    add_onnx_models(run)  # as `vit-ft push --with_onnx`
-    for flags in (["--max_steps", "4", "--resume_from_checkpoint", "latest"],
-                  ["--max_steps", "2", "--learning_rate", "0.1", "--overwrite_output_dir", "true"]):  # fmt: skip
-        add_onnx_models(run)
+    resumed = ["--max_steps", "4", "--resume_from_checkpoint", "latest"]
+    for flags in (resumed, ["--max_steps", "2", "--learning_rate", "0.1", "--overwrite_output_dir", "true"]):
+        add_onnx_models(run)  # as `vit-ft push --with_onnx`
         result = vit_ft_cli("train", recipe, *flags, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert not (run / "onnx").exists()
+        if flags == resumed:
+            assert f"Removed {Path('run') / 'onnx'}: its ONNX files were exported from the weights this run replaces" \
+                in result.stderr  # fmt: skip
         evaluated = vit_ft_cli("evaluate", "--model", run, "--dataset_name", "digits", "--max_eval_samples", "64",
                                "--output", tmp_path / "eval.json", cwd=tmp_path)  # fmt: skip
         assert evaluated.returncode == 0, evaluated.stderr
         scored = json.loads((tmp_path / "eval.json").read_text())["clean"]["accuracy"]
         assert scored == json.loads((run / "all_results.json").read_text())["test_accuracy"]
-    assert "its ONNX files were exported from the weights this run replaces" in result.stderr
 
 
 # Defects 2 and 3: an export into an earlier export, or into a model's folder.
