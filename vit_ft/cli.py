@@ -165,7 +165,7 @@ def _severities(text: str) -> list[int]:
 def _export(args: argparse.Namespace) -> None:
     from .export.onnx_export import export_onnx
 
-    folder = export_onnx(args.model, args.output, args.quantize, args.opset, args.base_model)
+    folder = export_onnx(args.model, args.output, args.quantize, args.opset, args.base_model, overwrite=args.overwrite)
     print(f"Exported {args.model} to {folder} (ONNX Runtime: vit-ft predict --model {folder} IMAGE)")
 
 
@@ -264,7 +264,12 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
         "export", help="Export a model or LoRA adapter to ONNX (optionally int8) for ONNX Runtime and transformers.js."
     )
     export.add_argument("--model", required=True, help="vit_ft model or LoRA adapter directory (merged first).")
-    export.add_argument("--output", required=True, help="Folder to write onnx/model.onnx and its configs to.")
+    export.add_argument(
+        "--output", required=True, help="New or empty folder to write onnx/model.onnx and its configs to."
+    )
+    export.add_argument(
+        "--overwrite", action="store_true", help="Replace the earlier export --output holds, as a whole."
+    )
     export.add_argument("--quantize", choices=QUANTIZATIONS, help="Also write onnx/model_quantized.onnx.")
     export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default: {DEFAULT_OPSET}).")
     export.add_argument("--base_model", help=_BASE_MODEL_HELP)

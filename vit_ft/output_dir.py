@@ -70,7 +70,8 @@ TENSORBOARD_LOGS = "runs"  # the Trainer's TensorBoard logs, with report_to: ten
 # Files whose names start with `_` stay on this machine: `vit-ft push` and the Trainer's own pushes leave them out.
 LOCAL_ONLY_PREFIX = "_"
 LOCK = f"{LOCAL_ONLY_PREFIX}vit_ft_run.lock"  # held by the run using the folder
-_TEMPORARY_PREFIX = f"{LOCAL_ONLY_PREFIX}partial_"  # a file being written; a killed run may leave one
+# A file or folder being written (an export before it is complete); a killed run may leave one.
+TEMPORARY_PREFIX = f"{LOCAL_ONLY_PREFIX}partial_"
 # A checkpoint folder a resumed run moves out of the Trainer's sight (an incomplete one, or one newer than the resume
 # point, which the Trainer's save_total_limit would keep in place of the run's fresh ones); nothing is deleted.
 SET_ASIDE_PREFIX = f"{LOCAL_ONLY_PREFIX}set_aside_"  # _set_aside_checkpoint-999999
@@ -110,8 +111,18 @@ _RUN_PATTERNS = (
     TRAINING_ARGS, ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_RECORD, RECIPE, ALL_RESULTS, results_file("*"),
     robustness_file("*"), robustness_plot("*"), eval_file("*"), *PLOTS,
 )  # fmt: skip
-# Removed with a run, once the folder holds one.
-_REMOVED_WITH_A_RUN = (*_RUN_PATTERNS, CARD, TENSORBOARD_LOGS, f"{_TEMPORARY_PREFIX}*")
+# Removed with a run, once the folder holds one. ONNX_FOLDER too: ONNX files of the run's model (`vit-ft push
+# --with_onnx`) would be another model's once the run is replaced; so would its set-aside checkpoints.
+_REMOVED_WITH_A_RUN = (
+    *_RUN_PATTERNS, CARD, TENSORBOARD_LOGS, ONNX_FOLDER, f"{TEMPORARY_PREFIX}*",
+    f"{SET_ASIDE_PREFIX}{CHECKPOINT_PATTERN}",
+)  # fmt: skip
+# What a `vit-ft export` folder holds: the export, and `vit-ft evaluate`'s results on it. A folder of only these is an
+# export, which `vit-ft export --overwrite` replaces as a whole.
+EXPORT_PATTERNS = (
+    MODEL_CONFIG, PROCESSOR_CONFIG, ONNX_FOLDER, RECIPE, eval_file("*"), robustness_file("*"), robustness_plot("*"),
+    f"{TEMPORARY_PREFIX}*",
+)  # fmt: skip
 
 
 # Metrics. The field names of these records are the keys of the results files: the code that writes the metrics
@@ -375,7 +386,7 @@ def write_text(path: str | Path, text: str) -> Path:
     """Writes `text` to `path` atomically: to a temporary file in the same folder, then `os.replace`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f"{_TEMPORARY_PREFIX}{path.name}.{secrets.token_hex(4)}"
+    temporary = path.parent / f"{TEMPORARY_PREFIX}{path.name}.{secrets.token_hex(4)}"
     # os.open with 0o666 gives the file the permissions of any other the user creates (umask), as write_text would.
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:

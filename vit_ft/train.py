@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from .model.modeling_vit_ft import ViTForImageClassification
 from .output_dir import (
     ATTENTION_MAPS,
     CONFUSION_MATRIX,
+    ONNX_FOLDER,
     TRAINING_CURVES,
     TrainingFacts,
     checkpoint_dir,
@@ -161,6 +163,18 @@ def run_training(recipe: Recipe) -> dict:
         return _train_evaluate_save(recipe)
 
 
+def remove_stale_onnx(output_dir: str) -> None:
+    """
+    Removes the onnx/ folder of `output_dir` (a resumed run's, written by `vit-ft push --with_onnx`) before the final
+    model is saved there: those files answer for the weights it replaces.
+    """
+    folder = Path(output_dir) / ONNX_FOLDER
+    if folder.is_dir():
+        shutil.rmtree(folder)
+        logger.warning(f"Removed {folder}: its ONNX files were exported from the weights this run replaces (`vit-ft "
+                       "push --with_onnx` writes them again).")  # fmt: skip
+
+
 def _train_evaluate_save(recipe: Recipe) -> dict:
     args = recipe.training
     trainer, data, label_names = build_trainer(recipe)
@@ -185,6 +199,8 @@ def _train_evaluate_save(recipe: Recipe) -> dict:
             )
         if ema is not None:
             ema.copy_to(trainer.model)
+        if args.should_save:
+            remove_stale_onnx(args.output_dir)
         trainer.save_model(_internal_call=True)  # with push_to_hub, push once, at the end, with every result
         if stop.received is not None:
             # The signal came after the last step: the trained model is saved, the evaluation left out.

@@ -188,7 +188,9 @@ def test_serving_refuses_a_damaged_file_and_an_input_size_the_preprocessor_does_
                        "preprocessor_config.json makes 48x48: export the model and its preprocessor together with "
                        "`vit-ft export`.")  # fmt: skip
     message = _cli_error(capsys, "predict", "--model", str(export_dir), "--onnx_file", "model_int4.onnx", image_file)
-    assert message.startswith(f"vit-ft predict: {export_dir / 'onnx' / 'model_int4.onnx'} does not exist")
+    onnx_folder = export_dir / "onnx"
+    assert message.startswith(f"vit-ft predict: --onnx_file model_int4.onnx: {onnx_folder / 'model_int4.onnx'} does "
+                              f"not exist ({onnx_folder} holds model.onnx, model_quantized.onnx): ")  # fmt: skip
 
 
 def test_a_missing_extra_says_how_to_install_it(monkeypatch, model_dir, tmp_path, capsys):

@@ -8,6 +8,7 @@ from tests.conftest import tiny_config
 from tests.export.test_export import _assert_parity, _save
 from vit_ft.checkpoints.loading import load_model
 from vit_ft.export.onnx_export import export_onnx, write_onnx_models
+from vit_ft.export.provenance import weights_digest
 from vit_ft.export.runtime import INPUT_NAME, open_session
 
 
@@ -55,8 +56,9 @@ def test_the_last_block_computes_only_the_tokens_the_head_reads(name, config_fie
 def test_the_rewrites_can_be_left_out_and_change_no_logit(tmp_path):
     model_dir = _save(tmp_path / "model", tiny_config(use_distillation_token=True))
     model = load_model(model_dir)
-    plain = write_onnx_models(model, tmp_path / "plain" / "onnx", graph_rewrites=False)[0]
-    rewritten = write_onnx_models(model, tmp_path / "rewritten" / "onnx")[0]
+    digest = weights_digest(model_dir)
+    plain = write_onnx_models(model, tmp_path / "plain" / "onnx", graph_rewrites=False, source_digest=digest)[0]
+    rewritten = write_onnx_models(model, tmp_path / "rewritten" / "onnx", source_digest=digest)[0]
     operators = [node.op_type for node in onnx.load(str(plain)).graph.node]
     assert operators.count("Transpose") == 4 * model.config.num_hidden_layers + 1  # torch's export as it is
     pixel_values = np.random.default_rng(0).standard_normal((7, 3, 32, 32), dtype=np.float32)

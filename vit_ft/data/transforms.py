@@ -1,7 +1,6 @@
 """Image decoding, torchvision.transforms.v2 pipelines sized from the image processor, and batch-level mixing."""
 
 import io
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 from PIL import Image as PILImage
 from torchvision.transforms import v2
 
+from ..output_dir import DamagedFileError, read_json
 from .seeding import example_seed
 
 if TYPE_CHECKING:  # the arguments module checks corruption names with this package's functions
@@ -90,7 +90,12 @@ class ProcessorSizes:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "ProcessorSizes":
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
+        config = read_json(path, "Write it again with the image processor's save_pretrained (`vit-ft export` for an "
+                                 "export).")  # fmt: skip
+        if config is None:
+            raise FileNotFoundError(f"{path} does not exist: save the image processor there with save_pretrained.")
+        if not isinstance(config, dict):
+            raise DamagedFileError(f"{path} holds a JSON {type(config).__name__}, not an image processor's fields.")
         missing = [name for name in ("size", "image_mean", "image_std") if name not in config]
         if missing:
             raise ValueError(f"{path} has no {', '.join(missing)}: write it with the image processor's "

@@ -50,12 +50,15 @@ class TorchPredictor:
 
 def load_predictor(model_dir: str, base_model: str | None = None, onnx_file: str | None = None) -> Predictor:
     """
-    The model in `model_dir`, ready to score images: a `vit-ft export` folder runs in ONNX Runtime (its
-    onnx/model.onnx, or `onnx_file`, e.g. `model_quantized.onnx`), any other model or LoRA adapter directory
-    (adapters on `base_model` or the base they name) in PyTorch.
+    The model in `model_dir`, ready to score images. A folder with PyTorch weights (a model, its shards, or a LoRA
+    adapter on `base_model` or the base it names) runs in PyTorch, even when it holds onnx/ too (`vit-ft push
+    --with_onnx`); a `vit-ft export` folder (onnx/, no weights) runs in ONNX Runtime. `onnx_file`, a file of the
+    folder's onnx/ (e.g. `model_quantized.onnx`), runs that file in ONNX Runtime: in a folder with weights, only a
+    file exported from those weights.
     """
-    if onnx_file is not None or is_export(model_dir):
-        if base_model is not None:
-            raise ValueError(f"base_model is for LoRA adapters, and {model_dir} is an ONNX export: leave it out.")
-        return OnnxClassifier(model_dir, *([onnx_file] if onnx_file else []))
-    return TorchPredictor(model_dir, base_model)
+    if onnx_file is None and not is_export(model_dir):
+        return TorchPredictor(model_dir, base_model)
+    if base_model is not None:
+        raise ValueError(f"base_model is for LoRA adapters in PyTorch, and {model_dir} is served from ONNX files "
+                         "(an export, or --onnx_file): leave it out.")  # fmt: skip
+    return OnnxClassifier(model_dir, *([onnx_file] if onnx_file else []))

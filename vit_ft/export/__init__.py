@@ -7,7 +7,10 @@ import importlib
 from types import ModuleType
 
 INSTALL_HINT = "pip install 'vit-ft[export]'"
-DEFAULT_OPSET = 23  # opset 23 writes attention as one ONNX Attention node (docs/deployment.md: why); 17 to 25 export
+DEFAULT_OPSET = 23  # opset 23 writes attention as one ONNX Attention node (docs/deployment.md: why)
+# The opsets torch's exporter writes a vit_ft model in, found by trying (torch 2.14): below 17 and above 25 it falls
+# back to 18 and logs the version converter's traceback.
+OPSETS = range(17, 26)
 QUANTIZATIONS = ("int8",)
 
 
