@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+import yaml
 from huggingface_hub import constants
 from peft import LoraConfig, get_peft_model
 from PIL import Image
@@ -23,6 +24,9 @@ import vit_ft
 from vit_ft import ViTForImageClassification
 from vit_ft.checkpoints.loading import default_processor, load_model
 from vit_ft.cli import release_process_group
+from vit_ft.data.arguments import DataArguments
+from vit_ft.evaluation.evaluate import evaluate_model
+from vit_ft.output_dir import RECIPE
 
 from .conftest import tiny_config
 
@@ -311,3 +315,158 @@ def test_release_process_group_ends_the_group_a_run_ran_in(tmp_path):
     assert dist.is_initialized()
     release_process_group()
     assert not dist.is_initialized()
+
+
+# Foreign code: never a prompt; refused in one line unless --trust_remote_code
+
+
+_FOREIGN_CODE = """
+import pathlib
+pathlib.Path("ran_foreign_code").write_text("the folder's code ran")
+from transformers import ViTImageProcessor, ViTConfig
+
+
+class ForeignImageProcessor(ViTImageProcessor):
+    pass
+
+
+class ForeignConfig(ViTConfig):
+    pass
+"""
+
+
+def _ask_for_foreign_code(model: Path, filename: str) -> None:
+    """Makes `model/filename` name a class of model/foreign.py in its auto_map, as transformers' remote code does."""
+    (model / "foreign.py").write_text(_FOREIGN_CODE)
+    path = model / filename
+    content = json.loads(path.read_text())
+    if filename == "preprocessor_config.json":
+        content.pop("image_processor_type")  # transformers then asks whether to run the auto_map's class
+        content["auto_map"] = {"AutoImageProcessor": "foreign.ForeignImageProcessor"}
+    else:
+        content["auto_map"] = {**content["auto_map"], "AutoImageProcessor": "foreign.ForeignImageProcessor"}
+    path.write_text(json.dumps(content))
+
+
+def _cli_with_stdin(args: list, cwd: Path, stdin: str | None) -> subprocess.CompletedProcess:
+    """`vit_ft_cli` with stdin closed (None) or a pipe that answers `stdin`."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    environment.pop("VIT_FT_DEBUG", None)
+    command = [sys.executable, "-m", "vit_ft.cli", *map(str, args)]
+    if stdin is None:
+        return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=120,
+                              preexec_fn=lambda: os.close(0))  # fmt: skip
+    return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=120,
+                          input=stdin)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stdin", [None, "y\n"], ids=["stdin closed", "stdin answers y"])
+@pytest.mark.parametrize("filename", ["preprocessor_config.json", "config.json"])
+def test_foreign_code_is_refused_in_one_line_without_a_prompt(workdir, filename, stdin):
+    # vit_ft's own remote code (config.json's auto_map) is no foreign code: the model loads without the flag.
+    assert "AutoModelForImageClassification" in json.loads((workdir / "model" / "config.json").read_text())["auto_map"]
+    _ask_for_foreign_code(workdir / "model", filename)
+    result = _cli_with_stdin(["predict", "--model", "model", "digit.png"], workdir, stdin)
+    assert result.stdout == ""  # no prompt, no half a JSON line
+    assert_one_line(result, f"vit-ft predict: model/{filename} asks to run code that is not vit_ft's "
+                            "(foreign.ForeignImageProcessor), which vit-ft does not run: pass --trust_remote_code "
+                            "(trust_remote_code=True in Python) to run it, only if you trust that code.")  # fmt: skip
+    assert not (workdir / "ran_foreign_code").exists()
+
+
+@pytest.mark.slow
+def test_trust_remote_code_runs_the_folders_code(workdir):
+    _ask_for_foreign_code(workdir / "model", "preprocessor_config.json")
+    result = vit_ft_cli("predict", "--model", "model", "digit.png", "--trust_remote_code", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["image"] == "digit.png"
+    assert (workdir / "ran_foreign_code").read_text() == "the folder's code ran"
+
+
+# Images that are no files, data that does not exist
+
+
+def test_a_fifo_as_an_image_is_refused_at_once(workdir):
+    os.mkfifo(workdir / "pipe.png")
+    result = vit_ft_cli("predict", "--model", "model", "digit.png", "pipe.png", cwd=workdir)  # a hang: timeout
+    assert_one_line(result, "vit-ft predict: Cannot read image pipe.png: it is a FIFO (named pipe), not a regular "
+                            "file. Give the path of an image file.")  # fmt: skip
+    (workdir / "folder.png").mkdir()
+    result = vit_ft_cli("explain", "--model", "model", "folder.png", "--output", "maps", cwd=workdir)
+    assert_one_line(result, "vit-ft explain: Cannot read image folder.png: it is a folder, not a regular file. Give "
+                            "the path of an image file.")  # fmt: skip
+
+
+def test_a_mistyped_dataset_name_fails_within_seconds_and_suggests_the_built_in_one(workdir):
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    start = time.monotonic()
+    result = vit_ft_cli("evaluate", "--model", "model", "--dataset_name", "digts", cwd=workdir, HF_HUB_OFFLINE="0",
+                        HF_ENDPOINT=endpoint, HF_HOME=str(workdir / "hf"))  # fmt: skip
+    assert time.monotonic() - start < 20  # the interpreter, the model and one refused connection; datasets took 29 s
+    assert_one_line(result, "vit-ft evaluate: dataset_name='digts' is not a built-in dataset (digits) nor a local "
+                            f"folder, so it was looked up on the Hub ({endpoint}), which could not be reached "
+                            "([Errno 111] Connection refused). Check the network connection and HF_ENDPOINT, or set "
+                            "HF_HUB_OFFLINE=1 to use the datasets cache. Did you mean 'digits' (built in, "
+                            "offline)?")  # fmt: skip
+    offline = vit_ft_cli("evaluate", "--model", "model", "--dataset_name", "digts", cwd=workdir,
+                         HF_HOME=str(workdir / "hf"))  # fmt: skip
+    assert_one_line(offline, "vit-ft evaluate: dataset_name='digts' could not be loaded (Couldn't reach 'digts' on "
+                             "the Hub (OfflineModeIsEnabled)): check the name, or the network and HF_HUB_OFFLINE. Did "
+                             "you mean 'digits' (built in, offline)?")  # fmt: skip
+
+
+# Evaluate on the run's own validation split
+
+
+@pytest.fixture(scope="module")
+def validated_run(tmp_path_factory) -> Path:
+    """A tiny `vit-ft train` run on digits whose validation split is 10% of train, carved with seed 0."""
+    folder = tmp_path_factory.mktemp("validated")
+    (folder / "tiny.yaml").write_text(
+        "preset: vit_tiny_patch16_224\nmodel_overrides: {image_size: 8, patch_size: 2, hidden_size: 16, "
+        "num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32, initializer_range: 0.5}\n"
+        "dataset_name: digits\ntrain_val_split: 0.1\nseed: 0\nmax_train_samples: 64\nmax_eval_samples: 100\n"
+        "per_device_train_batch_size: 16\nmax_steps: 2\nhorizontal_flip: false\nreport_to: none\nuse_cpu: true\n"
+        "output_dir: run\n"
+    )
+    result = vit_ft_cli("train", "tiny.yaml", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder / "run"
+
+
+@pytest.mark.slow
+def test_evaluate_on_validation_scores_the_runs_own_validation_images(validated_run, tmp_path):
+    result = vit_ft_cli("evaluate", "--model", validated_run, "--dataset_name", "digits", "--split", "validation",
+                        "--output", tmp_path / "validation.json", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    run = json.loads((validated_run / "all_results.json").read_text())
+    # The run's 100 first images of its 10% share (144 of 1,437), not another carving's 216 (15%, seed 42).
+    assert scores["examples"] == 100
+    assert scores["validation_carved_from_train"] == {"train_val_split": 0.1, "seed": 0, "max_eval_samples": 100}
+    assert scores["clean"]["accuracy"] == run["eval_accuracy"]
+    assert scores["clean"]["loss"] == pytest.approx(run["eval_loss"], rel=1e-5)
+
+
+def test_evaluate_on_validation_says_when_it_cannot_know_the_runs_split(validated_run, tmp_path):
+    data = DataArguments(dataset_name="digits")
+    without_recipe = Path(shutil.copytree(validated_run, tmp_path / "copied", ignore=shutil.ignore_patterns(RECIPE)))
+    with pytest.raises(ValueError) as error:
+        evaluate_model(str(without_recipe), data, split="validation")
+    assert str(error.value) == (
+        f"Cannot know the run's validation split: the data has none of its own, so the run carved it from train, and "
+        f"{without_recipe} has no {RECIPE} that records how. Evaluate on --split test, or copy the run's {RECIPE} "
+        f"into {without_recipe}."
+    )
+    other_data = Path(shutil.copytree(validated_run, tmp_path / "other_data"))
+    recipe = yaml.safe_load((other_data / RECIPE).read_text())
+    (other_data / RECIPE).write_text(yaml.safe_dump({**recipe, "dataset_name": "someone/digits"}))
+    with pytest.raises(ValueError) as error:
+        evaluate_model(str(other_data), data, split="validation")
+    assert str(error.value) == (
+        "Cannot know the run's validation split: the data has none of its own, and it is not the data of the run in "
+        f"{other_data} (dataset_name='digits' (the run's: 'someone/digits')). Evaluate on --split test, or give the "
+        "run's data."
+    )
+    assert not list(tmp_path.rglob("eval_validation*.json"))

@@ -24,7 +24,7 @@ def _convert(args: argparse.Namespace) -> None:
     if args.source == "transformers":
         if not args.input:
             sys.exit("vit-ft convert --from transformers needs --input DIR_OR_HUB_ID.")
-        model = convert_transformers(args.input, args.output)
+        model = convert_transformers(args.input, args.output, args.trust_remote_code)
     else:
         if not (args.timm_model and args.weights):
             sys.exit("vit-ft convert --from timm needs --timm-model NAME and --weights FILE.")
@@ -125,7 +125,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     severity = args.severity[0] if len(args.severity) == 1 else args.severity
     results = evaluate_model(
         args.model, data_args, args.split, corruptions, severity, args.batch_size, args.output, args.seed,
-        args.base_model, args.onnx_file,
+        args.base_model, args.onnx_file, args.overwrite, args.trust_remote_code,
     )  # fmt: skip
     print(json.dumps(results, indent=2))
 
@@ -133,7 +133,9 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from .evaluation.predict import predict_images
 
-    for result in predict_images(args.model, args.images, args.top_k, args.base_model, args.onnx_file):
+    for result in predict_images(
+        args.model, args.images, args.top_k, args.base_model, args.onnx_file, args.trust_remote_code
+    ):
         print(json.dumps(result))
 
 
@@ -141,14 +143,14 @@ def _explain(args: argparse.Namespace) -> None:
     from .evaluation.explain import explain_images
 
     for path in explain_images(args.model, args.images, args.output, args.method, args.label, args.top_k,
-                               args.base_model):  # fmt: skip
+                               args.base_model, args.trust_remote_code):  # fmt: skip
         print(f"Wrote {path}")
 
 
 def _merge_lora(args: argparse.Namespace) -> None:
     from .checkpoints.loading import merge_adapter
 
-    model = merge_adapter(args.adapter, args.output, args.base_model)
+    model = merge_adapter(args.adapter, args.output, args.base_model, trust_remote_code=args.trust_remote_code)
     print(f"Wrote {type(model).__name__} (adapter {args.adapter} merged into its base) to {args.output}")
 
 
@@ -171,6 +173,10 @@ def _export(args: argparse.Namespace) -> None:
 
 _BASE_MODEL_HELP = "Base model of a LoRA adapter, when the one its adapter_config.json names has moved."
 _ONNX_FILE_HELP = "With a `vit-ft export` folder: the file of its onnx/ to run, e.g. model_quantized.onnx."
+_TRUST_REMOTE_CODE_HELP = (
+    "Run the code a model folder's config.json or preprocessor_config.json names in auto_map (other than vit_ft's "
+    "own). Without it such a folder is refused. Only for code you trust."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--image-mean", type=float, nargs=3, help="Override the normalisation mean (--from timm).")
     convert.add_argument("--image-std", type=float, nargs=3, help="Override the normalisation std (--from timm).")
     convert.add_argument("--output", required=True, help="Directory to write the vit_ft model to.")
+    convert.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
     convert.set_defaults(handler=_convert)
 
     train = commands.add_parser(
@@ -222,8 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="Seed of the corruption noise (default: 0).")
     evaluate.add_argument("--batch_size", type=int, default=64, help="Evaluation batch size (default: 64).")
     evaluate.add_argument(
-        "--output", help="JSON file to write; default MODEL/robustness_SPLIT.json or MODEL/eval_SPLIT.json."
+        "--output",
+        help="JSON file to write; default MODEL/robustness_SPLIT.json or MODEL/eval_SPLIT.json (with --onnx_file "
+             "FILE other than model.onnx: MODEL/eval_SPLIT_FILESTEM.json).",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="Replace the results (and plot) of an earlier evaluate in --output."
     )
+    evaluate.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
     evaluate.set_defaults(handler=_evaluate)
 
     predict = commands.add_parser("predict", help="Top classes of a saved model for image files, one JSON line each.")
@@ -232,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--onnx_file", help=_ONNX_FILE_HELP)
     predict.add_argument("images", nargs="+", help="Image files to classify.")
     predict.add_argument("--top_k", type=int, default=5, help="Classes to list per image (default: 5).")
+    predict.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
     predict.set_defaults(handler=_predict)
 
     explain = commands.add_parser(
@@ -247,12 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--label", help="Class name to explain with gradient_rollout (default: the predicted one).")
     explain.add_argument("--top_k", type=int, default=3, help="Predicted classes to list per image (default: 3).")
+    explain.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
     explain.set_defaults(handler=_explain)
 
     merge = commands.add_parser("merge-lora", help="Merge a LoRA adapter into its base: one plain vit_ft model.")
     merge.add_argument("--adapter", required=True, help="LoRA adapter directory (output of a peft_method: lora run).")
     merge.add_argument("--output", required=True, help="Directory to write the merged vit_ft model to.")
     merge.add_argument("--base_model", help=_BASE_MODEL_HELP)
+    merge.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
     merge.set_defaults(handler=_merge_lora)
     _add_export_command(commands)
     _add_push_command(commands)

@@ -85,19 +85,30 @@ def results_file(split: str) -> str:
 RUN_ENVIRONMENT = results_file("run")  # processes and hardware, for the card
 
 
-def robustness_file(split: str) -> str:
-    """`vit-ft evaluate --corruptions`' results on `split`."""
-    return f"robustness_{split}.json"
+def _scored(split: str, model_file: str | None) -> str:
+    """`split`, and the stem of the ONNX file scored when it is not the export's model.onnx: `test_model_quantized`."""
+    if model_file is None or Path(model_file).name == ONNX_MODEL:
+        return split
+    return f"{split}_{Path(model_file).stem}"
 
 
-def robustness_plot(split: str) -> str:
-    """Accuracy against severity, beside `robustness_file(split)` when several severities were scored."""
-    return f"robustness_{split}.png"
+def robustness_file(split: str, onnx_file: str | None = None) -> str:
+    """`vit-ft evaluate --corruptions`' results on `split`; of an export's `onnx_file` other than model.onnx."""
+    return f"robustness_{_scored(split, onnx_file)}.json"
 
 
-def eval_file(split: str) -> str:
-    """`vit-ft evaluate`'s results on `split`, without corruptions."""
-    return f"eval_{split}.json"
+def robustness_plot(split: str, onnx_file: str | None = None) -> str:
+    """Accuracy against severity, beside `robustness_file(split, onnx_file)` when several severities were scored."""
+    return f"robustness_{_scored(split, onnx_file)}.png"
+
+
+def eval_file(split: str, onnx_file: str | None = None) -> str:
+    """`vit-ft evaluate`'s results on `split`, without corruptions; of `onnx_file` as `robustness_file`."""
+    return f"eval_{_scored(split, onnx_file)}.json"
+
+
+# The fields every `vit-ft evaluate` result holds: a file without them is another's, never overwritten by evaluate.
+EVALUATION_FIELDS = ("model", "split", "examples", "clean")
 
 
 def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
@@ -226,6 +237,7 @@ class RobustnessReport:
     clean: SplitMetrics
     corruptions: dict[str, dict[int, SplitMetrics]]  # corruption -> severity -> scores
     plot: str | None = None  # the file name of its accuracy-against-severity picture, when there is one
+    model_file: str | None = None  # the file scored (onnx/model_quantized.onnx); absent from older files
 
     @classmethod
     def from_json(cls, report: dict, plot: str | None = None) -> "RobustnessReport":
@@ -239,7 +251,7 @@ class RobustnessReport:
             corruptions = {name: {report["severity"]: SplitMetrics.from_metrics(metrics)}
                            for name, metrics in report["corruptions"].items()}  # fmt: skip
         return cls(report["split"], report["examples"], severities, SplitMetrics.from_metrics(report["clean"]),
-                   corruptions, plot)  # fmt: skip
+                   corruptions, plot, report.get("model_file"))  # fmt: skip
 
 
 # The results prefix of each split the Trainer scores (`metric_key_prefix` in run_training).

@@ -144,6 +144,41 @@ def test_lora_adapter_maps_are_the_merged_models():
     assert not torch.allclose(maps["rollout"].patches, attention_maps(_model(), pixel_values, "rollout").patches)
 
 
+def test_one_label_explains_every_image_of_the_batch():
+    model, pixel_values = _model(num_labels=10), torch.randn(PIXELS)
+    one = attention_maps(model, pixel_values, "gradient_rollout", labels=7)
+    each = attention_maps(model, pixel_values, "gradient_rollout", labels=[7, 7])
+    torch.testing.assert_close(one.patches, each.patches, rtol=0, atol=0)
+    assert one.labels.tolist() == [7, 7]
+    assert all(patches.amax() == 1 for patches in one.patches)  # no map is all zero
+
+
+def test_labels_outside_the_classes_are_refused():
+    model, pixel_values = _model(), torch.randn(PIXELS)
+    for method in ("rollout", "gradient_rollout"):
+        for labels in (5, [3, -1], torch.tensor([12, 0])):
+            with pytest.raises(ValueError, match=r"labels \[(5|-1|12)\] are not classes of the model, whose ids run "
+                                                 r"from 0 to 4\."):  # fmt: skip
+                attention_maps(model, pixel_values, method, labels=labels)
+    with pytest.raises(ValueError, match=r"labels of shape \(3,\) and type torch.int64: give one integer class id, "
+                                         r"or one per image \(2\)\."):  # fmt: skip
+        attention_maps(model, pixel_values, "gradient_rollout", labels=[1, 2, 3])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_pixels_the_model_cannot_read_are_refused_by_name(method):
+    model = _model()
+    with pytest.raises(ValueError, match=r"^pixel_values are torch.uint8, not floating point: pass the images through "
+                                         "the model's image processor"):  # fmt: skip
+        attention_maps(model, torch.randint(0, 255, PIXELS, dtype=torch.uint8), method)
+    for shape in ((0, 3, 32, 32), (2, 3, 1, 1)):
+        with pytest.raises(ValueError) as error:
+            attention_maps(model, torch.randn(shape), method)
+        assert str(error.value) == (f"pixel_values of shape {shape}: expected (batch, 3, height, width) with at least "
+                                    "one image of at least one 4x4 patch, e.g. the model's (3, 32, 32); resize the "
+                                    "images with the model's image processor.")  # fmt: skip
+
+
 _REMOTE_CHILD = """
 import importlib.util, sys
 import torch

@@ -30,6 +30,7 @@ from vit_ft.data.datasets import load_digits_dataset, load_image_datasets
 from vit_ft.data.transforms import ExampleTransform, build_eval_transform, decode_image
 from vit_ft.evaluation.evaluate import evaluate_model
 from vit_ft.evaluation.predict import predict_images
+from vit_ft.evaluation.predictor import load_predictor
 from vit_ft.hub.card import build_model_card
 
 DIGITS = {i: str(i) for i in range(10)}
@@ -246,7 +247,8 @@ def test_evaluate_counts_the_images_it_scored_and_those_it_skipped(tmp_path):
 
 def test_evaluate_at_several_severities_keys_scores_by_severity_and_plots_them(model_dir, tmp_path):
     data = DataArguments(dataset_name="digits", max_eval_samples=24)
-    folder = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    # The model alone: other tests' results in model_dir are not to be replaced.
+    folder = Path(shutil.copytree(model_dir, tmp_path / "model", ignore=shutil.ignore_patterns("robustness_*")))
     results = evaluate_model(str(folder), data, corruptions=["gaussian_blur", "jpeg"], severity=[1, 3, 5], seed=2)
     assert results["severities"] == [1, 3, 5] and "severity" not in results
     assert list(results["corruptions"]) == ["gaussian_blur", "jpeg"]
@@ -299,6 +301,93 @@ def test_evaluate_argument_errors(model_dir, tmp_path):
         evaluate_model(model_dir, data, corruptions=["jpeg", "snow"])
     with pytest.raises(ValueError, match="split='validation' is not in the data, which has train, test: choose"):
         evaluate_model(model_dir, DataArguments(dataset_name="digits", train_val_split=0), split="validation")
+
+
+def test_evaluate_replaces_its_own_results_only_when_told_and_never_another_file(model_dir, tmp_path):
+    folder = Path(shutil.copytree(model_dir, tmp_path / "model", ignore=shutil.ignore_patterns("robustness_*")))
+    data = DataArguments(dataset_name="digits", max_eval_samples=8)
+    first = evaluate_model(str(folder), data)
+    assert first["model_file"] == "model.safetensors"
+    written = (folder / "eval_test.json").read_bytes()
+    with pytest.raises(FileExistsError) as error:
+        evaluate_model(str(folder), DataArguments(dataset_name="digits", max_eval_samples=4))
+    assert str(error.value) == (f"{folder}/eval_test.json holds the results of an earlier vit-ft evaluate: pass "
+                                "--overwrite to replace them, or --output to write elsewhere.")  # fmt: skip
+    assert (folder / "eval_test.json").read_bytes() == written
+    again = evaluate_model(str(folder), DataArguments(dataset_name="digits", max_eval_samples=4), overwrite=True)
+    assert again["examples"] == 4 and json.loads((folder / "eval_test.json").read_text()) == again
+
+    # A model's config.json, a JSON of other fields, a file that is not JSON: never replaced, --overwrite or not.
+    (tmp_path / "notes.json").write_text('{"model": "mine"}')
+    (tmp_path / "notes.txt").write_text("my notes")
+    for other in (folder / "config.json", tmp_path / "notes.json", tmp_path / "notes.txt"):
+        before = other.read_bytes()
+        for overwrite in (False, True):
+            with pytest.raises(FileExistsError) as error:
+                evaluate_model(str(folder), data, output_file=str(other), overwrite=overwrite)
+            assert str(error.value) == (f"{other} exists and is not a result of vit-ft evaluate (it lacks model, "
+                                        "split, examples, clean): it is never overwritten. Choose another "
+                                        "--output.")  # fmt: skip
+        assert other.read_bytes() == before
+    ViTForImageClassification.from_pretrained(folder)  # still loads
+
+
+def test_a_robustness_curve_is_replaced_only_when_told(model_dir, tmp_path):
+    folder = Path(shutil.copytree(model_dir, tmp_path / "model", ignore=shutil.ignore_patterns("robustness_*")))
+    data = DataArguments(dataset_name="digits", max_eval_samples=8)
+    evaluate_model(str(folder), data, corruptions=["jpeg", "gaussian_blur"], severity=[1, 5])
+    json_bytes = (folder / "robustness_test.json").read_bytes()
+    plot_bytes = (folder / "robustness_test.png").read_bytes()
+    with pytest.raises(FileExistsError, match="robustness_test.json holds the results of an earlier vit-ft evaluate"):
+        evaluate_model(str(folder), data, corruptions=["jpeg"])  # one severity: the JSON alone
+    assert (folder / "robustness_test.json").read_bytes() == json_bytes
+    assert (folder / "robustness_test.png").read_bytes() == plot_bytes
+    # A plot whose JSON beside it is not a result is another's picture.
+    (tmp_path / "curves.png").write_bytes(plot_bytes)
+    with pytest.raises(FileExistsError, match="curves.png exists beside no vit-ft evaluate result"):
+        evaluate_model(str(folder), data, corruptions=["jpeg"], severity=[1, 2],
+                       output_file=str(tmp_path / "curves.json"), overwrite=True)  # fmt: skip
+    replaced = evaluate_model(str(folder), data, corruptions=["jpeg"], severity=[2, 3], overwrite=True)
+    assert json.loads((folder / "robustness_test.json").read_text()) == replaced
+    assert (folder / "robustness_test.png").read_bytes() != plot_bytes
+
+
+@pytest.mark.slow
+def test_an_exports_int8_and_float32_results_go_to_their_own_files(model_dir, tmp_path):
+    from vit_ft.export.onnx_export import export_onnx
+
+    export = export_onnx(model_dir, str(tmp_path / "export"), quantize="int8")
+    data = DataArguments(dataset_name="digits", max_eval_samples=16)
+    float32 = evaluate_model(str(export), data)
+    int8 = evaluate_model(str(export), data, onnx_file="model_quantized.onnx")
+    assert (float32["model_file"], int8["model_file"]) == ("onnx/model.onnx", "onnx/model_quantized.onnx")
+    assert json.loads((export / "eval_test.json").read_text()) == float32
+    assert json.loads((export / "eval_test_model_quantized.json").read_text()) == int8
+    robust = evaluate_model(str(export), data, corruptions=["jpeg"], severity=[1, 2], onnx_file="model_quantized.onnx")
+    assert json.loads((export / "robustness_test_model_quantized.json").read_text()) == robust
+    assert (export / "robustness_test_model_quantized.png").is_file()
+    assert "Split `test` (16 images), scored with `onnx/model_quantized.onnx`" in build_model_card(export, "t/d").text
+    _assert_refuses_unreadable_pixels(load_predictor(str(export)))
+
+
+def _assert_refuses_unreadable_pixels(predictor) -> None:
+    """Integer pixels, an empty batch and 1x1 images are one-line ValueErrors for the model's 16x16 input."""
+    with pytest.raises(ValueError) as error:
+        predictor.logits(torch.randint(0, 255, (2, 3, 16, 16), dtype=torch.uint8))
+    assert str(error.value) == ("pixel_values are torch.uint8, not floating point: pass the images through the "
+                                "model's image processor (or build_eval_transform), which scales and normalises "
+                                "them.")  # fmt: skip
+    for shape in ((0, 3, 16, 16), (2, 3, 1, 1)):
+        with pytest.raises(ValueError) as error:
+            predictor.logits(torch.zeros(shape))
+        assert str(error.value) == (f"pixel_values of shape {shape}: expected (batch, 3, 16, 16) with at least one "
+                                    "image; resize the images with the model's image processor (or "
+                                    "build_eval_transform).")  # fmt: skip
+    assert predictor.logits(torch.zeros(2, 3, 16, 16)).shape == (2, 10)
+
+
+def test_the_pytorch_predictor_refuses_pixels_its_model_cannot_read(model_dir):
+    _assert_refuses_unreadable_pixels(load_predictor(model_dir))
 
 
 # predict
@@ -355,7 +444,7 @@ def test_cli_evaluate_prints_the_json_it_writes(model_dir, tmp_path, capsys):
     assert list(printed["corruptions"]) == ["jpeg", "low_resolution"]
     assert not output.with_suffix(".png").exists()
     main(["evaluate", "--model", model_dir, *data, "--corruptions", "jpeg", "--severity", "1,4", "--output",
-          str(output)])  # fmt: skip
+          str(output), "--overwrite"])  # fmt: skip
     printed = json.loads(capsys.readouterr().out)
     assert printed["severities"] == [1, 4] and list(printed["corruptions"]["jpeg"]) == ["1", "4"]
     assert output.with_suffix(".png").is_file()

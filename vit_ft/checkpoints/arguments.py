@@ -92,6 +92,11 @@ class ModelArguments:
         metadata={"help": "Base model of a LoRA adapter given as model_name_or_path, when the one its "
                           "adapter_config.json names has moved."},
     )  # fmt: skip
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Run the code a checkpoint's config.json or preprocessor_config.json names in auto_map, "
+                          "other than vit_ft's own; without it such a checkpoint is refused. Only for trusted code."},
+    )  # fmt: skip
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
     model_revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
     token: str | None = field(default=None, metadata={"help": "Hub token; HF_TOKEN is used when unset."})

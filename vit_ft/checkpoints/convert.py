@@ -18,19 +18,24 @@ from .reading import read_json, read_timm_weights
 _TIMM_HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
-def convert_transformers(source: str, output: str | Path) -> ViTModel | ViTForImageClassification:
+def convert_transformers(
+    source: str, output: str | Path, trust_remote_code: bool = False
+) -> ViTModel | ViTForImageClassification:
     """
     Converts a transformers ViT/DeiT checkpoint (directory or Hub id) into a vit_ft directory with the source's own
-    image processor. Base models (no classifier in the checkpoint) become a vit_ft `ViTModel`.
+    image processor. Base models (no classifier in the checkpoint) become a vit_ft `ViTModel`. A checkpoint whose
+    config or processor asks for code other than vit_ft's is refused unless `trust_remote_code`.
     """
     check_model_source(source, "input")
     config = read_json(source, MODEL_CONFIG, {})
     if config is None:
         raise OSError(f"{source} has no {MODEL_CONFIG}: pass a transformers ViT/DeiT directory or Hub id.")
     has_head = any("ForImageClassification" in name for name in config.get("architectures") or [])
-    model = load_checkpoint(source, ViTForImageClassification if has_head else ViTModel)
+    model = load_checkpoint(source, ViTForImageClassification if has_head else ViTModel,
+                            trust_remote_code=trust_remote_code)  # fmt: skip
     if read_json(source, PROCESSOR_CONFIG, {}) is not None:
-        processor = AutoImageProcessor.from_pretrained(source)
+        # Explicit, never None: transformers would then ask on stdin whether to run the folder's code.
+        processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
     else:
         processor = _processor(model.config.image_size, _TIMM_HALF)  # transformers' ViT default normalisation
     _save(model, processor, output)

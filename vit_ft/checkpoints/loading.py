@@ -17,6 +17,7 @@ from .adapters import check_base_model, is_adapter, read_adapter
 from .arguments import ModelArguments, check_model_source
 from .pretrained import load_checkpoint
 from .reading import naming_damaged_weights, read_json
+from .remote_code import check_remote_code
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +50,12 @@ def build_model(
             if for_lora:
                 raise ValueError(f"{path} is a LoRA adapter: merge it first (vit-ft merge-lora --adapter {path} "
                                  "--output DIR) and train the new adapter on the merged model.")  # fmt: skip
-            merge_adapter(path, merged, source.base_model, hub_kwargs)
+            merge_adapter(path, merged, source.base_model, hub_kwargs, source.trust_remote_code)
             path, hub_kwargs = merged, {}
-        model = checkpoint_model(path, id2label, overrides, hub_kwargs, shown_name=source.model_name_or_path)
+        model = checkpoint_model(path, id2label, overrides, hub_kwargs, source.model_name_or_path,
+                                 source.trust_remote_code)  # fmt: skip
     processor_source = source.image_processor_name or source.model_name_or_path
-    return model, load_processor(model, processor_source, source.hub_options)
+    return model, load_processor(model, processor_source, source.hub_options, source.trust_remote_code)
 
 
 def _label_maps(id2label: dict[int, str]) -> dict:
@@ -61,7 +63,12 @@ def _label_maps(id2label: dict[int, str]) -> dict:
 
 
 def checkpoint_model(
-    path_or_id: str, id2label: dict[int, str] | None, overrides: dict, hub_kwargs: dict, shown_name: str | None = None
+    path_or_id: str,
+    id2label: dict[int, str] | None,
+    overrides: dict,
+    hub_kwargs: dict,
+    shown_name: str | None = None,
+    trust_remote_code: bool = False,
 ) -> ViTForImageClassification:
     """
     Loads the checkpoint `path_or_id` (vit_ft, transformers ViT/DeiT, timm-converted) with config fields
@@ -73,8 +80,9 @@ def checkpoint_model(
     relabel = id2label is not None and old_labels != id2label
     labels = _label_maps(id2label) if id2label is not None else {}
     model = load_checkpoint(
-        path_or_id, ViTForImageClassification, **labels, **overrides, ignore_mismatched_sizes=relabel, **hub_kwargs
-    )
+        path_or_id, ViTForImageClassification, **labels, **overrides, ignore_mismatched_sizes=relabel,
+        trust_remote_code=trust_remote_code, **hub_kwargs,
+    )  # fmt: skip
     if relabel and shown_name is not None:
         logger.warning(
             f"The labels of {shown_name} ({len(old_labels)}: {_preview(old_labels)}) differ from the "
@@ -89,11 +97,16 @@ def checkpoint_model(
 
 
 def load_model(
-    path_or_id: str, base_model: str | None = None, merge: bool = False, hub_kwargs: dict | None = None
+    path_or_id: str,
+    base_model: str | None = None,
+    merge: bool = False,
+    hub_kwargs: dict | None = None,
+    trust_remote_code: bool = False,
 ) -> ViTForImageClassification | PeftModel:
     """
     Loads a vit_ft model directory or Hub id, or a LoRA adapter (base plus adapter, as a `PeftModel`, or merged into
-    a plain model with `merge=True`). `base_model` replaces the base an adapter's adapter_config.json names.
+    a plain model with `merge=True`). `base_model` replaces the base an adapter's adapter_config.json names. A folder
+    whose config asks for code other than vit_ft's is refused unless `trust_remote_code`.
 
     ```python
     from vit_ft import load_model
@@ -105,28 +118,35 @@ def load_model(
     if base_model:
         check_model_source(base_model, "base_model")
     if not is_adapter(path_or_id, hub_kwargs):
-        return load_checkpoint(path_or_id, ViTForImageClassification, **hub_kwargs)
+        return load_checkpoint(
+            path_or_id, ViTForImageClassification, trust_remote_code=trust_remote_code, **hub_kwargs
+        )
     base, id2label, overrides = read_adapter(path_or_id, hub_kwargs)
     base = base_model or base
     base_kwargs = {key: value for key, value in hub_kwargs.items() if key != "revision"}  # the adapter's revision
     check_base_model(base, path_or_id, base_kwargs)
     # The head's labels are the adapter's; the base's own head, if of another size, is replaced by the adapter's.
-    model = checkpoint_model(base, id2label, overrides, base_kwargs)
+    model = checkpoint_model(base, id2label, overrides, base_kwargs, trust_remote_code=trust_remote_code)
+    check_remote_code(path_or_id, trust_remote_code, hub_kwargs)  # peft runs no folder's code; its config might ask
     with naming_damaged_weights(path_or_id, (ADAPTER_WEIGHTS,), hub_kwargs):
         model = PeftModel.from_pretrained(model, path_or_id, **hub_kwargs)
     return model.merge_and_unload() if merge else model
 
 
 def merge_adapter(
-    adapter: str, output_dir: str, base_model: str | None = None, hub_kwargs: dict | None = None
+    adapter: str,
+    output_dir: str,
+    base_model: str | None = None,
+    hub_kwargs: dict | None = None,
+    trust_remote_code: bool = False,
 ) -> ViTForImageClassification:
     """
     Writes base plus the LoRA adapter `adapter` as one plain vit_ft model (weights, config, remote code, image
     processor) to `output_dir`; it loads with AutoModelForImageClassification and pipeline. Returns the model.
     """
-    merged = load_model(adapter, base_model, merge=True, hub_kwargs=hub_kwargs)
+    merged = load_model(adapter, base_model, merge=True, hub_kwargs=hub_kwargs, trust_remote_code=trust_remote_code)
     merged.save_pretrained(output_dir)
-    load_processor(merged, adapter, hub_kwargs).save_pretrained(output_dir)
+    load_processor(merged, adapter, hub_kwargs, trust_remote_code).save_pretrained(output_dir)
     return merged
 
 
@@ -135,13 +155,20 @@ def _preview(id2label: dict) -> str:
     return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
 
 
-def load_processor(model: ViTForImageClassification, source: str, hub_kwargs: dict | None = None):
-    """The image processor of `source` (a model or adapter directory or Hub id), producing the model's image size."""
+def load_processor(
+    model: ViTForImageClassification, source: str, hub_kwargs: dict | None = None, trust_remote_code: bool = False
+):
+    """
+    The image processor of `source` (a model or adapter directory or Hub id), producing the model's image size. A
+    processor or config that asks for code other than vit_ft's is refused unless `trust_remote_code`.
+    """
     hub_kwargs = hub_kwargs or {}
     if read_json(source, PROCESSOR_CONFIG, hub_kwargs) is None:
         logger.warning(f"{source} has no {PROCESSOR_CONFIG}: using ViT's normalisation (mean = std = 0.5).")
         return default_processor(model.config.image_size)
-    processor = AutoImageProcessor.from_pretrained(source, **hub_kwargs)
+    check_remote_code(source, trust_remote_code, hub_kwargs)
+    # Explicit, never None: transformers would then ask on stdin whether to run the folder's code.
+    processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=trust_remote_code, **hub_kwargs)
     size = model.config.image_size
     crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
     final = (crop or processor.size).get("height")

@@ -10,6 +10,7 @@ from ..model.modeling_vit_ft import ViTPreTrainedModel, resample_position_embedd
 from ..output_dir import MODEL_WEIGHTS
 from .key_conversion import TRANSFORMERS_MODEL_TYPES, config_from_transformers, convert_transformers_state_dict
 from .reading import HUB_KWARGS, naming_damaged_weights, read_json, read_weights
+from .remote_code import check_remote_code
 
 logger = logging.get_logger(__name__)
 
@@ -19,7 +20,9 @@ def load_checkpoint(path_or_id: str | Path, model_class: type[ViTPreTrainedModel
     Loads a vit_ft checkpoint into `model_class` (`ViTForImageClassification` or `ViTModel`), or converts a
     transformers ViT/DeiT checkpoint (`model_type` `vit` or `deit`, old or current key layout) on the way: the pooler
     and mask token are dropped with a warning. Passing another `image_size` than the checkpoint's resizes the learned
-    position embeddings permanently (bicubic). Other keyword arguments behave as in `from_pretrained`.
+    position embeddings permanently (bicubic). A checkpoint whose config asks for code other than vit_ft's is
+    refused unless `trust_remote_code=True` (vit_ft's own classes load it even then). Other keyword arguments behave
+    as in `from_pretrained`.
 
     ```python
     from vit_ft import ViTForImageClassification
@@ -34,6 +37,9 @@ def load_checkpoint(path_or_id: str | Path, model_class: type[ViTPreTrainedModel
     source = read_json(path_or_id, "config.json", hub_kwargs)
     if source is None:
         raise OSError(f"{path_or_id} has no config.json: it is not a model checkpoint.")
+    # Explicit, never None: transformers would then ask on stdin whether to run a folder's code.
+    kwargs["trust_remote_code"] = bool(kwargs.get("trust_remote_code", False))
+    check_remote_code(path_or_id, kwargs["trust_remote_code"], hub_kwargs)
     model_type = source.get("model_type")
     if model_type not in (ViTConfig.model_type, *TRANSFORMERS_MODEL_TYPES):
         raise ValueError(

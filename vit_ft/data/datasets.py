@@ -1,10 +1,16 @@
 """Image classification datasets for `vit-ft train`/`evaluate`: the Hub, image folders or built-in digits."""
 
+import difflib
 import logging
+import os
 from pathlib import Path
 
+import httpx2
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_dataset
+from datasets.exceptions import DatasetNotFoundError
+from huggingface_hub import HfApi, constants
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, HFValidationError, RepositoryNotFoundError
 
 from .arguments import DataArguments
 
@@ -13,6 +19,9 @@ logger = logging.getLogger(__name__)
 IMAGE_COLUMNS = ("image", "img", "images", "pixel_values", "picture", "jpg", "png", "webp")
 LABEL_COLUMNS = ("label", "labels", "fine_label", "class", "target", "category", "coarse_label")
 VALIDATION_SPLITS = ("validation", "valid", "val", "eval", "dev")
+BUILT_IN_DATASETS = ("digits",)  # dataset_name values read without the Hub
+# How long the one lookup of a Hub dataset may wait: datasets alone retries an unreachable Hub for about 30 s.
+HUB_TIMEOUT = 5.0
 
 
 def load_digits_dataset() -> DatasetDict:
@@ -41,7 +50,7 @@ def _load_raw(args: DataArguments, cache_dir: str | None = None, token: str | No
     if args.dataset_name == "digits":
         return load_digits_dataset()
     if args.dataset_name:
-        return load_dataset(args.dataset_name, args.dataset_config_name, cache_dir=cache_dir, token=token)
+        return _load_named_dataset(args.dataset_name, args.dataset_config_name, cache_dir, token)
     folders = {"train": args.train_dir, "validation": args.validation_dir, "test": args.test_dir}
     folders = {split: folder for split, folder in folders.items() if folder}
     if not folders:
@@ -56,6 +65,45 @@ def _load_raw(args: DataArguments, cache_dir: str | None = None, token: str | No
     _check_two_classes(folders)
     return load_dataset("imagefolder", data_files={split: f"{folder}/**" for split, folder in folders.items()},
                         cache_dir=cache_dir)  # fmt: skip
+
+
+def _load_named_dataset(name: str, config_name: str | None, cache_dir: str | None, token: str | None) -> DatasetDict:
+    """
+    A Hub dataset (or a local dataset folder or script, which `load_dataset` also takes). The Hub is asked once, with
+    a short timeout, before `load_dataset`: a mistyped name or an unreachable Hub is then one line at once, with the
+    built-in name it may have meant, rather than datasets' retries.
+    """
+    hint = _built_in_hint(name)
+    if not os.path.exists(name) and not constants.is_offline_mode():
+        _check_hub_dataset(name, token, hint)
+    try:
+        return load_dataset(name, config_name, cache_dir=cache_dir, token=token)
+    except (DatasetNotFoundError, ConnectionError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise OSError(f"dataset_name={name!r} could not be loaded ({reason}): check the name, or the network and "
+                      f"HF_HUB_OFFLINE.{hint}") from error  # fmt: skip
+
+
+def _built_in_hint(name: str) -> str:
+    close = difflib.get_close_matches(name, BUILT_IN_DATASETS, n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r} (built in, offline)?" if close else ""
+
+
+def _check_hub_dataset(name: str, token: str | None, hint: str) -> None:
+    """Raises a one-line OSError unless the Hub answers that it has dataset `name` (or that it is gated)."""
+    where = f"dataset_name={name!r} is not a built-in dataset ({', '.join(BUILT_IN_DATASETS)}) nor a local folder"
+    try:
+        HfApi().dataset_info(name, token=token, timeout=HUB_TIMEOUT)
+    except GatedRepoError:
+        return  # it exists: the download says what access it needs
+    except (RepositoryNotFoundError, HFValidationError):
+        raise OSError(f"{where}, and the Hub ({constants.ENDPOINT}) has no such dataset: check the name (org/name), "
+                      f"or log in (`hf auth login`) if it is private.{hint}") from None  # fmt: skip
+    except (httpx2.TransportError, HfHubHTTPError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise OSError(f"{where}, so it was looked up on the Hub ({constants.ENDPOINT}), which could not be reached "
+                      f"({reason}). Check the network connection and HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use the "
+                      f"datasets cache.{hint}") from error  # fmt: skip
 
 
 def _check_two_classes(folders: dict[str, str]) -> None:

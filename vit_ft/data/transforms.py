@@ -111,6 +111,22 @@ class ProcessorSizes:
         return _sizes(self)[1]
 
 
+def check_pixel_values(pixel_values: torch.Tensor, size: tuple[int, int], channels: int = 3) -> None:
+    """
+    Raises a one-line ValueError unless `pixel_values` is what a model of input `size` (height, width) takes: a
+    floating-point (batch, `channels`, height, width) tensor of at least one image. Integer pixels (0..255 straight
+    from an image) would be scored silently as if normalised; other shapes fail deep inside the model.
+    """
+    if not pixel_values.is_floating_point():
+        raise ValueError(f"pixel_values are {pixel_values.dtype}, not floating point: pass the images through the "
+                         "model's image processor (or build_eval_transform), which scales and normalises them.")
+    expected = (channels, *size)
+    if pixel_values.ndim != 4 or pixel_values.shape[0] == 0 or tuple(pixel_values.shape[1:]) != expected:
+        raise ValueError(f"pixel_values of shape {tuple(pixel_values.shape)}: expected (batch, "
+                         f"{', '.join(map(str, expected))}) with at least one image; resize the images with the "
+                         "model's image processor (or build_eval_transform).")  # fmt: skip
+
+
 def build_eval_transform(processor) -> v2.Compose:
     """Resize, center crop and normalisation of a transformers image processor or its `ProcessorSizes`."""
     resize, crop = _sizes(processor)

@@ -4,7 +4,7 @@ last block's attention.
 
 The maps are computed from the model's standard `output_attentions` and from config fields alone, so they work on
 vit_ft models, on LoRA adapters (peft) and on models loaded with `trust_remote_code=True` where vit-ft is not
-installed. This module imports nothing else from vit_ft.
+installed. This module imports nothing else from vit_ft (tests/evaluation/test_attention_maps.py loads it alone).
 
 ```python
 from vit_ft.evaluation.attention_maps import attention_maps
@@ -55,7 +55,7 @@ def check_method(method: str) -> None:
 
 
 def attention_maps(
-    model: nn.Module, pixel_values: torch.Tensor, method: str = "rollout", labels: torch.Tensor | None = None
+    model: nn.Module, pixel_values: torch.Tensor, method: str = "rollout", labels: torch.Tensor | int | None = None
 ) -> AttentionMaps:
     """
     Where `model` (a vit_ft `ViTForImageClassification`, a `PeftModel` around one, or the same class loaded as
@@ -75,13 +75,17 @@ def attention_maps(
     and distillation tokens' rows, as the logits average both heads; with mean pooling, which has no class token,
     the mean of all image tokens' rows, since the pooled feature is the mean of those tokens.
 
-    `labels` `(batch,)` chooses the class `gradient_rollout` explains (default: the predicted one). The model runs in
+    `labels` `(batch,)`, or one class id for every image, chooses the class `gradient_rollout` explains (default: the
+    predicted one); each must be a class of the model. `pixel_values` are floating point (the image processor's
+    output), at least one image of at least one patch; anything else is a ValueError that names it. The model runs in
     eval mode and with eager attention for the call (fused kernels never form the attention probabilities); both are
     restored afterwards. `rollout` and `last_layer` work under `torch.inference_mode()`; `gradient_rollout` turns
     gradients on for its own forward pass and leaves the parameters' `.grad` untouched.
     """
     check_method(method)
     config = model.config
+    _check_pixel_values(pixel_values, config)
+    labels = _explained_labels(labels, len(pixel_values), config.num_labels)
     with _eager_eval(model):
         if method == "gradient_rollout":
             logits, attentions, gradients, labels = _attentions_and_gradients(model, pixel_values, labels)
@@ -91,10 +95,44 @@ def attention_maps(
                 outputs = model(pixel_values=pixel_values, output_attentions=True, interpolate_pos_encoding=True)
             logits, attentions = outputs.logits, outputs.attentions
             relevance = _rollout(attentions) if method == "rollout" else attentions[-1].mean(dim=1)
-    labels = logits.argmax(-1) if labels is None else torch.as_tensor(labels, device=logits.device).reshape(-1)
+    labels = logits.argmax(-1) if labels is None else labels.to(logits.device)
     grid = (pixel_values.shape[-2] // config.patch_size, pixel_values.shape[-1] // config.patch_size)
     patches = _image_positions(relevance, config, grid)
     return AttentionMaps(patches, _upsample(patches, pixel_values.shape[-2:], config.patch_size), logits, labels)
+
+
+def _check_pixel_values(pixel_values: torch.Tensor, config) -> None:
+    """
+    A one-line ValueError for pixels the maps cannot be computed from: integers (0..255 straight from an image, which
+    the model would read as if normalised), an empty batch, or images smaller than one patch. This module imports
+    nothing from vit_ft, so it cannot share vit_ft.data.transforms.check_pixel_values.
+    """
+    if not pixel_values.is_floating_point():
+        raise ValueError(f"pixel_values are {pixel_values.dtype}, not floating point: pass the images through the "
+                         "model's image processor, which scales and normalises them.")  # fmt: skip
+    patch, channels = config.patch_size, config.num_channels
+    shape = tuple(pixel_values.shape)
+    if len(shape) != 4 or shape[0] == 0 or shape[1] != channels or min(shape[2:]) < patch:
+        raise ValueError(f"pixel_values of shape {shape}: expected (batch, {channels}, height, width) with at least "
+                         f"one image of at least one {patch}x{patch} patch, e.g. the model's ({channels}, "
+                         f"{config.image_size}, {config.image_size}); resize the images with the model's image "
+                         "processor.")  # fmt: skip
+
+
+def _explained_labels(labels: torch.Tensor | int | None, batch: int, num_labels: int) -> torch.Tensor | None:
+    """`labels` as a `(batch,)` tensor of class ids (one id applies to every image); None stays None."""
+    if labels is None:
+        return None
+    labels = torch.as_tensor(labels)
+    if labels.ndim == 0:
+        labels = labels.expand(batch)  # one class for every image of the batch
+    if labels.is_floating_point() or labels.is_complex() or tuple(labels.shape) != (batch,):
+        raise ValueError(f"labels of shape {tuple(labels.shape)} and type {labels.dtype}: give one integer class id, "
+                         f"or one per image ({batch}).")  # fmt: skip
+    outside = sorted({value for value in labels.tolist() if not 0 <= value < num_labels})
+    if outside:
+        raise ValueError(f"labels {outside} are not classes of the model, whose ids run from 0 to {num_labels - 1}.")
+    return labels
 
 
 @contextlib.contextmanager

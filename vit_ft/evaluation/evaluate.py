@@ -1,11 +1,14 @@
 """`vit-ft evaluate`: a saved model's metrics on a data split, clean and under image corruptions."""
 
 import logging
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import Dataset
+import yaml
+from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader
 from transformers import EvalPrediction
 
@@ -14,7 +17,23 @@ from ..data.arguments import DataArguments
 from ..data.corruptions import CorruptedExampleTransform, check_corruption, with_corruption, with_data_corruptions
 from ..data.datasets import load_image_datasets
 from ..data.transforms import SKIPPED_IMAGES, ExampleTransform, build_eval_transform, collate_images
-from ..output_dir import eval_file, robustness_file, write_json
+from ..export.runtime import OnnxClassifier
+from ..output_dir import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    EVALUATION_FIELDS,
+    MODEL_WEIGHTS,
+    MODEL_WEIGHTS_INDEX,
+    ONNX_FOLDER,
+    ONNX_MODEL,
+    RECIPE,
+    RESTORE_ADVICE,
+    DamagedFileError,
+    eval_file,
+    read_json,
+    robustness_file,
+    write_json,
+)
 from .metrics import ClassificationMetrics
 from .plots import plot_robustness
 from .predictor import Predictor, load_predictor
@@ -35,6 +54,8 @@ def evaluate_model(
     seed: int = 0,
     base_model: str | None = None,
     onnx_file: str | None = None,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
 ) -> dict:
     """
     Evaluates the vit_ft model (or LoRA adapter, on `base_model` or the base it names, or `vit-ft export` folder, run
@@ -42,18 +63,26 @@ def evaluate_model(
     the data `data_args` names (its `image_corruptions` included), clean and then under each of `corruptions` (see
     `vit_ft.corruptions`) at `severity` (one, or a list of several), their noise seeded from `seed`. Writes the results
     as JSON to `output_file` (default `model_dir/robustness_<split>.json` with corruptions, else
-    `model_dir/eval_<split>.json`) and returns them. With several severities, each corruption's scores are keyed by
-    severity, and a plot of accuracy against severity goes beside the JSON (`robustness_<split>.png`).
+    `model_dir/eval_<split>.json`; an `onnx_file` other than model.onnx adds its stem, as in
+    `eval_test_model_quantized.json`) and returns them, with the file scored (`model_file`). With several severities,
+    each corruption's scores are keyed by severity, and a plot of accuracy against severity goes beside the JSON
+    (`robustness_<split>.png`).
+
+    An existing results file (or its plot) is replaced only with `overwrite`; a file that is not an evaluate result
+    (a model's config.json, any other file) never is. When the data has no validation split of its own, `validation`
+    is carved from train exactly as the run did, with the fields its vit_ft_recipe.yaml recorded.
     """
     corruptions = list(corruptions or [])
     severities = [severity] if isinstance(severity, int) else list(severity)
     for name in corruptions:
         for level in severities:
             check_corruption(name, level)
-    predictor = load_predictor(model_dir, base_model, onnx_file)
-    data, label_names = load_image_datasets(data_args)
-    if split not in data:
-        raise ValueError(f"split={split!r} is not in the data, which has {', '.join(data)}: choose one of those.")
+    default_name = robustness_file(split, onnx_file) if corruptions else eval_file(split, onnx_file)
+    output_file = Path(output_file or Path(model_dir) / default_name)
+    plot_file = output_file.with_suffix(".png") if corruptions and len(severities) > 1 else None
+    check_output_file(output_file, plot_file, overwrite)
+    predictor = load_predictor(model_dir, base_model, onnx_file, trust_remote_code)
+    data, label_names, carving = _load_split(model_dir, data_args, split)
     advice = "Evaluate on data with the model's classes in the same order, or fine-tune on this data."
     check_labels(predictor.id2label, label_names, "model", model_dir, advice)
 
@@ -62,8 +91,11 @@ def evaluate_model(
     metrics = ClassificationMetrics(len(label_names))
     clean = _metrics(predictor, with_data_corruptions(dataset, example_transform, data_args), metrics, batch_size)
     # The images scored: those that could not be decoded are left out of every block alike.
-    results = {"model": str(model_dir), "split": split, "examples": len(dataset) - clean["skipped_images"],
+    results = {"model": str(model_dir), "model_file": _scored_file(predictor, model_dir, onnx_file), "split": split,
+               "examples": len(dataset) - clean["skipped_images"],
                "skipped_images": clean["skipped_images"]}  # fmt: skip
+    if carving:
+        results["validation_carved_from_train"] = carving  # the run's share and seed, from its recipe
     if data_args.image_corruptions:
         # "clean" is then the low-quality data: say which.
         results["image_corruptions"] = {name: getattr(data_args, name) for name in _DATA_CORRUPTION_FIELDS}
@@ -80,16 +112,123 @@ def evaluate_model(
         # One severity keeps the file's first format: the scores directly under the corruption's name.
         results["corruptions"][name] = by_severity if len(severities) > 1 else by_severity[str(severities[0])]
 
-    default_name = robustness_file(split) if corruptions else eval_file(split)
-    output_file = write_json(output_file or Path(model_dir) / default_name, results)
+    write_json(output_file, results)
     logger.info(f"Wrote {output_file}")
-    if corruptions and len(severities) > 1:
+    if plot_file is not None:
         curves = {name: {int(level): scores["accuracy"] for level, scores in by_severity.items()}
                   for name, by_severity in results["corruptions"].items()}  # fmt: skip
         # Beside the JSON, under its name: robustness_<split>.png for the default file.
-        plot = plot_robustness(clean["accuracy"], curves, output_file.with_suffix(".png"))
+        plot = plot_robustness(clean["accuracy"], curves, plot_file)
         logger.info(f"Wrote {plot}")
     return results
+
+
+def check_output_file(output_file: Path, plot_file: Path | None, overwrite: bool) -> None:
+    """
+    Raises a one-line error unless evaluate may write `output_file` (and `plot_file`, its robustness plot): each is
+    new, or an earlier evaluate result that `overwrite` replaces. Any other file is never replaced: a model's
+    config.json or a JSON without evaluate's fields, any non-JSON; nor a plot whose JSON beside it is not a result.
+    """
+    json_is_result = _is_evaluation_result(output_file)
+    if output_file.exists() and not json_is_result:
+        raise FileExistsError(f"{output_file} exists and is not a result of vit-ft evaluate (it lacks "
+                              f"{', '.join(EVALUATION_FIELDS)}): it is never overwritten. Choose another --output."
+                              )  # fmt: skip
+    if plot_file is not None and plot_file.exists() and not json_is_result:
+        raise FileExistsError(f"{plot_file} exists beside no vit-ft evaluate result, so it is another's file: it is "
+                              "never overwritten. Choose another --output.")  # fmt: skip
+    if overwrite:
+        return
+    for path in (output_file, plot_file):
+        if path is not None and path.exists():
+            raise FileExistsError(f"{path} holds the results of an earlier vit-ft evaluate: pass --overwrite to "
+                                  "replace them, or --output to write elsewhere.")  # fmt: skip
+
+
+def _is_evaluation_result(path: Path) -> bool:
+    """Whether `path` is a regular file holding a JSON object with every field of evaluate's results."""
+    if not path.is_file():
+        return False
+    try:
+        content = read_json(path)
+    except (DamagedFileError, OSError):  # not JSON at all
+        return False
+    return isinstance(content, dict) and all(name in content for name in EVALUATION_FIELDS)
+
+
+def _scored_file(predictor: Predictor, model_dir: str, onnx_file: str | None) -> str:
+    """The file whose model was scored, relative to `model_dir`: `onnx/model_quantized.onnx`, `model.safetensors`."""
+    if isinstance(predictor, OnnxClassifier):
+        return f"{ONNX_FOLDER}/{Path(onnx_file or ONNX_MODEL).name}"
+    folder = Path(model_dir)
+    if (folder / ADAPTER_CONFIG).is_file():
+        return ADAPTER_WEIGHTS
+    return MODEL_WEIGHTS if (folder / MODEL_WEIGHTS).is_file() else MODEL_WEIGHTS_INDEX
+
+
+# The recipe fields that say which data a run read: evaluate carves the run's validation split only from that data.
+_DATA_IDENTITY_FIELDS = ("dataset_name", "dataset_config_name", "train_dir", "validation_dir", "image_column_name",
+                         "label_column_name")  # fmt: skip
+
+
+def _load_split(model_dir: str, data_args: DataArguments, split: str) -> tuple[DatasetDict, list[str], dict | None]:
+    """
+    The data, its label names and, for a validation split carved from train, the run's carving (`train_val_split`,
+    `seed`, read from the run's recipe). Without a validation split of its own the data's validation is carved as
+    the run carved it, or not at all: scores on another carving would count the run's training images.
+    """
+    if split != "validation":
+        return (*load_image_datasets(data_args), None)
+    data, label_names = load_image_datasets(replace(data_args, train_val_split=0))
+    # train_val_split 0 asks for the data's own splits only.
+    if "validation" in data or "train" not in data or data_args.train_val_split == 0:
+        if "validation" not in data:
+            raise ValueError(f"split='validation' is not in the data, which has {', '.join(data)}: choose one of "
+                             "those.")  # fmt: skip
+        return data, label_names, None
+    recipe = _run_recipe(model_dir)
+    different = [name for name in _DATA_IDENTITY_FIELDS if not _same(recipe.get(name), getattr(data_args, name))]
+    if different:
+        shown = ", ".join(f"{name}={getattr(data_args, name)!r} (the run's: {recipe.get(name)!r})"
+                          for name in different)  # fmt: skip
+        raise ValueError(f"Cannot know the run's validation split: the data has none of its own, and it is not the "
+                         f"data of the run in {model_dir} ({shown}). Evaluate on --split test, or give the run's "
+                         "data.")  # fmt: skip
+    share, seed = recipe.get("train_val_split"), recipe.get("seed")
+    if not share:
+        raise ValueError(f"The run in {model_dir} carved no validation split (its {RECIPE} has train_val_split "
+                         f"{share!r}): evaluate on --split test.")  # fmt: skip
+    # max_eval_samples, unless given here: the run validated on the first that many of its split.
+    max_eval = data_args.max_eval_samples if data_args.max_eval_samples is not None else recipe.get("max_eval_samples")
+    run_args = replace(data_args, train_val_split=share, max_eval_samples=max_eval)
+    data, label_names = load_image_datasets(run_args, seed)
+    logger.info(f"Validation carved from train as the run did: train_val_split {share}, seed {seed} ({RECIPE}).")
+    return data, label_names, {"train_val_split": share, "seed": seed, "max_eval_samples": max_eval}
+
+
+def _run_recipe(model_dir: str) -> dict:
+    """The resolved recipe of the run that wrote `model_dir`; a one-line error when it has none."""
+    path = Path(model_dir) / RECIPE
+    if not path.is_file():
+        raise ValueError(f"Cannot know the run's validation split: the data has none of its own, so the run carved it "
+                         f"from train, and {model_dir} has no {RECIPE} that records how. Evaluate on --split test, "
+                         f"or copy the run's {RECIPE} into {model_dir}.")  # fmt: skip
+    try:
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise DamagedFileError(f"{path} is not valid YAML ({' '.join(str(error).split())}). {RESTORE_ADVICE}"
+                               ) from error  # fmt: skip
+    if not isinstance(recipe, dict):
+        raise DamagedFileError(f"{path} does not hold a recipe's fields. {RESTORE_ADVICE}")
+    return recipe
+
+
+def _same(recorded, given) -> bool:
+    """Whether a recipe value and the value given here name the same thing (folders compared as real paths)."""
+    if recorded == given:
+        return True
+    both_text = isinstance(recorded, str) and isinstance(given, str)
+    return both_text and os.path.realpath(recorded) == os.path.realpath(given)
 
 
 def _corrupted(

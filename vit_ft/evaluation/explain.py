@@ -26,21 +26,23 @@ def explain_images(
     label: str | None = None,
     top_k: int = 3,
     base_model: str | None = None,
+    trust_remote_code: bool = False,
 ) -> list[Path]:
     """
     Writes one PNG per image file to `output_dir`, `<stem>_<method>.png`: the image as the model sees it (resized
     and cropped by its image processor), its heat map by `method` (see `attention_maps`) over it, and the `top_k`
     predicted labels with their probabilities. The map explains the predicted class, or `label` (a class name of the
     model) for `gradient_rollout`. The model in `model_dir` is a vit_ft model or a LoRA adapter (on `base_model` or
-    the base it names). All files are read before the model is loaded. Returns the paths written.
+    the base it names); a folder that asks for code other than vit_ft's is refused unless `trust_remote_code`. All
+    files are read before the model is loaded. Returns the paths written.
     """
     check_method(method)
     if top_k < 1:
         raise ValueError(f"top_k={top_k} must be at least 1.")
     images = [read_image(path) for path in image_paths]
-    model = load_model(model_dir, base_model, merge=True)
+    model = load_model(model_dir, base_model, merge=True, trust_remote_code=trust_remote_code)
     label_id = None if label is None else _label_id(model.config.id2label, label, model_dir)
-    processor = load_processor(model, model_dir)
+    processor = load_processor(model, model_dir, trust_remote_code=trust_remote_code)
     transform = build_eval_transform(processor)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)

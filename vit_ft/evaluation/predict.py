@@ -1,5 +1,8 @@
 """`vit-ft predict`: the top classes of a saved model or an ONNX export for image files."""
 
+import os
+import stat
+
 import torch
 
 from ..data.transforms import build_eval_transform, decode_image
@@ -9,11 +12,24 @@ _BATCH_SIZE = 32
 
 
 def read_image(path: str):
-    """The RGB image in the file at `path`; an OSError that names the file when it is missing or not an image."""
+    """
+    The RGB image in the file at `path`; an OSError that names the file when it is missing or not an image. A path
+    that is not a regular file (a FIFO, a device, a folder) is refused before it is opened: reading a FIFO would wait
+    for a writer forever.
+    """
+    if os.path.exists(path) and not os.path.isfile(path):
+        kind = _file_kind(os.stat(path).st_mode)
+        raise OSError(f"Cannot read image {path}: it is {kind}, not a regular file. Give the path of an image file.")
     try:
         return decode_image({"path": path, "bytes": None})
     except Exception as error:  # PIL raises many types for broken files
         raise OSError(f"Cannot read image {path}: {error}. Check the path and that PIL reads its format.") from error
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def class_scores(logits: torch.Tensor, problem_type: str | None) -> torch.Tensor:
@@ -25,11 +41,17 @@ def class_scores(logits: torch.Tensor, problem_type: str | None) -> torch.Tensor
 
 
 def predict_images(
-    model_dir: str, image_paths: list[str], top_k: int = 5, base_model: str | None = None, onnx_file: str | None = None
+    model_dir: str,
+    image_paths: list[str],
+    top_k: int = 5,
+    base_model: str | None = None,
+    onnx_file: str | None = None,
+    trust_remote_code: bool = False,
 ) -> list[dict]:
     """
     Classifies each image file with the model in `model_dir`: a vit_ft model, a LoRA adapter (on `base_model` or the
-    base it names) or a `vit-ft export` folder (its `onnx_file`, default onnx/model.onnx; see `load_predictor`).
+    base it names) or a `vit-ft export` folder (its `onnx_file`, default onnx/model.onnx; see `load_predictor`, also
+    for `trust_remote_code`).
     Returns, per image in order, `{"image": path, "predictions": [{"label": ..., "score": ...}, ...]}` with the
     `top_k` best classes, best first: the output of transformers' image-classification pipeline. Images are
     preprocessed as `vit-ft evaluate` does, so a model and its export see the same pixels. All files are read before
@@ -38,7 +60,7 @@ def predict_images(
     if top_k < 1:
         raise ValueError(f"top_k={top_k} must be at least 1.")
     images = [read_image(path) for path in image_paths]
-    predictor = load_predictor(model_dir, base_model, onnx_file)
+    predictor = load_predictor(model_dir, base_model, onnx_file, trust_remote_code)
     transform = build_eval_transform(predictor.preprocessing)
     results = []
     for start in range(0, len(images), _BATCH_SIZE):

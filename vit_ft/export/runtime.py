@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.transforms import ProcessorSizes
+from ..data.transforms import ProcessorSizes, check_pixel_values
 from ..output_dir import MODEL_CONFIG, ONNX_FOLDER, ONNX_MODEL, PROCESSOR_CONFIG, read_json
 from . import import_extra
 from .provenance import check_exported_from, weights_files
@@ -60,6 +60,7 @@ class OnnxClassifier:
 
     def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(batch, num_labels) float32 logits of `pixel_values` (batch, channels, height, width)."""
+        check_pixel_values(pixel_values, self.preprocessing.output_size)
         array = np.ascontiguousarray(pixel_values.detach().cpu().numpy(), dtype=np.float32)
         (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: array})
         return torch.from_numpy(logits)

@@ -284,6 +284,8 @@ def _robustness_section(run: RunRecord) -> str | None:
     parts = []
     for report in run.robustness:
         where = f"Split `{report.split}` ({report.examples} images)"
+        if report.model_file and report.model_file.endswith(".onnx"):
+            where += f", scored with `{report.model_file}`"  # an export's model, not the PyTorch weights
         if len(report.severities) == 1:
             parts.append(f"{where}, corruption severity {report.severities[0]} of 5, from `vit-ft evaluate "
                          f"--corruptions`:\n\n{_one_severity_table(report)}")  # fmt: skip
