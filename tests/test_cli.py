@@ -384,6 +384,19 @@ def test_trust_remote_code_runs_the_folders_code(workdir):
     assert (workdir / "ran_foreign_code").read_text() == "the folder's code ran"
 
 
+@pytest.mark.slow
+def test_export_refuses_foreign_code_unless_trusted(workdir):
+    _ask_for_foreign_code(workdir / "model", "preprocessor_config.json")
+    result = vit_ft_cli("export", "--model", "model", "--output", "export", cwd=workdir)
+    assert_one_line(result, "vit-ft export: model/preprocessor_config.json asks to run code that is not vit_ft's "
+                            "(foreign.ForeignImageProcessor), which vit-ft does not run: pass --trust_remote_code "
+                            "(trust_remote_code=True in Python) to run it, only if you trust that code.")  # fmt: skip
+    assert not (workdir / "ran_foreign_code").exists() and not (workdir / "export").exists()
+    result = vit_ft_cli("export", "--model", "model", "--output", "export", "--trust_remote_code", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert (workdir / "export" / "onnx" / "model.onnx").is_file()
+
+
 # Images that are no files, data that does not exist
 
 
@@ -444,9 +457,16 @@ def test_evaluate_on_validation_scores_the_runs_own_validation_images(validated_
     run = json.loads((validated_run / "all_results.json").read_text())
     # The run's 100 first images of its 10% share (144 of 1,437), not another carving's 216 (15%, seed 42).
     assert scores["examples"] == 100
-    assert scores["validation_carved_from_train"] == {"train_val_split": 0.1, "seed": 0, "max_eval_samples": 100}
+    carving = {"train_val_split": 0.1, "seed": 0, "max_train_samples": 64, "max_eval_samples": 100}
+    assert scores["carved_from_train"] == carving
     assert scores["clean"]["accuracy"] == run["eval_accuracy"]
     assert scores["clean"]["loss"] == pytest.approx(run["eval_loss"], rel=1e-5)
+    # --split train: the 64 images the run trained on, carved and capped as it did.
+    result = vit_ft_cli("evaluate", "--model", validated_run, "--dataset_name", "digits", "--split", "train",
+                        "--output", tmp_path / "train.json", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["examples"] == 64
+    assert json.loads(result.stdout)["carved_from_train"] == carving
 
 
 def test_evaluate_on_validation_says_when_it_cannot_know_the_runs_split(validated_run, tmp_path):
@@ -455,9 +475,9 @@ def test_evaluate_on_validation_says_when_it_cannot_know_the_runs_split(validate
     with pytest.raises(ValueError) as error:
         evaluate_model(str(without_recipe), data, split="validation")
     assert str(error.value) == (
-        f"Cannot know the run's validation split: the data has none of its own, so the run carved it from train, and "
-        f"{without_recipe} has no {RECIPE} that records how. Evaluate on --split test, or copy the run's {RECIPE} "
-        f"into {without_recipe}."
+        f"Cannot know the run's validation split: the data has no validation split of its own, so the run carved it "
+        f"from train, and {without_recipe} has no {RECIPE} that records how. Evaluate on --split test, or copy the "
+        f"run's {RECIPE} into {without_recipe}."
     )
     other_data = Path(shutil.copytree(validated_run, tmp_path / "other_data"))
     recipe = yaml.safe_load((other_data / RECIPE).read_text())
@@ -465,8 +485,8 @@ def test_evaluate_on_validation_says_when_it_cannot_know_the_runs_split(validate
     with pytest.raises(ValueError) as error:
         evaluate_model(str(other_data), data, split="validation")
     assert str(error.value) == (
-        "Cannot know the run's validation split: the data has none of its own, and it is not the data of the run in "
-        f"{other_data} (dataset_name='digits' (the run's: 'someone/digits')). Evaluate on --split test, or give the "
-        "run's data."
+        "Cannot know the run's validation split: the data has no validation split of its own, and it is not the data "
+        f"of the run in {other_data} (dataset_name='digits' (the run's: 'someone/digits')). Evaluate on --split test, "
+        "or give the run's data."
     )
     assert not list(tmp_path.rglob("eval_validation*.json"))

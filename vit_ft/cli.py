@@ -167,7 +167,8 @@ def _severities(text: str) -> list[int]:
 def _export(args: argparse.Namespace) -> None:
     from .export.onnx_export import export_onnx
 
-    folder = export_onnx(args.model, args.output, args.quantize, args.opset, args.base_model, overwrite=args.overwrite)
+    folder = export_onnx(args.model, args.output, args.quantize, args.opset, args.base_model, overwrite=args.overwrite,
+                         trust_remote_code=args.trust_remote_code)  # fmt: skip
     print(f"Exported {args.model} to {folder} (ONNX Runtime: vit-ft predict --model {folder} IMAGE)")
 
 
@@ -289,6 +290,7 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--quantize", choices=QUANTIZATIONS, help="Also write onnx/model_quantized.onnx.")
     export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default: {DEFAULT_OPSET}).")
     export.add_argument("--base_model", help=_BASE_MODEL_HELP)
+    export.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
     export.set_defaults(handler=_export)
 
 

@@ -95,7 +95,7 @@ def evaluate_model(
                "examples": len(dataset) - clean["skipped_images"],
                "skipped_images": clean["skipped_images"]}  # fmt: skip
     if carving:
-        results["validation_carved_from_train"] = carving  # the run's share and seed, from its recipe
+        results["carved_from_train"] = carving  # the run's share, seed and caps, from its recipe
     if data_args.image_corruptions:
         # "clean" is then the low-quality data: say which.
         results["image_corruptions"] = {name: getattr(data_args, name) for name in _DATA_CORRUPTION_FIELDS}
@@ -173,46 +173,47 @@ _DATA_IDENTITY_FIELDS = ("dataset_name", "dataset_config_name", "train_dir", "va
 
 def _load_split(model_dir: str, data_args: DataArguments, split: str) -> tuple[DatasetDict, list[str], dict | None]:
     """
-    The data, its label names and, for a validation split carved from train, the run's carving (`train_val_split`,
-    `seed`, read from the run's recipe). Without a validation split of its own the data's validation is carved as
-    the run carved it, or not at all: scores on another carving would count the run's training images.
+    The data, its label names and, for a train or validation split carved from the data's train split, the run's
+    carving (`train_val_split`, `seed` and the sample caps, read from the run's recipe). Without a validation split of
+    its own the data's train and validation splits are carved as the run carved them, or not at all: scores on
+    another carving would count the run's training images as validation ones.
     """
-    if split != "validation":
+    if split not in ("train", "validation"):
         return (*load_image_datasets(data_args), None)
     data, label_names = load_image_datasets(replace(data_args, train_val_split=0))
     # train_val_split 0 asks for the data's own splits only.
     if "validation" in data or "train" not in data or data_args.train_val_split == 0:
-        if "validation" not in data:
-            raise ValueError(f"split='validation' is not in the data, which has {', '.join(data)}: choose one of "
+        if split not in data:
+            raise ValueError(f"split={split!r} is not in the data, which has {', '.join(data)}: choose one of "
                              "those.")  # fmt: skip
         return data, label_names, None
-    recipe = _run_recipe(model_dir)
+    recipe = _run_recipe(model_dir, split)
     different = [name for name in _DATA_IDENTITY_FIELDS if not _same(recipe.get(name), getattr(data_args, name))]
     if different:
         shown = ", ".join(f"{name}={getattr(data_args, name)!r} (the run's: {recipe.get(name)!r})"
                           for name in different)  # fmt: skip
-        raise ValueError(f"Cannot know the run's validation split: the data has none of its own, and it is not the "
-                         f"data of the run in {model_dir} ({shown}). Evaluate on --split test, or give the run's "
-                         "data.")  # fmt: skip
+        raise ValueError(f"Cannot know the run's {split} split: the data has no validation split of its own, and it "
+                         f"is not the data of the run in {model_dir} ({shown}). Evaluate on --split test, or give the "
+                         "run's data.")  # fmt: skip
     share, seed = recipe.get("train_val_split"), recipe.get("seed")
     if not share:
         raise ValueError(f"The run in {model_dir} carved no validation split (its {RECIPE} has train_val_split "
                          f"{share!r}): evaluate on --split test.")  # fmt: skip
-    # max_eval_samples, unless given here: the run validated on the first that many of its split.
-    max_eval = data_args.max_eval_samples if data_args.max_eval_samples is not None else recipe.get("max_eval_samples")
-    run_args = replace(data_args, train_val_split=share, max_eval_samples=max_eval)
-    data, label_names = load_image_datasets(run_args, seed)
-    logger.info(f"Validation carved from train as the run did: train_val_split {share}, seed {seed} ({RECIPE}).")
-    return data, label_names, {"train_val_split": share, "seed": seed, "max_eval_samples": max_eval}
+    # The caps, unless given here: the run trained and validated on the first that many of its splits.
+    caps = {name: getattr(data_args, name) if getattr(data_args, name) is not None else recipe.get(name)
+            for name in ("max_train_samples", "max_eval_samples")}  # fmt: skip
+    data, label_names = load_image_datasets(replace(data_args, train_val_split=share, **caps), seed)
+    logger.info(f"{split} carved from train as the run did: train_val_split {share}, seed {seed} ({RECIPE}).")
+    return data, label_names, {"train_val_split": share, "seed": seed, **caps}
 
 
-def _run_recipe(model_dir: str) -> dict:
-    """The resolved recipe of the run that wrote `model_dir`; a one-line error when it has none."""
+def _run_recipe(model_dir: str, split: str) -> dict:
+    """The resolved recipe of the run that wrote `model_dir`; a one-line error naming `split` when it has none."""
     path = Path(model_dir) / RECIPE
     if not path.is_file():
-        raise ValueError(f"Cannot know the run's validation split: the data has none of its own, so the run carved it "
-                         f"from train, and {model_dir} has no {RECIPE} that records how. Evaluate on --split test, "
-                         f"or copy the run's {RECIPE} into {model_dir}.")  # fmt: skip
+        raise ValueError(f"Cannot know the run's {split} split: the data has no validation split of its own, so the "
+                         f"run carved it from train, and {model_dir} has no {RECIPE} that records how. Evaluate on "
+                         f"--split test, or copy the run's {RECIPE} into {model_dir}.")  # fmt: skip
     try:
         recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:

@@ -71,6 +71,7 @@ def export_onnx(
     base_model: str | None = None,
     graph_rewrites: bool = True,
     overwrite: bool = False,
+    trust_remote_code: bool = False,
 ) -> Path:
     """
     Exports the vit_ft model in `model_dir` (a LoRA adapter is merged into its base, `base_model` or the one it
@@ -80,7 +81,8 @@ def export_onnx(
 
     `output_dir` must be new or empty, or hold an earlier export that `overwrite` replaces as a whole; a model's or a
     run's folder is refused. The export is written to a temporary folder beside it and moved into place complete:
-    a failure leaves `output_dir` as it was.
+    a failure leaves `output_dir` as it was. A model folder that asks for code other than vit_ft's is refused unless
+    `trust_remote_code`.
     """
     check_export_options(quantize, opset)
     folder = Path(output_dir)
@@ -90,8 +92,9 @@ def export_onnx(
     if folder.resolve() == Path(model_dir).resolve():
         raise ValueError(f"--output {output_dir} is the model's own directory: choose another folder for the export.")
     check_output_folder(folder, overwrite)
-    model = load_model(model_dir, base_model, merge=True)
-    processor = load_processor(model, model_dir)  # a damaged preprocessor_config.json stops here, before any write
+    model = load_model(model_dir, base_model, merge=True, trust_remote_code=trust_remote_code)
+    # A damaged preprocessor_config.json stops here, before any write.
+    processor = load_processor(model, model_dir, trust_remote_code=trust_remote_code)
     with _temporary_folder_beside(folder) as temporary:
         paths = write_onnx_models(model, temporary / ONNX_FOLDER, quantize, opset, graph_rewrites,
                                   source_digest=weights_digest(model_dir))  # fmt: skip

@@ -109,16 +109,17 @@ class Teacher(nn.Module):
 
 
 def load_teacher_model(
-    path_or_id: str, label_names: list[str], hub_kwargs: dict | None = None
+    path_or_id: str, label_names: list[str], hub_kwargs: dict | None = None, trust_remote_code: bool = False
 ) -> tuple[ViTForImageClassification, object]:
     """
     The teacher model in `path_or_id` (a vit_ft, transformers ViT/DeiT or timm-converted model, or a LoRA adapter,
-    merged) and its image processor, after checking that its labels are the data's `label_names`.
+    merged) and its image processor, after checking that its labels are the data's `label_names`. A teacher that asks
+    for code other than vit_ft's is refused unless `trust_remote_code` (the recipe's field).
     """
-    model = load_model(path_or_id, merge=True, hub_kwargs=hub_kwargs)
+    model = load_model(path_or_id, merge=True, hub_kwargs=hub_kwargs, trust_remote_code=trust_remote_code)
     advice = "Distil on data with the teacher's classes in the same order, or fine-tune the teacher on it first."
     check_labels(model.config.id2label, label_names, "teacher", path_or_id, advice)
-    return model, load_processor(model, path_or_id, hub_kwargs)
+    return model, load_processor(model, path_or_id, hub_kwargs, trust_remote_code)
 
 
 def depth_pruned_student(
