@@ -19,6 +19,11 @@ after building the model, optimizer and inputs. That first step also creates Ada
 bytes, equal for all the models) and, with `--compile`, the compilation (what it allocates in this process; its
 worker processes are not counted).
 
+MFU (model FLOP utilisation): images/s x FLOPs per image / the chip's peak. FLOPs per image are counted from the
+architecture (`flops_per_image`: every matrix product of the patch embedding, attention, MLP and head, 2 FLOPs per
+multiply-add; a training step is taken as 3 forwards, backward costing two); the peak is `--peak-tflops`, or for an
+H100 or H200 the datasheet's dense bf16 figure, 989 TFLOP/s. ViT-B/16 at 224 comes to 35.1 GFLOPs per forward.
+
 `--control` adds a second timm model (timm / timm_control is the spread of two identical models: the noise floor of
 every ratio). `--isolate-inference` times CPU inference in a fresh process per model and round, where the allocator's
 state (and so the page faults a forward pays for) is the model's own, as in a process that only serves predictions.
@@ -79,6 +84,32 @@ _PLAIN_VIT_FIELDS = {"hidden_size", "num_hidden_layers", "num_attention_heads", 
 _PROBE_MARKER = "PROBE_RESULT "
 
 Step = Callable[[], None]
+# Dense bf16 tensor-core peak by NVIDIA's datasheets (SXM parts), TFLOP/s: the denominator of MFU.
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}
+
+
+def flops_per_image(name: str, training: bool) -> float:
+    """
+    FLOPs of one image through preset `name`: the matrix products (2 FLOPs per multiply-add) of the patch embedding,
+    each layer's q/k/v/output projections, attention scores and weighted sum, MLP, and the head; a training step as
+    3 forwards. Norms, softmax and activations are left out, as MFU conventionally does.
+    """
+    preset = PRESETS[name]
+    width, depth, mlp = preset["hidden_size"], preset["num_hidden_layers"], preset["intermediate_size"]
+    patches = (preset["image_size"] // preset["patch_size"]) ** 2
+    tokens = patches + 1  # the class token
+    embedding = patches * 3 * preset["patch_size"] ** 2 * width
+    layer = tokens * (4 * width * width + 2 * width * mlp) + 2 * tokens * tokens * width
+    macs = embedding + depth * layer + width * NUM_LABELS
+    return 2 * macs * (3 if training else 1)
+
+
+def peak_tflops(args: argparse.Namespace, device: torch.device) -> float | None:
+    """`--peak-tflops`, or the datasheet peak of a known GPU in bf16; None where unknown (no MFU is printed)."""
+    if args.peak_tflops is not None or device.type != "cuda" or args.dtype != "bfloat16":
+        return args.peak_tflops
+    name = torch.cuda.get_device_name(device)
+    return next((peak for chip, peak in PEAK_BF16_TFLOPS.items() if chip in name), None)
 
 
 @dataclass
@@ -99,6 +130,18 @@ class Row:
     # Median minor page faults per step (CPU): fresh pages the kernel maps and zeroes when the allocator grows.
     train_page_faults: dict[str, float] = field(default_factory=dict)
     infer_page_faults: dict[str, float] = field(default_factory=dict)
+    train_mfu: dict[str, float] = field(default_factory=dict)
+    infer_mfu: dict[str, float] = field(default_factory=dict)
+
+    def set_mfu(self, peak_tflops: float | None) -> None:
+        """The MFU of each implementation and phase, against `peak_tflops` (nothing when it is None)."""
+        if peak_tflops is None:
+            return
+        for phase in _phases(self):
+            flops = flops_per_image(self.model, training=phase == "train")
+            mfu = {impl: value * flops / (peak_tflops * 1e12) for impl, value in
+                   getattr(self, f"{phase}_images_per_s").items()}  # fmt: skip
+            setattr(self, f"{phase}_mfu", mfu)
 
     def __post_init__(self) -> None:
         for phase in ("train", "infer"):
@@ -134,6 +177,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--isolate-inference", action="store_true",
                         help="On CPU, time inference in a fresh process per model and round, as a process that "
                              "only serves predictions: the allocator's state is the model's own.")  # fmt: skip
+    parser.add_argument("--fused-adamw", action="store_true", help="AdamW(fused=True) for every model.")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="The chip's peak TFLOP/s for MFU (default: the datasheet's dense bf16 for H100/H200).")
     parser.add_argument("--output", default=None, help="Write the results as JSON to this path.")
     # Internal: set when the script re-invokes itself to measure one model's RSS in a fresh process.
     parser.add_argument("--memory-probe", choices=IMPLEMENTATIONS, default=None, help=argparse.SUPPRESS)
@@ -230,10 +276,11 @@ def build_models(
     return models, counts["vit_ft"]
 
 
-def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, fused: bool = False) -> torch.optim.Optimizer:
     # The learning rate does not change the cost of a step; a small one keeps the weights from blowing up to
-    # inf/NaN over the run, which could change the speed of the arithmetic.
-    return torch.optim.AdamW(model.parameters(), lr=1e-5)
+    # inf/NaN over the run, which could change the speed of the arithmetic. `fused`: one kernel for the whole update
+    # (the Trainer's `optim: adamw_torch_fused`), rather than torch's default multi-tensor loop.
+    return torch.optim.AdamW(model.parameters(), lr=1e-5, fused=fused or None)
 
 
 def logits_of(output: torch.Tensor | transformers.utils.ModelOutput) -> torch.Tensor:
@@ -470,7 +517,8 @@ def format_row(row: Row) -> str:
         values = ", ".join(f"{impl} {value:.1f}" for impl, value in throughput.items())
         ratios = ", ".join(f"{name} {row.ratios[f'{label}_{name}']:.3f}" for name in _ratio_names(row))
         faults = "/".join(f"{value:.0f}" for value in getattr(row, f"{label}_page_faults").values())
-        return f"{label} img/s: {values} | {ratios} | page faults {faults}"
+        mfu = ", ".join(f"{impl} {value:.1%}" for impl, value in getattr(row, f"{label}_mfu").items())
+        return f"{label} img/s: {values} | {ratios} | page faults {faults}" + (f" | MFU {mfu}" if mfu else "")
 
     memory = ""
     if row.train_memory_mib is not None:
@@ -483,7 +531,7 @@ def markdown_tables(rows: list[Row]) -> str:
     implementations = list(rows[0].train_step_s or rows[0].infer_step_s)
     ratio_names = _ratio_names(rows[0])
     header = ["model", "batch", "dtype", "mode", "phase", *(f"{impl} img/s" for impl in implementations),
-              *ratio_names, "page faults per step"]  # fmt: skip
+              *ratio_names, "page faults per step", "MFU"]  # fmt: skip
     speed = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     memory_header = ["model", "batch", "dtype", "mode", "phase", *(f"{impl} MiB" for impl in implementations)]
     memory = ["| " + " | ".join(memory_header) + " |", "|" + "---|" * len(memory_header)]
@@ -494,6 +542,7 @@ def markdown_tables(rows: list[Row]) -> str:
             cells = [f"{throughput[impl]:.1f}" for impl in implementations]
             cells += [f"{row.ratios[f'{label}_{name}']:.3f}" for name in ratio_names]
             cells.append(" / ".join(f"{value:.0f}" for value in getattr(row, f"{label}_page_faults").values()))
+            cells.append(" / ".join(f"{value:.1%}" for value in getattr(row, f"{label}_mfu").values()) or "n/a")
             speed.append(key + f"| {label} | " + " | ".join(cells) + " |")
             measured = getattr(row, f"{label}_memory_mib")
             memory_cells = [f"{measured[impl]:.0f}" if measured else "n/a" for impl in implementations]
@@ -519,9 +568,10 @@ def main(argv: list[str] | None = None) -> None:
     parameters: dict[str, int] = {}
     for name in args.models:
         models, parameters[name] = build_models(name, args.implementations, device, args.compile)
-        optimizers = {impl: make_optimizer(model) for impl, model in models.items()}
+        optimizers = {impl: make_optimizer(model, args.fused_adamw) for impl, model in models.items()}
         for batch in args.batch_sizes:
             rows.append(benchmark_batch(args, name, batch, models, optimizers, device))
+            rows[-1].set_mfu(peak_tflops(args, device))
             print(format_row(rows[-1]), flush=True)
         del models, optimizers  # free before the next preset's models are built
         gc.collect()

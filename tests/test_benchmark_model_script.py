@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_model.py"
 
@@ -30,3 +31,21 @@ def test_benchmark_model_reports_every_model_with_the_control_and_isolated_infer
         )
     assert len(set(result["parameters"].values())) == 1
     assert "| timm/timm_control |" in completed.stdout
+
+
+def test_flops_per_image_counts_what_torchs_flop_counter_counts():
+    # MFU's numerator: the architecture's matrix products, against torch's own count of one forward.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    from benchmark_common import preset_model
+    from benchmark_model import flops_per_image
+
+    name = "vit_tiny_patch16_224"
+    model, _ = preset_model(name, num_labels=1000)
+    model.set_attn_implementation("eager")  # explicit matrix products: the counter does not see CPU sdpa's kernel
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(pixel_values=torch.randn(1, 3, 224, 224))
+    assert flops_per_image(name, training=False) == pytest.approx(counter.get_total_flops(), rel=1e-3)
+    assert flops_per_image(name, training=True) == 3 * flops_per_image(name, training=False)
