@@ -47,7 +47,8 @@ def knn_predict(
     features = torch.nn.functional.normalize(features.float(), dim=1)
     similarity = features @ train_features.T  # (n, m) cosine similarities
     top_similarity, top_rows = similarity.topk(k, dim=1)  # (n, k)
-    weights = (top_similarity / temperature).exp()  # (n, k)
+    # exp(s / T) scaled by exp(-s_max / T) per query: the same vote, without overflow at a small temperature.
+    weights = ((top_similarity - top_similarity[:, :1]) / temperature).exp()  # (n, k)
     votes = torch.zeros(len(features), num_classes, dtype=weights.dtype)
     votes.scatter_add_(1, train_labels[top_rows], weights)  # (n, classes): each class's summed weight
     return votes.argmax(dim=1)
