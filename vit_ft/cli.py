@@ -130,6 +130,15 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(results, indent=2))
 
 
+def _knn(args: argparse.Namespace) -> None:
+    from .evaluation.knn import knn_evaluate
+
+    data_args = DataArguments(**{field.name: getattr(args, field.name) for field in fields(DataArguments)})
+    results = knn_evaluate(args.model, data_args, args.split, args.k, args.temperature, args.seed, args.batch_size,
+                           args.output, args.overwrite, args.trust_remote_code)  # fmt: skip
+    print(json.dumps(results, indent=2))
+
+
 def _predict(args: argparse.Namespace) -> None:
     from .evaluation.predict import predict_images
 
@@ -240,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
     evaluate.set_defaults(handler=_evaluate)
 
+    _add_knn_command(commands, data_options)
+
     predict = commands.add_parser("predict", help="Top classes of a saved model for image files, one JSON line each.")
     predict.add_argument("--model", required=True, help="vit_ft model, LoRA adapter or `vit-ft export` directory.")
     predict.add_argument("--base_model", help=_BASE_MODEL_HELP)
@@ -274,6 +285,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_command(commands)
     _add_push_command(commands)
     return parser
+
+
+def _add_knn_command(commands: argparse._SubParsersAction, data_options: argparse.ArgumentParser) -> None:
+    knn = commands.add_parser(
+        "knn", help="k-NN accuracy of a model's frozen features (cosine, temperature-weighted votes, as DINO).",
+        parents=[data_options],
+    )  # fmt: skip
+    knn.add_argument("--model", required=True, help="vit_ft model, LoRA adapter or transformers ViT/MAE directory.")
+    knn.add_argument("--k", type=int, default=20, help="Neighbours that vote (default: 20, as DINO).")
+    knn.add_argument(
+        "--temperature", type=float, default=0.07, help="Votes weigh exp(cosine / T) (default: 0.07, as DINO)."
+    )
+    knn.add_argument("--split", default="test", help="validation or test (default: test); train holds the neighbours.")
+    knn.add_argument(
+        "--seed", type=int, default=0,
+        help="Seed of the validation carve and of --train_samples_per_class's draw: a run's seed gives its images.",
+    )  # fmt: skip
+    knn.add_argument("--batch_size", type=int, default=256, help="Batch size of feature extraction (default: 256).")
+    knn.add_argument("--output", help="JSON file to write; default MODEL/knn_SPLIT.json.")
+    knn.add_argument("--overwrite", action="store_true", help="Replace the result of an earlier knn in --output.")
+    knn.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
+    knn.set_defaults(handler=_knn)
 
 
 def _add_export_command(commands: argparse._SubParsersAction) -> None:

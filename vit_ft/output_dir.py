@@ -107,6 +107,16 @@ def eval_file(split: str, onnx_file: str | None = None) -> str:
     return f"eval_{_scored(split, onnx_file)}.json"
 
 
+TRAIN_SUBSET = "train_subset.json"  # a few-shot run's training images (train_samples_per_class), by row
+
+
+def knn_file(split: str) -> str:
+    """`vit-ft knn`'s results on `split`: k-NN accuracy of the model's frozen features."""
+    return f"knn_{split}.json"
+
+
+# The fields every `vit-ft knn` result holds: a file without them is another's, never overwritten by knn.
+KNN_FIELDS = ("model", "split", "k", "temperature", "accuracy")
 # The fields every `vit-ft evaluate` result holds: a file without them is another's, never overwritten by evaluate.
 EVALUATION_FIELDS = ("model", "split", "examples", "clean")
 
@@ -120,7 +130,7 @@ def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
 _RUN_PATTERNS = (
     MODEL_CONFIG, MODEL_WEIGHTS, MODEL_WEIGHTS_INDEX, MODEL_WEIGHT_SHARDS, PROCESSOR_CONFIG, *REMOTE_CODE,
     TRAINING_ARGS, ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_RECORD, RECIPE, ALL_RESULTS, results_file("*"),
-    robustness_file("*"), robustness_plot("*"), eval_file("*"), *PLOTS,
+    robustness_file("*"), robustness_plot("*"), eval_file("*"), *PLOTS, TRAIN_SUBSET, knn_file("*"),
 )  # fmt: skip
 # Removed with a run, once the folder holds one. ONNX_FOLDER too: ONNX files of the run's model (`vit-ft push
 # --with_onnx`) would be another model's once the run is replaced; so would its set-aside checkpoints.

@@ -12,7 +12,7 @@ from transformers import set_seed
 from .checkpoint_integrity import check_checkpoint_fits, resolve_resume_checkpoint, set_aside_checkpoints
 from .checkpoints.loading import build_model, freeze_backbone, parameter_counts
 from .data.corruptions import data_transform, with_data_corruptions
-from .data.datasets import load_image_datasets
+from .data.datasets import load_image_datasets, train_subset_record
 from .data.epochs import EpochDataset
 from .data.transforms import (
     ExampleTransform,
@@ -30,10 +30,12 @@ from .output_dir import (
     ATTENTION_MAPS,
     CONFUSION_MATRIX,
     ONNX_FOLDER,
+    TRAIN_SUBSET,
     TRAINING_CURVES,
     TrainingFacts,
     checkpoint_dir,
     claim_output_dir,
+    write_json,
 )
 from .recipe import Recipe, save_resolved_recipe
 from .training.checksums import ChecksumCallback
@@ -102,6 +104,9 @@ def build_trainer(recipe: Recipe) -> tuple[ViTTrainer, dict, list[str]]:
     transformers.utils.logging.set_verbosity(args.get_process_log_level())
     set_seed(args.seed)
     data, label_names = load_image_datasets(data_args, args.seed, recipe.model.cache_dir, recipe.model.token)
+    few_shot = None
+    if data_args.train_samples_per_class is not None and "train" in data:
+        few_shot = train_subset_record(data["train"], data_args.train_samples_per_class, args.seed, label_names)
     model, processor, teacher = _student_and_teacher(recipe, label_names)
     if args.resume_from_checkpoint:
         # Before the recipe is saved over the run's: the error points at the run's model_overrides there.
@@ -143,6 +148,8 @@ def build_trainer(recipe: Recipe) -> tuple[ViTTrainer, dict, list[str]]:
     )
     if args.should_save:
         save_resolved_recipe(recipe, args.output_dir)
+        if few_shot is not None:
+            write_json(Path(args.output_dir) / TRAIN_SUBSET, few_shot)
         if recipe.lora.enabled:
             write_adapter_record(args.output_dir, model, recipe.model.model_overrides)
     return trainer, data, label_names

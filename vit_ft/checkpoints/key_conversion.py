@@ -28,7 +28,9 @@ _TRANSFORMERS_CONFIG_KEYS = [
     "intermediate_size", "hidden_act", "qkv_bias", "layer_norm_eps", "hidden_dropout_prob",
     "attention_probs_dropout_prob", "initializer_range", "id2label", "label2id", "problem_type",
 ]  # fmt: skip
-TRANSFORMERS_MODEL_TYPES = ("vit", "deit")
+TRANSFORMERS_MODEL_TYPES = ("vit", "deit", "vit_mae")
+# MAE's pixel decoder (He et al. 2022): pretraining only; fine-tuning and features read the encoder alone.
+MAE_DECODER_PREFIX = "decoder."
 
 _TIMM_RENAMES = [
     (re.compile(r"^cls_token$"), "vit.embeddings.cls_token"),
@@ -50,7 +52,14 @@ _TIMM_FUSED_QKV = re.compile(r"^blocks\.(\d+)\.attn\.qkv\.(weight|bias)$")
 
 def config_from_transformers(source: dict) -> dict:
     """
-    ViTConfig fields for a transformers `vit` or `deit` config dict (the content of its `config.json`).
+    ViTConfig fields for a transformers `vit`, `deit` or `vit_mae` config dict (the content of its `config.json`).
+
+    MAE's fixed 2-D sine-cosine positions load as a `learned` table holding the checkpoint's own values (its class
+    position a row of zeros): vit_ft's `sincos` lays the channels out as [sin_h, cos_h, sin_w, cos_w], MAE as
+    [sin_w, cos_w, sin_h, cos_h] (transformers' modeling_vit_mae.py keeps the original code's swapped halves), so only
+    the table itself gives MAE's numbers. MAE's own fine-tuning trains that table too (its models_vit.py loads it into
+    timm's learnable `pos_embed`) and resizes it bicubically, as vit_ft resizes a learned table. The decoder's fields
+    (`decoder_*`, `mask_ratio`, `norm_pix_loss`) are left out with the decoder.
     """
     fields = {key: source[key] for key in _TRANSFORMERS_CONFIG_KEYS if key in source}
     for key in ("image_size", "patch_size"):
@@ -68,11 +77,15 @@ def config_from_transformers(source: dict) -> dict:
 
 def convert_transformers_state_dict(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list]:
     """
-    Renames a transformers ViT/DeiT state dict (either key layout, with or without the `vit.`/`deit.` prefix) to
-    vit_ft's names. Returns the new state dict and the source keys that were dropped (pooler, mask token).
+    Renames a transformers ViT/DeiT/ViTMAE state dict (either key layout, with or without the `vit.`/`deit.` prefix)
+    to vit_ft's names. Returns the new state dict and the source keys that were dropped (pooler, mask token, MAE's
+    decoder).
     """
     converted, dropped = {}, []
     for key, tensor in state_dict.items():
+        if key.startswith(MAE_DECODER_PREFIX):
+            dropped.append(key)
+            continue
         head, _, rest = key.partition(".")
         if head in _TRANSFORMERS_HEADS:
             converted[f"{_TRANSFORMERS_HEADS[head]}.{rest}"] = tensor
@@ -121,6 +134,7 @@ def convert_timm_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, to
 
 
 __all__ = [
+    "MAE_DECODER_PREFIX",
     "TRANSFORMERS_MODEL_TYPES",
     "config_from_transformers",
     "convert_timm_state_dict",

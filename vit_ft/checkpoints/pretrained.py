@@ -8,7 +8,12 @@ from transformers.utils import logging
 from ..model.configuration_vit_ft import ViTConfig
 from ..model.modeling_vit_ft import ViTPreTrainedModel, resample_position_embeddings
 from ..output_dir import MODEL_WEIGHTS
-from .key_conversion import TRANSFORMERS_MODEL_TYPES, config_from_transformers, convert_transformers_state_dict
+from .key_conversion import (
+    MAE_DECODER_PREFIX,
+    TRANSFORMERS_MODEL_TYPES,
+    config_from_transformers,
+    convert_transformers_state_dict,
+)
 from .reading import HUB_KWARGS, naming_damaged_weights, read_json, read_weights
 from .remote_code import check_remote_code
 
@@ -18,11 +23,11 @@ logger = logging.get_logger(__name__)
 def load_checkpoint(path_or_id: str | Path, model_class: type[ViTPreTrainedModel], **kwargs) -> ViTPreTrainedModel:
     """
     Loads a vit_ft checkpoint into `model_class` (`ViTForImageClassification` or `ViTModel`), or converts a
-    transformers ViT/DeiT checkpoint (`model_type` `vit` or `deit`, old or current key layout) on the way: the pooler
-    and mask token are dropped with a warning. Passing another `image_size` than the checkpoint's resizes the learned
-    position embeddings permanently (bicubic). A checkpoint whose config asks for code other than vit_ft's is
-    refused unless `trust_remote_code=True` (vit_ft's own classes load it even then). Other keyword arguments behave
-    as in `from_pretrained`.
+    transformers ViT/DeiT/ViTMAE checkpoint (`model_type` `vit`, `deit` or `vit_mae`, old or current key layout) on
+    the way: the pooler, mask token and MAE decoder are dropped with a warning. Passing another `image_size` than
+    the checkpoint's resizes the learned position embeddings permanently (bicubic). A checkpoint whose config asks
+    for code other than vit_ft's is refused unless `trust_remote_code=True` (vit_ft's own classes load it even then).
+    Other keyword arguments behave as in `from_pretrained`.
 
     ```python
     from vit_ft import ViTForImageClassification
@@ -43,8 +48,8 @@ def load_checkpoint(path_or_id: str | Path, model_class: type[ViTPreTrainedModel
     model_type = source.get("model_type")
     if model_type not in (ViTConfig.model_type, *TRANSFORMERS_MODEL_TYPES):
         raise ValueError(
-            f"{path_or_id} holds a {model_type!r} model. vit_ft loads vit_ft, transformers 'vit' and 'deit' "
-            "checkpoints; convert timm weights with `vit-ft convert --from timm`."
+            f"{path_or_id} holds a {model_type!r} model. vit_ft loads vit_ft, transformers 'vit', 'deit' and "
+            "'vit_mae' checkpoints; convert timm weights with `vit-ft convert --from timm`."
         )
     config = kwargs.get("config")
     requested_size = config.image_size if isinstance(config, PretrainedConfig) else kwargs.get("image_size")
@@ -62,9 +67,14 @@ def _from_converted(path_or_id: str, model_class, source: dict, hub_kwargs: dict
     if source["model_type"] in TRANSFORMERS_MODEL_TYPES:
         state_dict, dropped = convert_transformers_state_dict(state_dict)
         fields = config_from_transformers(source)
-        if dropped:
-            logger.warning(f"Converting {path_or_id}: dropped {len(dropped)} weights vit_ft does not use "
-                           f"(pooler, mask token): {', '.join(dropped)}.")  # fmt: skip
+        decoder = [key for key in dropped if key.startswith(MAE_DECODER_PREFIX)]
+        others = [key for key in dropped if not key.startswith(MAE_DECODER_PREFIX)]
+        if decoder:
+            logger.warning(f"Converting {path_or_id}: dropped the MAE decoder ({len(decoder)} weights): it only "
+                           "reconstructs pixels in pretraining; vit_ft reads the encoder.")  # fmt: skip
+        if others:
+            logger.warning(f"Converting {path_or_id}: dropped {len(others)} weights vit_ft does not use "
+                           f"(pooler, mask token): {', '.join(others)}.")  # fmt: skip
     else:
         fields = {k: v for k, v in source.items() if k not in ("model_type", "transformers_version", "auto_map")}
     config = kwargs.pop("config", None)

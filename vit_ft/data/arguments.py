@@ -31,6 +31,13 @@ class DataArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Keep only this many validation and test examples."}
     )
+    train_samples_per_class: int | None = field(
+        default=None,
+        metadata={"help": "Few-shot: train on K images of each class, drawn from the training pool after the "
+                          "validation split is carved, seeded by the run's seed (the same images in every run with "
+                          "that seed; a smaller K's images are among a larger K's). The run records them in "
+                          "train_subset.json."},
+    )  # fmt: skip
     image_corruptions: str | None = field(
         default=None,
         metadata={"help": "Comma-separated corruptions (gaussian_noise, gaussian_blur, jpeg, low_resolution) applied "
@@ -51,9 +58,12 @@ class DataArguments:
             raise ValueError("No data: set dataset_name (a Hub id or `digits`) or train_dir/validation_dir/test_dir.")
         if not 0 <= self.train_val_split < 1:
             raise ValueError(f"train_val_split={self.train_val_split} must be at least 0 and below 1, e.g. 0.15.")
-        for name in ("max_train_samples", "max_eval_samples"):
+        for name in ("max_train_samples", "max_eval_samples", "train_samples_per_class"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1, or unset to keep every example.")
+        if self.train_samples_per_class is not None and self.max_train_samples is not None:
+            raise ValueError(f"train_samples_per_class={self.train_samples_per_class} and max_train_samples="
+                             f"{self.max_train_samples} both choose the training images: set only one of them.")
         try:
             corruption_list(self.image_corruptions, self.corruption_severity)
         except ValueError as error:

@@ -19,7 +19,10 @@ logger = logging.getLogger(__name__)
 IMAGE_COLUMNS = ("image", "img", "images", "pixel_values", "picture", "jpg", "png", "webp")
 LABEL_COLUMNS = ("label", "labels", "fine_label", "class", "target", "category", "coarse_label")
 VALIDATION_SPLITS = ("validation", "valid", "val", "eval", "dev")
-BUILT_IN_DATASETS = ("digits",)  # dataset_name values read without the Hub
+BUILT_IN_DATASETS = ("digits",)
+# With train_samples_per_class, the train split's row number in the data's own train split (before the validation
+# split is carved): how train_subset.json names the images a few-shot run trained on.
+SOURCE_ROW = "source_row"  # dataset_name values read without the Hub
 # How long the one lookup of a Hub dataset may wait: datasets alone retries an unreachable Hub for about 30 s.
 HUB_TIMEOUT = 5.0
 
@@ -153,7 +156,9 @@ def load_image_datasets(
     """
     Loads the data named by `args` as a DatasetDict with `train`, `validation` (carved from train when missing) and
     `test` where the source has one, each with columns `image` (undecoded, see `transforms.decode_image`), `label`
-    (ClassLabel) and `example_id` (the row number in the split). Returns it with the label names.
+    (ClassLabel) and `example_id` (the row number in the split). With `train_samples_per_class`, train holds K images
+    of each class (see `samples_per_class`) and a `source_row` column: each image's row in the data's own train split.
+    Returns it with the label names.
     """
     raw = _load_raw(args, cache_dir, token)
     splits = _split_names(raw)
@@ -171,9 +176,16 @@ def load_image_datasets(
     data = _drop_unlabelled(data)
     data, names = _encode_labels(data)
     _check_labels(data, names)
+    few_shot = args.train_samples_per_class is not None and "train" in data
+    if few_shot:
+        data["train"] = data["train"].add_column(SOURCE_ROW, list(range(len(data["train"]))))
     if "train" in data and "validation" not in data and args.train_val_split > 0:
         parts = data["train"].train_test_split(test_size=args.train_val_split, seed=seed, stratify_by_column="label")
         data["train"], data["validation"] = parts["train"], parts["test"]
+    if few_shot:
+        # From the pool left after the validation carve: validation never shares an image with the K per class.
+        rows = samples_per_class(data["train"]["label"], args.train_samples_per_class, seed, names)
+        data["train"] = data["train"].select(rows)
     if args.max_train_samples is not None and "train" in data:
         data["train"] = data["train"].shuffle(seed=seed).select(range(min(args.max_train_samples, len(data["train"]))))
     for split in ("validation", "test"):
@@ -187,6 +199,41 @@ def load_image_datasets(
     data = DatasetDict({split: dataset.add_column("example_id", list(range(len(dataset))))
                         for split, dataset in data.items()})  # fmt: skip
     return data, names
+
+
+def samples_per_class(labels: list[int], k: int, seed: int, names: list[str]) -> list[int]:
+    """
+    The rows of a stratified few-shot subset of a split whose labels are `labels`: `k` rows of each class of `names`,
+    in row order. Each class draws from its own generator, seeded by (`seed`, class id), so the subset is the same in
+    every run with that seed, whatever the other classes hold, and a smaller `k`'s rows are the first of a larger
+    `k`'s (K = 1 within K = 5 within K = 10), as few-shot curves compare them. A class with fewer than `k` rows is
+    a one-line error that names it and its count.
+    """
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=len(names))  # (classes,)
+    short = [f"{names[i]!r} has {counts[i]}" for i in range(len(names)) if counts[i] < k]
+    if short:
+        fix = f"Lower it to at most {counts.min()}" if counts.min() else "Remove the classes without images"
+        raise ValueError(f"train_samples_per_class={k} is more than the training pool (after the validation split) "
+                         f"holds of {len(short)} class(es): {', '.join(short)}. {fix}, or add images of those "
+                         "classes.")  # fmt: skip
+    rows = []
+    for class_id in range(len(names)):
+        generator = np.random.default_rng([seed, class_id])
+        rows.extend(generator.permutation(np.flatnonzero(labels == class_id))[:k].tolist())
+    return sorted(rows)
+
+
+def train_subset_record(train: Dataset, k: int, seed: int, names: list[str]) -> dict:
+    """
+    What train_subset.json says of a few-shot train split (from `load_image_datasets`): K, the seed, and each class's
+    rows in the data's own train split.
+    """
+    rows = {name: [] for name in names}
+    for row, label in zip(train[SOURCE_ROW], train["label"]):
+        rows[names[label]].append(row)
+    return {"train_samples_per_class": k, "seed": seed, "images": len(train),
+            "rows_of": "the data's own train split, before the validation split is carved", "rows": rows}
 
 
 def _encode_labels(data: DatasetDict) -> tuple[DatasetDict, list[str]]:

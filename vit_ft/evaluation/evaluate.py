@@ -178,15 +178,23 @@ def _load_split(model_dir: str, data_args: DataArguments, split: str) -> tuple[D
     its own the data's train and validation splits are carved as the run carved them, or not at all: scores on
     another carving would count the run's training images as validation ones.
     """
+    # The few-shot subset is the run's (its K and seed, see `_few_shot`), only ever on the train split.
+    data_args = replace(data_args, train_samples_per_class=None) if split != "train" else data_args
     if split not in ("train", "validation"):
         return (*load_image_datasets(data_args), None)
-    data, label_names = load_image_datasets(replace(data_args, train_val_split=0))
+    own = replace(data_args, train_val_split=0, train_samples_per_class=None)
+    data, label_names = load_image_datasets(own)
     # train_val_split 0 asks for the data's own splits only.
     if "validation" in data or "train" not in data or data_args.train_val_split == 0:
         if split not in data:
             raise ValueError(f"split={split!r} is not in the data, which has {', '.join(data)}: choose one of "
                              "those.")  # fmt: skip
-        return data, label_names, None
+        few_shot = _few_shot(model_dir, data_args) if split == "train" else {}
+        if not few_shot:
+            return data, label_names, None
+        subset = replace(own, train_samples_per_class=few_shot["train_samples_per_class"])
+        data, label_names = load_image_datasets(subset, few_shot["seed"])
+        return data, label_names, few_shot
     recipe = _run_recipe(model_dir, split)
     different = [name for name in _DATA_IDENTITY_FIELDS if not _same(recipe.get(name), getattr(data_args, name))]
     if different:
@@ -202,9 +210,29 @@ def _load_split(model_dir: str, data_args: DataArguments, split: str) -> tuple[D
     # The caps, unless given here: the run trained and validated on the first that many of its splits.
     caps = {name: getattr(data_args, name) if getattr(data_args, name) is not None else recipe.get(name)
             for name in ("max_train_samples", "max_eval_samples")}  # fmt: skip
+    few_shot = _few_shot(model_dir, data_args) if split == "train" else {}
+    if few_shot:
+        caps["train_samples_per_class"] = few_shot["train_samples_per_class"]
     data, label_names = load_image_datasets(replace(data_args, train_val_split=share, **caps), seed)
     logger.info(f"{split} carved from train as the run did: train_val_split {share}, seed {seed} ({RECIPE}).")
     return data, label_names, {"train_val_split": share, "seed": seed, **caps}
+
+
+def _few_shot(model_dir: str, data_args: DataArguments) -> dict:
+    """
+    The few-shot subset a run trained on, `{"train_samples_per_class": K, "seed": seed}` (K as given here, else the
+    run's recipe's; the seed always the run's), or {} for a run on every training image.
+    """
+    path = Path(model_dir) / RECIPE
+    if not path.is_file():
+        if data_args.train_samples_per_class is not None:
+            raise ValueError(f"train_samples_per_class={data_args.train_samples_per_class}: cannot know which images "
+                             f"the run drew, as {model_dir} has no {RECIPE} that records its seed. Evaluate on "
+                             f"--split test, or copy the run's {RECIPE} into {model_dir}.")  # fmt: skip
+        return {}
+    recipe = _run_recipe(model_dir, "train")
+    k = data_args.train_samples_per_class or recipe.get("train_samples_per_class")
+    return {"train_samples_per_class": k, "seed": recipe.get("seed")} if k else {}
 
 
 def _run_recipe(model_dir: str, split: str) -> dict:
