@@ -147,7 +147,7 @@ def test_a_resumed_or_overwritten_run_removes_the_stale_onnx_folder_and_evaluate
             assert f"Removed {Path('run') / 'onnx'}: its ONNX files were exported from the weights this run replaces" \
                 in result.stderr  # fmt: skip
         evaluated = vit_ft_cli("evaluate", "--model", run, "--dataset_name", "digits", "--max_eval_samples", "64",
-                               "--output", tmp_path / "eval.json", cwd=tmp_path)  # fmt: skip
+                               "--output", tmp_path / "eval.json", "--overwrite", cwd=tmp_path)  # fmt: skip
         assert evaluated.returncode == 0, evaluated.stderr
         scored = json.loads((tmp_path / "eval.json").read_text())["clean"]["accuracy"]
         assert scored == json.loads((run / "all_results.json").read_text())["test_accuracy"]
