@@ -61,6 +61,35 @@ def _train(args: argparse.Namespace) -> None:
         print(f"Final metrics ({recipe.training.output_dir}):\n{results_table(results)}")
 
 
+def _pretrain(args: argparse.Namespace) -> None:
+    from .pretrain import PRETRAIN_USAGE, PretrainingRecipe, read_pretraining_recipe, run_pretraining
+    from .recipe import recipe_help
+    from .train import TrainingStopped
+
+    if args.help or args.help_all or {"-h", "--help", "--help-all"} & set(args.overrides):
+        full = args.help_all or "--help-all" in args.overrides
+        print(recipe_help(full, PretrainingRecipe, PRETRAIN_USAGE))
+        return
+    if args.recipe is None:
+        print(f"usage: {PRETRAIN_USAGE} (vit-ft pretrain --help lists the fields)", file=sys.stderr)
+        sys.exit(2)
+    defaults = {} if sys.stderr.isatty() else {"disable_tqdm": True}
+    recipe = read_pretraining_recipe(args.recipe, args.overrides, defaults)
+    try:
+        results = run_pretraining(recipe)
+    except TrainingStopped as stop:
+        if stop.checkpoint is not None:
+            release_process_group()
+        if stop.announce:
+            print(f"vit-ft pretrain: {_stopped_message(stop, args.recipe, args.overrides, 'pretrain')}",
+                  file=sys.stderr)  # fmt: skip
+        sys.exit(stop.exit_code)
+    release_process_group()
+    if recipe.training.process_index == 0:
+        losses = {key: value for key, value in results.items() if key in ("train_loss", "eval_loss")}
+        print(f"Pretrained ({recipe.training.output_dir}): {json.dumps(losses)}")
+
+
 def release_process_group() -> None:
     """
     Ends the processes' group (`accelerate launch`) once a run has ended in every process, as torch asks of a program
@@ -96,7 +125,7 @@ def _format(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _stopped_message(stop, recipe: str, overrides: list[str]) -> str:
+def _stopped_message(stop, recipe: str, overrides: list[str], subcommand: str = "train") -> str:
     """The one line a run stopped by a signal ends with: where its checkpoint is, and the command that resumes it."""
     if stop.checkpoint is None:
         return (f"stopped by {stop.signal_name} after its last step ({stop.step}); the trained model is saved in "
@@ -109,7 +138,7 @@ def _stopped_message(stop, recipe: str, overrides: list[str]) -> str:
             skip = True
         elif not flag.startswith("--resume_from_checkpoint="):
             flags.append(flag)
-    command = shlex.join(["vit-ft", "train", recipe, *flags, "--resume_from_checkpoint", str(stop.checkpoint)])
+    command = shlex.join(["vit-ft", subcommand, recipe, *flags, "--resume_from_checkpoint", str(stop.checkpoint)])
     return (f"stopped by {stop.signal_name} after step {stop.step}; checkpoint saved in {stop.checkpoint}. "
             f"Resume with: {command}")  # fmt: skip
 
@@ -207,6 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="--field value flags that override the recipe.")
     train.set_defaults(handler=_train)
+
+    pretrain = commands.add_parser(
+        "pretrain", help="Pretrain an encoder by masked autoencoding (MAE) on unlabelled images: vit-ft pretrain "
+                         "RECIPE.yaml [--field value ...].", add_help=False,
+    )  # fmt: skip
+    pretrain.add_argument("-h", "--help", action="store_true", help="List the fields a recipe sets, by group.")
+    pretrain.add_argument("--help-all", action="store_true", help="Also list all of transformers' TrainingArguments.")
+    pretrain.add_argument("recipe", nargs="?", help="YAML recipe: model, data, masked_autoencoding, Hub, training.")
+    pretrain.add_argument("overrides", nargs=argparse.REMAINDER, help="--field value flags that override the recipe.")
+    pretrain.set_defaults(handler=_pretrain)
 
     # The data options are DataArguments' own, as in `vit-ft train` recipes.
     data_options = HfArgumentParser(DataArguments, add_help=False)
