@@ -34,60 +34,53 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .recipe import TRAIN_USAGE, read_recipe, recipe_help
-    from .train import TrainingStopped, run_training
+    from .recipe import TRAIN_USAGE, Recipe, read_recipe
+    from .train import run_training
 
-    # `vit-ft train RECIPE.yaml --help` too: after the recipe, the flags are the recipe's overrides.
-    if args.help or args.help_all or {"-h", "--help", "--help-all"} & set(args.overrides):
-        print(recipe_help(full=args.help_all or "--help-all" in args.overrides))
-        return
-    if args.recipe is None:
-        print(f"usage: {TRAIN_USAGE} (vit-ft train --help lists the fields)", file=sys.stderr)
-        sys.exit(2)
-    # Off a terminal (a log file, a pipe) the Trainer's progress bars would fill the log with redrawn lines: it prints
-    # plain log lines instead, unless the recipe or a flag sets disable_tqdm.
-    defaults = {} if sys.stderr.isatty() else {"disable_tqdm": True}
-    recipe = read_recipe(args.recipe, args.overrides, defaults)
-    try:
-        results = run_training(recipe)
-    except TrainingStopped as stop:
-        if stop.checkpoint is not None:
-            release_process_group()  # every process stopped at this step; after the last step they did not agree
-        if stop.announce:
-            print(f"vit-ft train: {_stopped_message(stop, args.recipe, args.overrides)}", file=sys.stderr)
-        sys.exit(stop.exit_code)
-    release_process_group()
-    if recipe.training.process_index == 0:
+    results, recipe = _run_recipe(args, "train", TRAIN_USAGE, Recipe, read_recipe, run_training)
+    if recipe is not None and recipe.training.process_index == 0:
         print(f"Final metrics ({recipe.training.output_dir}):\n{results_table(results)}")
 
 
 def _pretrain(args: argparse.Namespace) -> None:
     from .pretrain import PRETRAIN_USAGE, PretrainingRecipe, read_pretraining_recipe, run_pretraining
+
+    results, recipe = _run_recipe(args, "pretrain", PRETRAIN_USAGE, PretrainingRecipe, read_pretraining_recipe,
+                                  run_pretraining)  # fmt: skip
+    if recipe is not None and recipe.training.process_index == 0:
+        losses = {key: value for key, value in results.items() if key in ("train_loss", "eval_loss")}
+        print(f"Pretrained ({recipe.training.output_dir}): {json.dumps(losses)}")
+
+
+def _run_recipe(args: argparse.Namespace, command: str, usage: str, recipe_class: type, read, run) -> tuple:
+    """
+    `vit-ft train` and `vit-ft pretrain`: the help, or the recipe read (`read`) and its run (`run`). Returns the
+    results and the recipe; (None, None) after the help. A run stopped by a signal exits with the shell's code.
+    """
     from .recipe import recipe_help
     from .train import TrainingStopped
 
+    # `vit-ft train RECIPE.yaml --help` too: after the recipe, the flags are the recipe's overrides.
     if args.help or args.help_all or {"-h", "--help", "--help-all"} & set(args.overrides):
-        full = args.help_all or "--help-all" in args.overrides
-        print(recipe_help(full, PretrainingRecipe, PRETRAIN_USAGE))
-        return
+        print(recipe_help(args.help_all or "--help-all" in args.overrides, recipe_class, usage))
+        return None, None
     if args.recipe is None:
-        print(f"usage: {PRETRAIN_USAGE} (vit-ft pretrain --help lists the fields)", file=sys.stderr)
+        print(f"usage: {usage} (vit-ft {command} --help lists the fields)", file=sys.stderr)
         sys.exit(2)
+    # Off a terminal (a log file, a pipe) the Trainer's progress bars would fill the log with redrawn lines: it prints
+    # plain log lines instead, unless the recipe or a flag sets disable_tqdm.
     defaults = {} if sys.stderr.isatty() else {"disable_tqdm": True}
-    recipe = read_pretraining_recipe(args.recipe, args.overrides, defaults)
+    recipe = read(args.recipe, args.overrides, defaults)
     try:
-        results = run_pretraining(recipe)
+        results = run(recipe)
     except TrainingStopped as stop:
         if stop.checkpoint is not None:
-            release_process_group()
+            release_process_group()  # every process stopped at this step; after the last step they did not agree
         if stop.announce:
-            print(f"vit-ft pretrain: {_stopped_message(stop, args.recipe, args.overrides, 'pretrain')}",
-                  file=sys.stderr)  # fmt: skip
+            print(f"vit-ft {command}: {_stopped_message(stop, args.recipe, args.overrides, command)}", file=sys.stderr)
         sys.exit(stop.exit_code)
     release_process_group()
-    if recipe.training.process_index == 0:
-        losses = {key: value for key, value in results.items() if key in ("train_loss", "eval_loss")}
-        print(f"Pretrained ({recipe.training.output_dir}): {json.dumps(losses)}")
+    return results, recipe
 
 
 def release_process_group() -> None:
