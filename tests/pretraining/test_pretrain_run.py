@@ -1,6 +1,9 @@
 """`vit-ft pretrain` end to end on the built-in digits, then `vit-ft train` from its output; resume; bad input."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,6 +85,24 @@ def test_resume_latest_continues_from_the_newest_checkpoint(tmp_path):
         torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6)
     started = load_file(output / "checkpoint-2" / "model.safetensors")
     assert not torch.equal(started["decoder.decoder_pred.weight"], resumed["decoder.decoder_pred.weight"])
+
+
+@pytest.mark.slow
+def test_accelerate_launch_of_two_processes_saves_one_model(tmp_path):
+    output = tmp_path / "mae"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+        "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29519", "-m", "vit_ft.cli",
+        "pretrain", str(RECIPE), *QUICK, "--max_steps", "2", "--output_dir", str(output), "--disable_tqdm", "true",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert {"model.safetensors", "reconstructions.png", "training_curves.png", "README.md"} <= {
+        path.name for path in output.iterdir()
+    }
+    assert json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())["global_step"] == 2
+    assert result.stdout.count("Pretrained (") == 1  # the main process reports
 
 
 def _one_line(tmp_path, monkeypatch, *flags) -> str:
