@@ -21,8 +21,9 @@ ALLOWED = {
     "hub": {"output_dir", "export"},
     "training": {"model", "output_dir", "checkpoint_integrity", "checkpoints", "data", "hub"},
     "evaluation": {"model", "output_dir", "checkpoints", "data", "export"},
+    "pretraining": {"model", "output_dir", "data", "evaluation"},
 }
-TOP = {"recipe", "train", "cli", "__init__"}
+TOP = {"recipe", "train", "pretrain", "cli", "__init__"}
 
 
 def _part(module: str) -> str:

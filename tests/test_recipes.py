@@ -10,13 +10,17 @@ from torch.utils.flop_counter import FlopCounterMode
 from vit_ft import ViTConfig, ViTForImageClassification
 from vit_ft.checkpoints.loading import default_processor
 from vit_ft.data.transforms import build_eval_transform, build_train_transform
+from vit_ft.pretrain import build_autoencoder, mae_augmentation, read_pretraining_recipe
 from vit_ft.recipe import read_recipe
 from vit_ft.training.arguments import DISTILLATION_TYPES
 from vit_ft.training.lora import lora_config
 from vit_ft.training.mixing import BatchMixer
 
 ROOT = Path(__file__).resolve().parent.parent
-TRAINING_RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if p.parent.name != "accelerate")
+TRAINING_RECIPES = sorted(
+    p for p in (ROOT / "recipes").rglob("*.yaml") if p.parent.name not in ("accelerate", "pretrain")
+)
+PRETRAINING_RECIPES = sorted((ROOT / "recipes" / "pretrain").glob("*.yaml"))
 ACCELERATE_CONFIGS = sorted((ROOT / "recipes" / "accelerate").glob("*.yaml"))
 
 
@@ -24,7 +28,8 @@ def test_the_recipes_are_found():
     names = {str(p.relative_to(ROOT / "recipes")) for p in TRAINING_RECIPES}
     assert {"full_finetune/digits.yaml", "full_finetune/vit_base_in21k_cifar10.yaml", "lora/digits_low_quality.yaml",
             "full_finetune/digits_low_quality.yaml", "lora/vit_base_in21k_food101.yaml", "distill/digits_tiny.yaml",
-            "distill/deit_base_to_tiny.yaml"} <= names  # fmt: skip
+            "distill/deit_base_to_tiny.yaml", "full_finetune/digits_from_mae.yaml"} <= names  # fmt: skip
+    assert {p.name for p in PRETRAINING_RECIPES} >= {"digits_mae.yaml"}
     assert {p.stem for p in ACCELERATE_CONFIGS} == {"single_gpu", "multi_gpu", "multi_node", "fsdp", "deepspeed_zero2"}
 
 
@@ -52,6 +57,20 @@ def test_training_recipe_parses_and_builds(recipe):
     build_train_transform(processor, parsed.augmentation)
     build_eval_transform(processor)
     BatchMixer(10, parsed.augmentation.mixup_alpha, parsed.augmentation.cutmix_alpha, args.label_smoothing_factor)
+
+
+@pytest.mark.parametrize("recipe", PRETRAINING_RECIPES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_pretraining_recipe_parses_and_builds(recipe):
+    relative = recipe.relative_to(ROOT)
+    assert recipe.read_text().splitlines()[0] == f"# vit-ft pretrain {relative}"
+    parsed = read_pretraining_recipe(recipe, ["--use_cpu", "true", "--bf16", "false"])
+    assert parsed.training.output_dir and (parsed.data.dataset_name or parsed.data.train_dir)
+    assert parsed.training.metric_for_best_model == "loss"
+    with torch.device("meta"):
+        model, processor = build_autoencoder(parsed.model, parsed.masked_autoencoding)
+    assert model.config.decoder_hidden_size <= model.config.hidden_size
+    assert model.config.mask_ratio == parsed.masked_autoencoding.mask_ratio
+    build_train_transform(processor, mae_augmentation(parsed.masked_autoencoding))
 
 
 @pytest.mark.parametrize("config", ACCELERATE_CONFIGS, ids=lambda p: p.name)

@@ -34,31 +34,53 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .recipe import TRAIN_USAGE, read_recipe, recipe_help
-    from .train import TrainingStopped, run_training
+    from .recipe import TRAIN_USAGE, Recipe, read_recipe
+    from .train import run_training
+
+    results, recipe = _run_recipe(args, "train", TRAIN_USAGE, Recipe, read_recipe, run_training)
+    if recipe is not None and recipe.training.process_index == 0:
+        print(f"Final metrics ({recipe.training.output_dir}):\n{results_table(results)}")
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from .pretrain import PRETRAIN_USAGE, PretrainingRecipe, read_pretraining_recipe, run_pretraining
+
+    results, recipe = _run_recipe(args, "pretrain", PRETRAIN_USAGE, PretrainingRecipe, read_pretraining_recipe,
+                                  run_pretraining)  # fmt: skip
+    if recipe is not None and recipe.training.process_index == 0:
+        losses = {key: value for key, value in results.items() if key in ("train_loss", "eval_loss")}
+        print(f"Pretrained ({recipe.training.output_dir}): {json.dumps(losses)}")
+
+
+def _run_recipe(args: argparse.Namespace, command: str, usage: str, recipe_class: type, read, run) -> tuple:
+    """
+    `vit-ft train` and `vit-ft pretrain`: the help, or the recipe read (`read`) and its run (`run`). Returns the
+    results and the recipe; (None, None) after the help. A run stopped by a signal exits with the shell's code.
+    """
+    from .recipe import recipe_help
+    from .train import TrainingStopped
 
     # `vit-ft train RECIPE.yaml --help` too: after the recipe, the flags are the recipe's overrides.
     if args.help or args.help_all or {"-h", "--help", "--help-all"} & set(args.overrides):
-        print(recipe_help(full=args.help_all or "--help-all" in args.overrides))
-        return
+        print(recipe_help(args.help_all or "--help-all" in args.overrides, recipe_class, usage))
+        return None, None
     if args.recipe is None:
-        print(f"usage: {TRAIN_USAGE} (vit-ft train --help lists the fields)", file=sys.stderr)
+        print(f"usage: {usage} (vit-ft {command} --help lists the fields)", file=sys.stderr)
         sys.exit(2)
     # Off a terminal (a log file, a pipe) the Trainer's progress bars would fill the log with redrawn lines: it prints
     # plain log lines instead, unless the recipe or a flag sets disable_tqdm.
     defaults = {} if sys.stderr.isatty() else {"disable_tqdm": True}
-    recipe = read_recipe(args.recipe, args.overrides, defaults)
+    recipe = read(args.recipe, args.overrides, defaults)
     try:
-        results = run_training(recipe)
+        results = run(recipe)
     except TrainingStopped as stop:
         if stop.checkpoint is not None:
             release_process_group()  # every process stopped at this step; after the last step they did not agree
         if stop.announce:
-            print(f"vit-ft train: {_stopped_message(stop, args.recipe, args.overrides)}", file=sys.stderr)
+            print(f"vit-ft {command}: {_stopped_message(stop, args.recipe, args.overrides, command)}", file=sys.stderr)
         sys.exit(stop.exit_code)
     release_process_group()
-    if recipe.training.process_index == 0:
-        print(f"Final metrics ({recipe.training.output_dir}):\n{results_table(results)}")
+    return results, recipe
 
 
 def release_process_group() -> None:
@@ -96,7 +118,7 @@ def _format(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _stopped_message(stop, recipe: str, overrides: list[str]) -> str:
+def _stopped_message(stop, recipe: str, overrides: list[str], subcommand: str = "train") -> str:
     """The one line a run stopped by a signal ends with: where its checkpoint is, and the command that resumes it."""
     if stop.checkpoint is None:
         return (f"stopped by {stop.signal_name} after its last step ({stop.step}); the trained model is saved in "
@@ -109,7 +131,7 @@ def _stopped_message(stop, recipe: str, overrides: list[str]) -> str:
             skip = True
         elif not flag.startswith("--resume_from_checkpoint="):
             flags.append(flag)
-    command = shlex.join(["vit-ft", "train", recipe, *flags, "--resume_from_checkpoint", str(stop.checkpoint)])
+    command = shlex.join(["vit-ft", subcommand, recipe, *flags, "--resume_from_checkpoint", str(stop.checkpoint)])
     return (f"stopped by {stop.signal_name} after step {stop.step}; checkpoint saved in {stop.checkpoint}. "
             f"Resume with: {command}")  # fmt: skip
 
@@ -216,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="--field value flags that override the recipe.")
     train.set_defaults(handler=_train)
+
+    pretrain = commands.add_parser(
+        "pretrain", help="Pretrain an encoder by masked autoencoding (MAE) on unlabelled images: vit-ft pretrain "
+                         "RECIPE.yaml [--field value ...].", add_help=False,
+    )  # fmt: skip
+    pretrain.add_argument("-h", "--help", action="store_true", help="List the fields a recipe sets, by group.")
+    pretrain.add_argument("--help-all", action="store_true", help="Also list all of transformers' TrainingArguments.")
+    pretrain.add_argument("recipe", nargs="?", help="YAML recipe: model, data, masked_autoencoding, Hub, training.")
+    pretrain.add_argument("overrides", nargs=argparse.REMAINDER, help="--field value flags that override the recipe.")
+    pretrain.set_defaults(handler=_pretrain)
 
     # The data options are DataArguments' own, as in `vit-ft train` recipes.
     data_options = HfArgumentParser(DataArguments, add_help=False)

@@ -48,7 +48,8 @@ ALL_RESULTS = "all_results.json"  # the Trainer's: every split's metrics, merged
 TRAINING_CURVES = "training_curves.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
 ATTENTION_MAPS = "attention_maps.png"  # test images with their attention maps
-PLOTS = (TRAINING_CURVES, CONFUSION_MATRIX, ATTENTION_MAPS)
+RECONSTRUCTIONS = "reconstructions.png"  # `vit-ft pretrain`: held-out images, masked and rebuilt
+PLOTS = (TRAINING_CURVES, CONFUSION_MATRIX, ATTENTION_MAPS, RECONSTRUCTIONS)
 CARD = "README.md"
 EMA_WEIGHTS = "ema.safetensors"  # in each checkpoint folder
 # vit-ft's record of the sha256 of each file in a checkpoint folder, written after the Trainer saved it: resuming

@@ -41,7 +41,12 @@ class Recipe:
         return tuple(getattr(self, group.name) for group in fields(self))
 
 
-GROUPS = tuple(typing.get_type_hints(Recipe)[group.name] for group in fields(Recipe))
+def recipe_groups(recipe_class: type = Recipe) -> tuple[type, ...]:
+    """The argument dataclasses of a recipe class (`Recipe`, or `vit-ft pretrain`'s), in its order."""
+    return tuple(typing.get_type_hints(recipe_class)[group.name] for group in fields(recipe_class))
+
+
+GROUPS = recipe_groups(Recipe)
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -89,10 +94,10 @@ GROUP_TITLES = {
     "augmentation": "augmentation (random changes to training images and batches)",
     "lora": "lora (LoRA adapters, with peft)",
     "distillation": "distillation (a teacher to learn from)",
+    "masked_autoencoding": "masked_autoencoding (MAE: masking, decoder, augmentation)",
     "hub": "hub (what the Hub shows of the model)",
     "training": "training (vit-ft's own fields)",
 }
-_GROUP_NAMES = {dtype: group.name for dtype, group in zip(GROUPS, fields(Recipe))}
 TRAINER_GROUP = "training (transformers' TrainingArguments)"
 # The fields ViTTrainingArguments takes from TrainingArguments as they are (it redeclares a few with new defaults).
 _INHERITED_FIELDS = frozenset(
@@ -112,16 +117,19 @@ class RecipeParser(HfArgumentParser):
     """
     HfArgumentParser with one argument group per recipe group, whose errors are one line (a ValueError) instead of the
     usage text and an exit. `trainer_fields` limits the inherited TrainingArguments fields it takes (for the help).
+    `recipe_class` is `Recipe` (`vit-ft train`) or another dataclass of argument groups (`vit-ft pretrain`).
     """
 
-    def __init__(self, trainer_fields: tuple[str, ...] | None = None, **kwargs):
+    def __init__(self, trainer_fields: tuple[str, ...] | None = None, recipe_class: type = Recipe, **kwargs):
         self._trainer_fields = trainer_fields  # read while super().__init__ adds the fields
-        super().__init__(GROUPS, **kwargs)
+        groups = recipe_groups(recipe_class)
+        self._group_names = {dtype: group.name for dtype, group in zip(groups, fields(recipe_class))}
+        super().__init__(groups, **kwargs)
 
     def _add_dataclass_arguments(self, dtype):
         # HfArgumentParser's own, with the groups `_argument_group_name` would make, plus one: the fields a
         # TrainingArguments subclass inherits go in a group of their own, after the subclass's.
-        own_group, trainer_group = self.add_argument_group(GROUP_TITLES[_GROUP_NAMES[dtype]]), None
+        own_group, trainer_group = self.add_argument_group(GROUP_TITLES[self._group_names[dtype]]), None
         hints = typing.get_type_hints(dtype)
         for field in fields(dtype):
             inherited = field.name in _INHERITED_FIELDS and dtype is ViTTrainingArguments
@@ -140,18 +148,20 @@ class RecipeParser(HfArgumentParser):
 TRAIN_USAGE = "vit-ft train RECIPE.yaml [--field value ...]"
 
 
-def recipe_help(full: bool = False) -> str:
+def recipe_help(full: bool = False, recipe_class: type = Recipe, usage: str = TRAIN_USAGE) -> str:
     """
     `vit-ft train --help`: the fields of each recipe group, vit-ft's first, each with its help; the most used of
-    transformers' TrainingArguments after them, or all of them when `full` (`--help-all`).
+    transformers' TrainingArguments after them, or all of them when `full` (`--help-all`). `recipe_class` and `usage`
+    give another command's (`vit-ft pretrain`).
     """
-    parser = RecipeParser(trainer_fields=None if full else COMMON_TRAINER_FIELDS, usage=TRAIN_USAGE,
-                          formatter_class=_HelpFormatter, add_help=False)  # fmt: skip
+    parser = RecipeParser(trainer_fields=None if full else COMMON_TRAINER_FIELDS, recipe_class=recipe_class,
+                          usage=usage, formatter_class=_HelpFormatter, add_help=False)  # fmt: skip
     parser.description = ("The fields a recipe sets (field: value), by group. A flag (--field value) after the recipe "
                           "overrides its value; --field None unsets it.")  # fmt: skip
     if not full:
         hidden = len(_INHERITED_FIELDS) - len(COMMON_TRAINER_FIELDS)
-        parser.epilog = f"{hidden} more fields of transformers' TrainingArguments: vit-ft train --help-all."
+        command = usage.split(" RECIPE", 1)[0]
+        parser.epilog = f"{hidden} more fields of transformers' TrainingArguments: {command} --help-all."
     return parser.format_help()
 
 
@@ -173,14 +183,21 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if action.default is None else super()._get_help_string(action)
 
 
-def read_recipe(path: str | Path | None, overrides: list[str] | None = None, defaults: dict | None = None) -> Recipe:
+def read_recipe(
+    path: str | Path | None,
+    overrides: list[str] | None = None,
+    defaults: dict | None = None,
+    recipe_class: type = Recipe,
+):
     """
     Parses the recipe at `path` (YAML) and the `overrides` flags (`--field value`, later wins) into a checked
-    `Recipe`; `defaults` replace the fields' own defaults where neither sets them. An unknown key, in the file or the
-    flags, is an error naming it and the closest valid field; a value of the wrong type is an error naming the file,
-    the field and the type it needs.
+    `recipe_class` (`Recipe` unless given); `defaults` replace the fields' own defaults where neither sets them. An
+    unknown key, in the file or the flags, is an error naming it and the closest valid field; a value of the wrong type
+    is an error naming the file, the field and the type it needs.
     """
-    names = _field_names()
+    groups = recipe_groups(recipe_class)
+    names = _field_names(groups)
+    types = {name: hint for group in groups for name, hint in typing.get_type_hints(group).items()}
     recipe = {}
     if path is not None:
         path = Path(path)
@@ -195,20 +212,18 @@ def read_recipe(path: str | Path | None, overrides: list[str] | None = None, def
         for key in recipe:
             if key not in names:
                 raise _unknown_key_error(key, str(path), names)
-        recipe = {key: _as_field_type(value, key, str(path)) for key, value in recipe.items()}
+        recipe = {key: _as_field_type(value, key, str(path), types) for key, value in recipe.items()}
     overrides = list(overrides or [])
     for flag in overrides:
         if flag.startswith("--") and flag[2:].split("=", 1)[0] not in names:
             raise _unknown_key_error(flag[2:].split("=", 1)[0], "the command line", names)
     overrides, unset = _pop_null_flags(overrides)
-    parser = RecipeParser()
+    parser = RecipeParser(recipe_class=recipe_class)
     # The file's values become the parser's defaults, keeping their YAML types (lists, mappings, null); flags parse
     # over them.
     parser.set_defaults(**{**(defaults or {}), **recipe, **unset})
-    return Recipe(*parser.parse_args_into_dataclasses(args=overrides, look_for_args_file=False))
+    return recipe_class(*parser.parse_args_into_dataclasses(args=overrides, look_for_args_file=False))
 
-
-_FIELD_TYPES = {name: hint for group in GROUPS for name, hint in typing.get_type_hints(group).items()}
 _YAML_BOOLEAN_HINT = ("YAML reads unquoted yes/no/on/off/true/false as booleans; write the value in quotes, e.g. "
                       "'no'.")  # fmt: skip
 
@@ -217,17 +232,17 @@ class _Mismatch(Exception):
     """A value does not fit a type."""
 
 
-def _as_field_type(value, name: str, source: str):
-    """`value` converted to the declared type of field `name`, or a one-line ValueError naming both."""
+def _as_field_type(value, name: str, source: str, types: dict):
+    """`value` converted to the declared type `types[name]` of field `name`, or a one-line ValueError naming both."""
     if name == "resume_from_checkpoint" and value is True:
         # YAML reads `resume_from_checkpoint: true` as a boolean; the Trainer's field is a path, and true means latest.
         return LATEST_CHECKPOINT[0]
     try:
-        return _convert(value, _FIELD_TYPES[name])
+        return _convert(value, types[name])
     except _Mismatch:
         hint = f" {_YAML_BOOLEAN_HINT}" if isinstance(value, bool) else ""
         raise ValueError(f"{source}: {name} is {value!r} ({type(value).__name__}), but it takes "
-                         f"{_describe(_FIELD_TYPES[name])}.{hint}") from None  # fmt: skip
+                         f"{_describe(types[name])}.{hint}") from None  # fmt: skip
 
 
 def _members(annotation) -> tuple:
@@ -354,7 +369,7 @@ def _pop_null_flags(flags: list[str]) -> tuple[list[str], dict]:
     return kept, unset
 
 
-def save_resolved_recipe(recipe: Recipe, output_dir: str | Path) -> Path:
+def save_resolved_recipe(recipe, output_dir: str | Path) -> Path:
     """Writes every field's final value to `output_dir/vit_ft_recipe.yaml`, with the command that ran."""
     resolved = {}
     for arguments in recipe.groups:

@@ -10,6 +10,7 @@ import transformers
 from transformers import set_seed
 
 from .checkpoint_integrity import check_checkpoint_fits, resolve_resume_checkpoint, set_aside_checkpoints
+from .checkpoints.arguments import ModelArguments
 from .checkpoints.loading import build_model, freeze_backbone, parameter_counts
 from .data.corruptions import data_transform, with_data_corruptions
 from .data.datasets import load_image_datasets, train_subset_record
@@ -38,6 +39,7 @@ from .output_dir import (
     write_json,
 )
 from .recipe import Recipe, save_resolved_recipe
+from .training.arguments import DistillationArguments
 from .training.checksums import ChecksumCallback
 from .training.distillation import Teacher, depth_pruned_student, load_teacher_model
 from .training.divergence import DivergenceCallback
@@ -64,13 +66,15 @@ class TrainingStopped(Exception):
         super().__init__(f"stopped by {signal_name} after step {step}")
 
 
-def _resolve_local_paths(recipe: Recipe) -> None:
+def resolve_local_paths(model: ModelArguments, distillation: DistillationArguments | None = None) -> None:
     """
     Local model and teacher directories become absolute paths, so the saved recipe and the model card tell them
     from Hub ids (`outputs/digits` could be either) from any working directory.
     """
-    for arguments, name in ((recipe.model, "model_name_or_path"), (recipe.model, "base_model"),
-                            (recipe.distillation, "teacher_model_name_or_path")):  # fmt: skip
+    named = [(model, "model_name_or_path"), (model, "base_model")]
+    if distillation is not None:
+        named.append((distillation, "teacher_model_name_or_path"))
+    for arguments, name in named:
         value = getattr(arguments, name)
         if value and os.path.isdir(value):
             setattr(arguments, name, os.path.abspath(value))
@@ -100,7 +104,7 @@ def build_trainer(recipe: Recipe) -> tuple[ViTTrainer, dict, list[str]]:
     adapter record) already in its `output_dir`. Returns it, the data splits and the label names.
     """
     args, data_args = recipe.training, recipe.data
-    _resolve_local_paths(recipe)
+    resolve_local_paths(recipe.model, recipe.distillation)
     transformers.utils.logging.set_verbosity(args.get_process_log_level())
     set_seed(args.seed)
     data, label_names = load_image_datasets(data_args, args.seed, recipe.model.cache_dir, recipe.model.token)
@@ -162,7 +166,7 @@ def run_training(recipe: Recipe) -> dict:
     refused before any data or checkpoint is loaded.
     """
     args = recipe.training
-    _resolve_local_paths(recipe)
+    resolve_local_paths(recipe.model, recipe.distillation)
     # Read-only, so before the claim: a refused checkpoint leaves the folder exactly as it was.
     args.resume_from_checkpoint = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
     saves = args.should_save  # only the process that saves claims: the others would see its files as another run's
@@ -182,43 +186,53 @@ def remove_stale_onnx(output_dir: str) -> None:
                        "push --with_onnx` writes them again).")  # fmt: skip
 
 
+def train_and_save(trainer: ViTTrainer) -> dict:
+    """
+    Trains `trainer` (from its args' `resume_from_checkpoint`, set aside the checkpoints newer than it) under the
+    preemption, divergence and checksum callbacks, saves the trained model (the EMA weights with `ema_decay`) in its
+    `output_dir` and writes the train metrics, which it returns. A signal stops it with `TrainingStopped`: at a step,
+    with the checkpoint saved and nothing else; after the last step, with the model saved. `vit-ft train` and
+    `vit-ft pretrain` both train through here.
+    """
+    args = trainer.args
+    total, trainable = parameter_counts(trainer.model)
+    if args.resume_from_checkpoint and args.should_save:
+        set_aside_checkpoints(args.output_dir, args.resume_from_checkpoint, args.save_total_limit)
+    stop = PreemptionCallback()
+    # In this order: the checksums after every file of a checkpoint (EMA's too), the divergence check after the
+    # preemption's request to save.
+    for callback in (stop, DivergenceCallback(args.resume_from_checkpoint), ChecksumCallback()):
+        trainer.add_callback(callback)
+    with stop.handling_signals():
+        outcome = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    if stop.step is not None:
+        # No evaluation and no final save: the checkpoint is the run's state, and the run resumes from it.
+        checkpoint = checkpoint_dir(args.output_dir, stop.step)
+        announce = trainer.is_world_process_zero()
+        raise TrainingStopped(stop.signal_name, stop.step, checkpoint, args.output_dir, announce)
+    if trainer.ema is not None:
+        trainer.ema.copy_to(trainer.model)
+    if args.should_save:
+        remove_stale_onnx(args.output_dir)
+    trainer.save_model(_internal_call=True)  # with push_to_hub, push once, at the end, with every result
+    if stop.received is not None:
+        # The signal came after the last step: the trained model is saved, the evaluation left out.
+        step = trainer.state.global_step
+        raise TrainingStopped(stop.received.name, step, None, args.output_dir, trainer.is_world_process_zero())
+    facts = TrainingFacts(trainable_parameters=trainable, total_parameters=total,
+                          skipped_images=trainer.skipped_training_images())  # fmt: skip
+    metrics = {**outcome.metrics, **facts.as_results()}
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)  # also gathered into all_results.json
+    return metrics
+
+
 def _train_evaluate_save(recipe: Recipe) -> dict:
     args = recipe.training
     trainer, data, label_names = build_trainer(recipe)
-    ema = trainer.ema
-    total, trainable = parameter_counts(trainer.model)
     results = {}
     if "train" in data:
-        if args.resume_from_checkpoint and args.should_save:
-            set_aside_checkpoints(args.output_dir, args.resume_from_checkpoint, args.save_total_limit)
-        stop = PreemptionCallback()
-        # In this order: the checksums after every file of a checkpoint (EMA's too), the divergence check after the
-        # preemption's request to save.
-        for callback in (stop, DivergenceCallback(args.resume_from_checkpoint), ChecksumCallback()):
-            trainer.add_callback(callback)
-        with stop.handling_signals():
-            outcome = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-        if stop.step is not None:
-            # No evaluation and no final save: the checkpoint is the run's state, and the run resumes from it.
-            checkpoint = checkpoint_dir(args.output_dir, stop.step)
-            raise TrainingStopped(
-                stop.signal_name, stop.step, checkpoint, args.output_dir, trainer.is_world_process_zero()
-            )
-        if ema is not None:
-            ema.copy_to(trainer.model)
-        if args.should_save:
-            remove_stale_onnx(args.output_dir)
-        trainer.save_model(_internal_call=True)  # with push_to_hub, push once, at the end, with every result
-        if stop.received is not None:
-            # The signal came after the last step: the trained model is saved, the evaluation left out.
-            step = trainer.state.global_step
-            raise TrainingStopped(stop.received.name, step, None, args.output_dir, trainer.is_world_process_zero())
-        facts = TrainingFacts(trainable_parameters=trainable, total_parameters=total,
-                              skipped_images=trainer.skipped_training_images())  # fmt: skip
-        metrics = {**outcome.metrics, **facts.as_results()}
-        trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)  # also gathered into all_results.json
-        results.update(metrics)
+        results.update(train_and_save(trainer))
     if "validation" in data:
         metrics = trainer.evaluate(data["validation"], metric_key_prefix="eval")
         trainer.save_metrics("eval", metrics)

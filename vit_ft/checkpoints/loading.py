@@ -15,7 +15,7 @@ from ..model.modeling_vit_ft import ViTForImageClassification
 from ..output_dir import ADAPTER_WEIGHTS, MODEL_CONFIG, PROCESSOR_CONFIG
 from .adapters import check_base_model, is_adapter, read_adapter
 from .arguments import ModelArguments, check_model_source
-from .pretrained import load_checkpoint
+from .pretrained import MASKED_AUTOENCODER, load_checkpoint
 from .reading import naming_damaged_weights, read_json
 from .remote_code import check_remote_code
 
@@ -83,7 +83,8 @@ def checkpoint_model(
         path_or_id, ViTForImageClassification, **labels, **overrides, ignore_mismatched_sizes=relabel,
         trust_remote_code=trust_remote_code, **hub_kwargs,
     )  # fmt: skip
-    if relabel and shown_name is not None:
+    # A pretraining output has no classifier to re-label: its head is new, and loading said so.
+    if relabel and shown_name is not None and MASKED_AUTOENCODER not in (source.get("architectures") or []):
         logger.warning(
             f"The labels of {shown_name} ({len(old_labels)}: {_preview(old_labels)}) differ from the "
             f"dataset's ({len(id2label)}: {_preview(id2label)}): the classifier head(s) are re-initialised."

@@ -19,6 +19,10 @@ from .remote_code import check_remote_code
 
 logger = logging.get_logger(__name__)
 
+# The class that saves a `vit-ft pretrain` output (config.json's `architectures`), and the weights only it has.
+MASKED_AUTOENCODER = "ViTForMaskedAutoencoding"
+DECODER_PREFIX = "decoder."
+
 
 def load_checkpoint(path_or_id: str | Path, model_class: type[ViTPreTrainedModel], **kwargs) -> ViTPreTrainedModel:
     """
@@ -53,7 +57,9 @@ def load_checkpoint(path_or_id: str | Path, model_class: type[ViTPreTrainedModel
         )
     config = kwargs.get("config")
     requested_size = config.image_size if isinstance(config, PretrainedConfig) else kwargs.get("image_size")
-    if model_type == ViTConfig.model_type and requested_size in (None, source["image_size"]):
+    saved_by = source.get("architectures") or []
+    from_autoencoder = MASKED_AUTOENCODER in saved_by and model_class.__name__ != MASKED_AUTOENCODER
+    if model_type == ViTConfig.model_type and requested_size in (None, source["image_size"]) and not from_autoencoder:
         with naming_damaged_weights(path_or_id, (MODEL_WEIGHTS,), hub_kwargs):
             return model_class.from_pretrained(path_or_id, **kwargs)
     return _from_converted(path_or_id, model_class, source, hub_kwargs, **kwargs)
@@ -76,7 +82,13 @@ def _from_converted(path_or_id: str, model_class, source: dict, hub_kwargs: dict
             logger.warning(f"Converting {path_or_id}: dropped {len(others)} weights vit_ft does not use "
                            f"(pooler, mask token): {', '.join(others)}.")  # fmt: skip
     else:
-        fields = {k: v for k, v in source.items() if k not in ("model_type", "transformers_version", "auto_map")}
+        fields = {k: v for k, v in source.items()
+                  if k not in ("model_type", "transformers_version", "auto_map", "architectures")}  # fmt: skip
+    if MASKED_AUTOENCODER in (source.get("architectures") or []) and model_class.__name__ != MASKED_AUTOENCODER:
+        decoder = [key for key in state_dict if key.startswith(DECODER_PREFIX)]
+        state_dict = {key: value for key, value in state_dict.items() if not key.startswith(DECODER_PREFIX)}
+        logger.warning(f"{path_or_id} is a masked-autoencoding (pretraining) model: its encoder is loaded, its "
+                       f"decoder ({len(decoder)} weights) is dropped.")  # fmt: skip
     config = kwargs.pop("config", None)
     config_class = model_class.config_class
     if not isinstance(config, PretrainedConfig):
@@ -90,7 +102,12 @@ def _from_converted(path_or_id: str, model_class, source: dict, hub_kwargs: dict
     if table is not None and config.position_embedding_type == "learned":
         num_prefix = config.num_prefix_tokens if config.prefix_position_embeddings else 0
         grid = (config.image_size // config.patch_size,) * 2
-        state_dict["vit.embeddings.position_embeddings"] = resample_position_embeddings(table, num_prefix, grid)
+        resized = resample_position_embeddings(table, num_prefix, grid)
+        if resized.shape != table.shape:
+            old = int((table.shape[1] - num_prefix) ** 0.5)
+            logger.warning(f"Resized the position embeddings of {path_or_id} from {old}x{old} to {grid[0]}x{grid[1]} "
+                           f"patches (bicubic), for image_size {config.image_size}.")  # fmt: skip
+        state_dict["vit.embeddings.position_embeddings"] = resized
     config.name_or_path = path_or_id
     return model_class.from_pretrained(None, config=config, state_dict=state_dict, **kwargs)
 

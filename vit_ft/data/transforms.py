@@ -157,8 +157,10 @@ class ExampleTransform:
         self.seed = seed
 
     def __call__(self, batch: dict) -> dict:
+        # Unlabelled images (pretraining) have no label column.
+        labels = {"labels": batch["label"]} if "label" in batch else {}
         if self.seed is None:
-            return {"pixel_values": [self._transform(value) for value in batch["image"]], "labels": batch["label"]}
+            return {"pixel_values": [self._transform(value) for value in batch["image"]], **labels}
         if "example_id" not in batch:
             raise ValueError(f"A seeded ExampleTransform needs an example_id column; the batch has {list(batch)}: "
                              "load the data with vit_ft.data.datasets.load_image_datasets.")  # fmt: skip
@@ -174,7 +176,7 @@ class ExampleTransform:
                 pixel_values.append(self._transform(value))
         finally:
             generator.set_state(state)
-        return {"pixel_values": pixel_values, "labels": batch["label"]}
+        return {"pixel_values": pixel_values, **labels}
 
     def _transform(self, value) -> torch.Tensor | None:
         try:
@@ -193,15 +195,15 @@ SKIPPED_IMAGES = "skipped_images"
 
 def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
     """
-    Stacks examples into `pixel_values` (batch, 3, H, W) and `labels` (batch,), leaving out undecodable ones, and
-    counts those under `SKIPPED_IMAGES`: `ViTTrainer` takes the count out before the model sees the batch.
+    Stacks examples into `pixel_values` (batch, 3, H, W) and `labels` (batch,; none for unlabelled images), leaving out
+    undecodable ones, and counts those under `SKIPPED_IMAGES`: `ViTTrainer` takes the count out before the model sees
+    the batch.
     """
     kept = [example for example in examples if example["pixel_values"] is not None]
     if not kept:
         raise ValueError(f"None of the {len(examples)} images of this batch could be decoded; see the warnings above. "
                          "Check the image files, or remove the broken ones.")  # fmt: skip
-    return {
-        "pixel_values": torch.stack([example["pixel_values"] for example in kept]),
-        "labels": torch.tensor([example["labels"] for example in kept]),
-        SKIPPED_IMAGES: torch.tensor(len(examples) - len(kept)),
-    }
+    batch = {"pixel_values": torch.stack([example["pixel_values"] for example in kept])}
+    if "labels" in kept[0]:
+        batch["labels"] = torch.tensor([example["labels"] for example in kept])
+    return {**batch, SKIPPED_IMAGES: torch.tensor(len(examples) - len(kept))}

@@ -25,6 +25,7 @@ from ..output_dir import (
     ONNX_FOLDER,
     ONNX_QUANTIZED_MODEL,
     RECIPE,
+    RECONSTRUCTIONS,
     TRAINING_CURVES,
     RobustnessReport,
     RunRecord,
@@ -57,9 +58,14 @@ METHOD_HYPERPARAMETERS = {
                                    "distillation_temperature", "teacher_dtype", "student_from_teacher",
                                    "student_layers"),
     "image_corruptions": ("image_corruptions", "corruption_severity", "corruption_seed"),
+    "mask_ratio": ("mask_ratio", "decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",
+                   "decoder_intermediate_size", "norm_pix_loss", "validation_share"),
 }  # fmt: skip
 _PLOTS = {TRAINING_CURVES: "Training curves", CONFUSION_MATRIX: "Confusion matrix (test split)",
-          ATTENTION_MAPS: "Attention maps (test split)"}
+          ATTENTION_MAPS: "Attention maps (test split)",
+          RECONSTRUCTIONS: "Reconstructions (held-out images: original, masked, rebuilt)"}
+# config.json's `architectures` of a `vit-ft pretrain` output: an encoder (with its MAE decoder), not a classifier.
+MASKED_AUTOENCODER = "ViTForMaskedAutoencoding"
 
 
 class _Metric(NamedTuple):
@@ -186,9 +192,17 @@ def _eval_results(run: RunRecord) -> list[EvalResult]:
     return eval_results
 
 
+def _is_encoder(run: RunRecord) -> bool:
+    """Whether the run pretrained an encoder (`vit-ft pretrain`) rather than trained a classifier."""
+    return MASKED_AUTOENCODER in ((run.config or {}).get("architectures") or [])
+
+
 def _metadata(run: RunRecord, name: str, license: str | None) -> ModelCardData:
     dataset = _dataset(run.recipe)
-    tags = ["vit_ft", "image-classification", "vision"]
+    encoder = _is_encoder(run)
+    tags = ["vit_ft", "image-feature-extraction" if encoder else "image-classification", "vision"]
+    if encoder:
+        tags += ["mae", "self-supervised"]
     if run.adapter is not None:
         tags += ["peft", "lora"]
     if run.recipe.get("teacher_model_name_or_path"):
@@ -201,7 +215,7 @@ def _metadata(run: RunRecord, name: str, license: str | None) -> ModelCardData:
         datasets=[dataset[0]] if dataset and _is_hub_dataset(dataset[0]) else None,
         metrics=sorted({metric.hub_type for metric in _metrics(run.splits.values())}) or None,
         base_model=_hub_id(run.base_model),
-        pipeline_tag="image-classification",
+        pipeline_tag="image-feature-extraction" if encoder else "image-classification",
         model_name=name if eval_results else None,  # the model-index's name
         eval_results=eval_results or None,
     )
@@ -221,6 +235,13 @@ def _summary(run: RunRecord) -> str:
         if not _hub_id(base):
             lines.append(f"The base model was a local directory when the adapter was trained ({base}): give its Hub "
                          "id or path as `base_model` when loading.")  # fmt: skip
+    elif _is_encoder(run):
+        architecture = _architecture(run.config)
+        lines = [f"A vit-ft Vision Transformer encoder ({architecture}) pretrained by masked autoencoding (MAE, He et "
+                 f"al. 2022: {run.config['mask_ratio']:.0%} of the patches hidden, the rest reconstructed by a "
+                 f"{run.config['decoder_num_hidden_layers']}-block decoder){_origin(run)}{trained_on}, without "
+                 "labels. It is a starting point to fine-tune (`vit-ft train` with `model_name_or_path`, which drops "
+                 "the decoder) or to read image features from."]  # fmt: skip
     else:
         architecture = _architecture(run.config)
         lines = [f"A vit-ft Vision Transformer image classifier ({architecture}){_origin(run)}{trained_on}."]
@@ -324,7 +345,8 @@ def _number(value: float | None) -> str:
 def _training_section(run: RunRecord) -> str | None:
     if not run.recipe:
         return None
-    lines = ["## Training", f"Trained with `vit-ft train`; every setting of the run is in [{RECIPE}]({RECIPE}), and "
+    command = "vit-ft pretrain" if _is_encoder(run) else "vit-ft train"
+    lines = ["## Training", f"Trained with `{command}`; every setting of the run is in [{RECIPE}]({RECIPE}), and "
              f"the metrics in [{ALL_RESULTS}]({ALL_RESULTS})."]  # fmt: skip
     if run.training is not None:
         lines.append(_hardware_line(run.training, run.recipe))
@@ -362,6 +384,8 @@ def _duration(seconds: float) -> str:
 def _usage_section(run: RunRecord, repo_id: str) -> str:
     if run.adapter is not None:
         return _adapter_usage(run, repo_id)
+    if _is_encoder(run):
+        return _encoder_usage(repo_id)
     return f"""## Usage
 
 With vit-ft installed, its own classes load the model, and no code from the repo runs:
@@ -491,4 +515,21 @@ base = ViTForImageClassification.from_pretrained(
     **record["config_overrides"],
 )
 model = PeftModel.from_pretrained(base, "{repo_id}")
+```"""
+
+
+def _encoder_usage(repo_id: str) -> str:
+    return f"""## Usage
+
+Fine-tune it on labelled images with vit-ft: a recipe with `model_name_or_path: {repo_id}` (the decoder is dropped).
+Image features, with vit-ft installed (without it, add `trust_remote_code=True` to run the repo's `{MODELING_CODE}`):
+
+```python
+import vit_ft  # registers vit_ft with transformers' Auto classes
+from transformers import AutoModel, AutoModelForPreTraining, pipeline
+
+extractor = pipeline("image-feature-extraction", model="{repo_id}")
+features = extractor("image.png")
+encoder = AutoModel.from_pretrained("{repo_id}")  # the ViT encoder alone
+autoencoder = AutoModelForPreTraining.from_pretrained("{repo_id}")  # encoder and MAE decoder
 ```"""

@@ -107,6 +107,21 @@ class ViTConfig(PretrainedConfig):
             `DeiTForImageClassification` keeps the token but classifies from the class token alone (`False`).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the truncated normal initialisation.
+        mask_ratio (`float`, *optional*, defaults to 0.75):
+            Masked autoencoding ([`ViTForMaskedAutoencoding`] only): the share of patches hidden from the encoder
+            (He et al. 2022). The other fields below are its decoder's, named and defaulted as transformers'
+            `ViTMAEConfig` (MAE's 512 wide, 8 blocks, 16 heads, MLP 2048).
+        decoder_hidden_size (`int`, *optional*, defaults to 512):
+            Width of the masked-autoencoding decoder; at most the encoder's `hidden_size`.
+        decoder_num_hidden_layers (`int`, *optional*, defaults to 8):
+            Blocks of the decoder.
+        decoder_num_attention_heads (`int`, *optional*, defaults to 16):
+            Attention heads of each decoder block.
+        decoder_intermediate_size (`int`, *optional*, defaults to 2048):
+            Hidden width of the MLP of each decoder block.
+        norm_pix_loss (`bool`, *optional*, defaults to `True`):
+            Whether the reconstruction target is each patch's pixels normalised by their own mean and variance (MAE's
+            default, which its Table 1d finds better) rather than the pixels themselves.
 
     Example:
 
@@ -144,6 +159,12 @@ class ViTConfig(PretrainedConfig):
         use_distillation_token: bool = False,
         distillation_head: bool = True,
         initializer_range: float = 0.02,
+        mask_ratio: float = 0.75,
+        decoder_hidden_size: int = 512,
+        decoder_num_hidden_layers: int = 8,
+        decoder_num_attention_heads: int = 16,
+        decoder_intermediate_size: int = 2048,
+        norm_pix_loss: bool = True,
         **kwargs,
     ):
         if position_embedding_type not in ("learned", "sincos"):
@@ -185,7 +206,32 @@ class ViTConfig(PretrainedConfig):
         self.use_distillation_token = use_distillation_token
         self.distillation_head = distillation_head
         self.initializer_range = initializer_range
+        self.mask_ratio = mask_ratio
+        self.decoder_hidden_size = decoder_hidden_size
+        self.decoder_num_hidden_layers = decoder_num_hidden_layers
+        self.decoder_num_attention_heads = decoder_num_attention_heads
+        self.decoder_intermediate_size = decoder_intermediate_size
+        self.norm_pix_loss = norm_pix_loss
         super().__init__(**kwargs)
+
+    def check_masked_autoencoding(self) -> None:
+        """
+        Raises a one-line ValueError unless the masked-autoencoding fields fit this encoder: a mask ratio in (0, 1), a
+        decoder whose width divides into its heads and into 2-D sine-cosine positions, and no wider than the encoder
+        (MAE's widest decoder, Table 1b, is ViT-L's own width, 1024).
+        """
+        if not 0 < self.mask_ratio < 1:
+            raise ValueError(f"mask_ratio={self.mask_ratio} must be between 0 and 1 (exclusive); MAE uses 0.75.")
+        width, heads = self.decoder_hidden_size, self.decoder_num_attention_heads
+        if width > self.hidden_size:
+            raise ValueError(f"decoder_hidden_size={width} is wider than the encoder (hidden_size={self.hidden_size}):"
+                             f" the limit is the encoder's width, {self.hidden_size} (MAE: 512 for ViT-B's 768).")
+        if width < 4 or width % 4 or heads < 1 or width % heads:
+            raise ValueError(f"decoder_hidden_size={width} must be a positive multiple of 4 (sine-cosine positions) "
+                             f"and of decoder_num_attention_heads={heads}.")
+        if self.decoder_num_hidden_layers < 1 or self.decoder_intermediate_size < 1:
+            raise ValueError(f"decoder_num_hidden_layers={self.decoder_num_hidden_layers} and "
+                             f"decoder_intermediate_size={self.decoder_intermediate_size} must be at least 1.")
 
     @property
     def num_prefix_tokens(self) -> int:

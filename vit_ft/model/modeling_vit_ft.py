@@ -6,6 +6,7 @@ sibling `configuration_vit_ft`, which is copied with it. Reading and converting 
 `vit_ft.checkpoints`, outside the remote code.
 """
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Unpack
@@ -16,7 +17,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput, ModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import TransformersKwargs, can_return_tuple
 from transformers.utils.generic import merge_with_config_defaults
@@ -173,7 +174,17 @@ class ViTEmbeddings(nn.Module):
         prefix = table[:, : self.num_positioned_prefix] if self.num_positioned_prefix else None
         return prefix, table[:, self.num_positioned_prefix :]
 
-    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        interpolate_pos_encoding: bool = False,
+        visible_patches: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r"""
+        visible_patches (`torch.LongTensor` of shape `(batch, kept)`, *optional*):
+            The patches to keep, by index (masked autoencoding): the others are dropped after their positions are
+            added and before the prefix tokens are prepended, so the encoder sees only these.
+        """
         height, width = pixel_values.shape[-2:]
         size = self.config.image_size
         if not interpolate_pos_encoding and (height != size or width != size):
@@ -188,6 +199,9 @@ class ViTEmbeddings(nn.Module):
             (height // self.config.patch_size, width // self.config.patch_size), embeddings.device
         )
         embeddings = embeddings + patch_positions.to(embeddings.dtype)
+        if visible_patches is not None:
+            index = visible_patches.unsqueeze(-1).expand(-1, -1, embeddings.shape[-1])
+            embeddings = torch.gather(embeddings, 1, index)  # (batch, kept, hidden)
         prefix = [t.expand(batch, -1, -1) for t in (self.cls_token, self.distillation_token, self.register_tokens)
                   if t is not None]  # fmt: skip
         if prefix:
@@ -324,6 +338,8 @@ class ViTPreTrainedModel(PreTrainedModel):
                     init.trunc_normal_(token, mean=0.0, std=std)
         elif isinstance(module, ViTLayerScale):
             init.constant_(module.lambda1, self.config.layer_scale_init_value)
+        elif isinstance(module, ViTMaskedDecoder):
+            init.normal_(module.mask_token, std=std)  # as MAE's `torch.nn.init.normal_(self.mask_token, std=.02)`
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """
@@ -366,9 +382,13 @@ class ViTModel(ViTPreTrainedModel):
         self,
         pixel_values: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
+        visible_patches: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> ViTModelOutput:
         r"""
+        visible_patches (`torch.LongTensor` of shape `(batch, kept)`, *optional*):
+            Indices of the only patches the encoder sees (masked autoencoding); all of them when None.
+
         `output_hidden_states` and `output_attentions` (flags, or for hidden states a list of indices) are recorded
         by transformers' `capture_outputs` from the modules `_can_record_outputs` names, as in transformers' ViT:
         the hidden states are the embeddings and every block's output, before the final norm.
@@ -376,7 +396,7 @@ class ViTModel(ViTPreTrainedModel):
         if pixel_values is None:
             raise ValueError("pixel_values is required: a (batch, channels, height, width) tensor.")
         pixel_values = pixel_values.to(self.embeddings.patch_embeddings.projection.weight.dtype)
-        hidden_states = self.embeddings(pixel_values, interpolate_pos_encoding=bool(interpolate_pos_encoding))
+        hidden_states = self.embeddings(pixel_values, bool(interpolate_pos_encoding), visible_patches)
         for layer in self.layers:
             hidden_states = layer(hidden_states, None, **kwargs)
 
@@ -448,10 +468,187 @@ class ViTForImageClassification(ViTPreTrainedModel):
         )
 
 
+def random_masking(noise: torch.Tensor, mask_ratio: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    Per-sample random masking as MAE (He et al. 2022) and transformers' ViTMAE: the patches with the smallest
+    `noise` (batch, patches) stay visible, `int(patches * (1 - mask_ratio))` of them. Returns the visible patches'
+    indices (batch, kept), the mask (batch, patches; 1 = masked) and `ids_restore` (batch, patches), which puts the
+    patches shuffled as [visible, masked] back in image order.
+    """
+    batch, patches = noise.shape
+    kept = int(patches * (1 - mask_ratio))
+    ids_shuffle = torch.argsort(noise, dim=1)  # ascending: small noise is kept
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    mask = torch.ones(batch, patches, device=noise.device)
+    mask[:, :kept] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    return ids_shuffle[:, :kept], mask, ids_restore
+
+
+def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """`(batch, channels, height, width)` images as `(batch, patches, patch_size**2 * channels)`, rows first."""
+    batch, channels, height, width = pixel_values.shape
+    rows, cols = height // patch_size, width // patch_size
+    patches = pixel_values.reshape(batch, channels, rows, patch_size, cols, patch_size)
+    patches = torch.einsum("nchpwq->nhwpqc", patches)  # the pixel order of transformers' ViTMAE `patchify`
+    return patches.reshape(batch, rows * cols, patch_size**2 * channels)
+
+
+def unpatchify(patches: torch.Tensor, patch_size: int, grid: tuple[int, int], channels: int) -> torch.Tensor:
+    """The inverse of `patchify`: `(batch, patches, patch_size**2 * channels)` to `(batch, channels, H, W)`."""
+    batch = patches.shape[0]
+    images = patches.reshape(batch, grid[0], grid[1], patch_size, patch_size, channels)
+    images = torch.einsum("nhwpqc->nchpwq", images)
+    return images.reshape(batch, channels, grid[0] * patch_size, grid[1] * patch_size)
+
+
+def masked_reconstruction_loss(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_pix_loss: bool
+) -> torch.Tensor:
+    """
+    MAE's loss: the mean squared error of the predicted pixels `logits` against the `target` patches (both
+    (batch, patches, pixels)), averaged over the masked patches only (`mask` 1). With `norm_pix_loss` the target is
+    each patch normalised by its own mean and variance (eps 1e-6, as MAE).
+    """
+    if norm_pix_loss:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + 1.0e-6) ** 0.5
+    per_patch = ((logits - target) ** 2).mean(dim=-1)  # (batch, patches)
+    return (per_patch * mask).sum() / mask.sum()
+
+
+class ViTMaskedDecoder(nn.Module):
+    """
+    MAE's light decoder: the encoded visible tokens, projected to `decoder_hidden_size`, with a shared learned mask
+    token in place of each masked patch and fixed 2-D sine-cosine positions on the patches, through a few Transformer
+    blocks to each patch's pixels. Names as transformers' `ViTMAEDecoder`.
+    """
+
+    def __init__(self, config: ViTConfig):
+        super().__init__()
+        decoder_config = copy.deepcopy(config)
+        decoder_config.hidden_size = config.decoder_hidden_size
+        decoder_config.num_attention_heads = config.decoder_num_attention_heads
+        decoder_config.intermediate_size = config.decoder_intermediate_size
+        decoder_config.layer_scale_init_value = None
+        self.config = config
+        self.num_prefix_tokens = config.num_prefix_tokens
+        self.grid = (config.image_size // config.patch_size,) * 2
+        self.decoder_embed = nn.Linear(config.hidden_size, config.decoder_hidden_size)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_hidden_size))
+        self.decoder_layers = nn.ModuleList(
+            [ViTLayer(decoder_config) for _ in range(config.decoder_num_hidden_layers)]
+        )
+        self.decoder_norm = nn.LayerNorm(config.decoder_hidden_size, eps=config.layer_norm_eps)
+        self.decoder_pred = nn.Linear(config.decoder_hidden_size, config.patch_size**2 * config.num_channels)
+
+    def forward(self, hidden_states: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        # hidden_states: (batch, prefix + kept, hidden); ids_restore: (batch, patches)
+        hidden_states = self.decoder_embed(hidden_states)
+        prefix, visible = hidden_states[:, : self.num_prefix_tokens], hidden_states[:, self.num_prefix_tokens :]
+        batch, patches = ids_restore.shape
+        masks = self.mask_token.expand(batch, patches - visible.shape[1], -1).to(visible.dtype)
+        patch_tokens = torch.cat([visible, masks], dim=1)  # (batch, patches, decoder_hidden) as [visible, masked]
+        index = ids_restore.unsqueeze(-1).expand(-1, -1, patch_tokens.shape[-1])
+        patch_tokens = torch.gather(patch_tokens, 1, index)  # back in image order
+        # Positions on the patches only: MAE's decoder table has a zero row for the class token.
+        positions = sincos_position_embeddings(self.grid, patch_tokens.shape[-1], patch_tokens.device)
+        hidden_states = torch.cat([prefix, patch_tokens + positions.to(patch_tokens.dtype)], dim=1)
+        for layer in self.decoder_layers:
+            hidden_states = layer(hidden_states)
+        hidden_states = self.decoder_norm(hidden_states)
+        return self.decoder_pred(hidden_states[:, self.num_prefix_tokens :])  # (batch, patches, patch**2 * channels)
+
+
+@dataclass
+class ViTMaskedAutoencoderOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*):
+        The mean squared error on the masked patches (normalised pixels with `norm_pix_loss`).
+    logits (`torch.FloatTensor` of shape `(batch_size, patches, patch_size**2 * num_channels)`):
+        The reconstructed pixels of every patch, in `patchify` order.
+    mask (`torch.FloatTensor` of shape `(batch_size, patches)`):
+        1 for the masked patches, 0 for the visible ones.
+    ids_restore (`torch.LongTensor` of shape `(batch_size, patches)`):
+        Puts the patches shuffled as [visible, masked] back in image order.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    mask: torch.FloatTensor | None = None
+    ids_restore: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class ViTForMaskedAutoencoding(ViTPreTrainedModel):
+    """
+    Masked autoencoding (He et al. 2022, "Masked Autoencoders Are Scalable Vision Learners"): the encoder, `vit`,
+    sees a random `1 - mask_ratio` share of the patches; a light decoder reconstructs the pixels of the others. The
+    encoder's weights are named as `ViTForImageClassification`'s, so a saved model fine-tunes as a classifier.
+    """
+
+    def __init__(self, config: ViTConfig):
+        config.check_masked_autoencoding()
+        super().__init__(config)
+        self.vit = ViTModel(config)
+        self.decoder = ViTMaskedDecoder(config)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        return_loss: bool = True,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> ViTMaskedAutoencoderOutput:
+        r"""
+        noise (`torch.FloatTensor` of shape `(batch_size, patches)`, *optional*):
+            Decides the mask: the patches of smallest noise stay visible. Uniform random when None; fixed, it makes
+            the mask deterministic (tests, figures).
+        return_loss (`bool`, *optional*, defaults to `True`):
+            Whether to compute the loss, which needs no labels. The Trainer reads this argument's default
+            (`can_return_loss`, as for CLIP) to know that evaluation has a loss.
+        """
+        if pixel_values is None:
+            raise ValueError("pixel_values is required: a (batch, channels, height, width) tensor.")
+        config = self.config
+        patches = (pixel_values.shape[-2] // config.patch_size) * (pixel_values.shape[-1] // config.patch_size)
+        if noise is None:
+            noise = torch.rand(pixel_values.shape[0], patches, device=pixel_values.device)
+        if noise.shape != (pixel_values.shape[0], patches):
+            raise ValueError(f"noise of shape {tuple(noise.shape)} does not fit {patches} patches: pass "
+                             f"({pixel_values.shape[0]}, {patches}).")  # fmt: skip
+        visible, mask, ids_restore = random_masking(noise, config.mask_ratio)
+        outputs = self.vit(pixel_values, visible_patches=visible, **kwargs)
+        latent = outputs.last_hidden_state
+        if config.pooling != "cls":
+            # The encoder's final norm, on every token: ViTModel applies it after pooling for `pooling="mean"`.
+            latent = self.vit.layernorm(latent)
+        logits = self.decoder(latent, ids_restore)
+        target = patchify(pixel_values.to(logits.dtype), config.patch_size)
+        loss = masked_reconstruction_loss(logits, target, mask, config.norm_pix_loss) if return_loss else None
+        return ViTMaskedAutoencoderOutput(
+            loss=loss,
+            logits=logits,
+            mask=mask,
+            ids_restore=ids_restore,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
 __all__ = [
     "ViTForImageClassification",
+    "ViTForMaskedAutoencoding",
     "ViTModel",
     "ViTPreTrainedModel",
     "resample_position_embeddings",
+    "masked_reconstruction_loss",
+    "patchify",
+    "random_masking",
     "sincos_position_embeddings",
+    "unpatchify",
 ]
