@@ -24,6 +24,13 @@ PRETRAINING_RECIPES = sorted((ROOT / "recipes" / "pretrain").glob("*.yaml"))
 ACCELERATE_CONFIGS = sorted((ROOT / "recipes" / "accelerate").glob("*.yaml"))
 
 
+@pytest.fixture(autouse=True)
+def _in_an_empty_folder(tmp_path, monkeypatch):
+    # A recipe's relative model paths (outputs/digits) are checked as folders where an outputs/ folder exists, as in
+    # a checkout where recipes were run: parse them where none does, as on a new clone.
+    monkeypatch.chdir(tmp_path)
+
+
 def test_the_recipes_are_found():
     names = {str(p.relative_to(ROOT / "recipes")) for p in TRAINING_RECIPES}
     assert {"full_finetune/digits.yaml", "full_finetune/vit_base_in21k_cifar10.yaml", "lora/digits_low_quality.yaml",
