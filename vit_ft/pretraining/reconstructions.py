@@ -62,9 +62,12 @@ def plot_reconstructions(
     rows = pixel_values.shape[0]
     figure, axes = plt.subplots(rows, 3, figsize=(6, 2 * rows), squeeze=False)
     ratio = model.config.mask_ratio
+    # With norm_pix_loss the masked patches' brightness and contrast come from the original (see `reconstruct`): the
+    # title says so, since with small patches they carry most of what the picture shows.
+    rebuilt_title = "rebuilt (patch mean/std\nfrom the original)" if model.config.norm_pix_loss else "rebuilt"
     for row in range(rows):
         pictures = (pixel_values[row], masked[row], rebuilt[row])
-        for column, (picture, title) in enumerate(zip(pictures, ("original", f"masked ({ratio:.0%})", "rebuilt"))):
+        for column, (picture, title) in enumerate(zip(pictures, ("original", f"masked ({ratio:.0%})", rebuilt_title))):
             axes[row, column].imshow(_to_picture(picture, image_mean, image_std), interpolation="nearest")
             axes[row, column].axis("off")
             if row == 0:
