@@ -309,7 +309,7 @@ def read_run(model_dir: str | Path) -> RunRecord:
     results = read_json(folder / ALL_RESULTS) or {}
     splits = {split: SplitMetrics.from_metrics(results, prefix) for split, prefix in SPLIT_PREFIXES.items()}
     recipe_path = folder / RECIPE
-    recipe = _read_yaml(recipe_path) if recipe_path.is_file() else None
+    recipe = read_yaml(recipe_path) if recipe_path.is_file() else None
     return RunRecord(
         recipe=recipe or {},
         splits={split: metrics for split, metrics in splits.items() if metrics.has_scores},
@@ -362,10 +362,11 @@ def _json_problem(content: bytes, error: ValueError) -> str:
     return f"is not JSON text ({error})"
 
 
-def _read_yaml(path: Path):
+def read_yaml(path: Path):
+    """The YAML document in `path`; a DamagedFileError that names the file when it does not parse."""
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
         reason = " ".join(str(error).split())
         raise DamagedFileError(f"{path} is not valid YAML ({reason}). {RESTORE_ADVICE}") from error
 
@@ -400,6 +401,41 @@ def safetensors_problem(path: str | Path) -> str | None:
     if size > expected:
         return f"is damaged: {size} bytes, {size - expected} more than its header announces"
     return None
+
+
+def check_result_file(
+    output_file: Path, fields: tuple[str, ...], command: str, overwrite: bool, plot_file: Path | None = None
+) -> None:
+    """
+    Raises a one-line FileExistsError unless `vit-ft <command>` may write its results to `output_file` (and
+    `plot_file`, a picture beside them): each is new, or an earlier result of the command (a JSON object with all of
+    `fields`) that `overwrite` replaces. Any other file is never replaced: a model's config.json, a JSON without the
+    fields, a non-JSON file, or a plot beside no result.
+    """
+    is_result = _is_result(output_file, fields)
+    if output_file.exists() and not is_result:
+        raise FileExistsError(f"{output_file} exists and is not a result of vit-ft {command} (it lacks "
+                              f"{', '.join(fields)}): it is never overwritten. Choose another --output.")  # fmt: skip
+    if plot_file is not None and plot_file.exists() and not is_result:
+        raise FileExistsError(f"{plot_file} exists beside no vit-ft {command} result, so it is another's file: it is "
+                              "never overwritten. Choose another --output.")  # fmt: skip
+    if overwrite:
+        return
+    for path in (output_file, plot_file):
+        if path is not None and path.exists():
+            raise FileExistsError(f"{path} holds the results of an earlier vit-ft {command}: pass --overwrite to "
+                                  "replace them, or --output to write elsewhere.")  # fmt: skip
+
+
+def _is_result(path: Path, fields: tuple[str, ...]) -> bool:
+    """Whether `path` is a regular file holding a JSON object with every one of `fields`."""
+    if not path.is_file():
+        return False
+    try:
+        content = read_json(path)
+    except (DamagedFileError, OSError):  # not JSON at all
+        return False
+    return isinstance(content, dict) and all(name in content for name in fields)
 
 
 # Writing. A run killed while writing, or a reader at that moment, sees the old file or the new one, never half.

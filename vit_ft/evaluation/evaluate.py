@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader
 from transformers import EvalPrediction
@@ -29,8 +28,9 @@ from ..output_dir import (
     RECIPE,
     RESTORE_ADVICE,
     DamagedFileError,
+    check_result_file,
     eval_file,
-    read_json,
+    read_yaml,
     robustness_file,
     write_json,
 )
@@ -80,7 +80,7 @@ def evaluate_model(
     default_name = robustness_file(split, onnx_file) if corruptions else eval_file(split, onnx_file)
     output_file = Path(output_file or Path(model_dir) / default_name)
     plot_file = output_file.with_suffix(".png") if corruptions and len(severities) > 1 else None
-    check_output_file(output_file, plot_file, overwrite)
+    check_result_file(output_file, EVALUATION_FIELDS, "evaluate", overwrite, plot_file)
     predictor = load_predictor(model_dir, base_model, onnx_file, trust_remote_code)
     data, label_names, carving = _load_split(model_dir, data_args, split)
     advice = "Evaluate on data with the model's classes in the same order, or fine-tune on this data."
@@ -121,39 +121,6 @@ def evaluate_model(
         plot = plot_robustness(clean["accuracy"], curves, plot_file)
         logger.info(f"Wrote {plot}")
     return results
-
-
-def check_output_file(output_file: Path, plot_file: Path | None, overwrite: bool) -> None:
-    """
-    Raises a one-line error unless evaluate may write `output_file` (and `plot_file`, its robustness plot): each is
-    new, or an earlier evaluate result that `overwrite` replaces. Any other file is never replaced: a model's
-    config.json or a JSON without evaluate's fields, any non-JSON; nor a plot whose JSON beside it is not a result.
-    """
-    json_is_result = _is_evaluation_result(output_file)
-    if output_file.exists() and not json_is_result:
-        raise FileExistsError(f"{output_file} exists and is not a result of vit-ft evaluate (it lacks "
-                              f"{', '.join(EVALUATION_FIELDS)}): it is never overwritten. Choose another --output."
-                              )  # fmt: skip
-    if plot_file is not None and plot_file.exists() and not json_is_result:
-        raise FileExistsError(f"{plot_file} exists beside no vit-ft evaluate result, so it is another's file: it is "
-                              "never overwritten. Choose another --output.")  # fmt: skip
-    if overwrite:
-        return
-    for path in (output_file, plot_file):
-        if path is not None and path.exists():
-            raise FileExistsError(f"{path} holds the results of an earlier vit-ft evaluate: pass --overwrite to "
-                                  "replace them, or --output to write elsewhere.")  # fmt: skip
-
-
-def _is_evaluation_result(path: Path) -> bool:
-    """Whether `path` is a regular file holding a JSON object with every field of evaluate's results."""
-    if not path.is_file():
-        return False
-    try:
-        content = read_json(path)
-    except (DamagedFileError, OSError):  # not JSON at all
-        return False
-    return isinstance(content, dict) and all(name in content for name in EVALUATION_FIELDS)
 
 
 def _scored_file(predictor: Predictor, model_dir: str, onnx_file: str | None) -> str:
@@ -242,11 +209,7 @@ def _run_recipe(model_dir: str, split: str) -> dict:
         raise ValueError(f"Cannot know the run's {split} split: the data has no validation split of its own, so the "
                          f"run carved it from train, and {model_dir} has no {RECIPE} that records how. Evaluate on "
                          f"--split test, or copy the run's {RECIPE} into {model_dir}.")  # fmt: skip
-    try:
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise DamagedFileError(f"{path} is not valid YAML ({' '.join(str(error).split())}). {RESTORE_ADVICE}"
-                               ) from error  # fmt: skip
+    recipe = read_yaml(path)
     if not isinstance(recipe, dict):
         raise DamagedFileError(f"{path} does not hold a recipe's fields. {RESTORE_ADVICE}")
     return recipe

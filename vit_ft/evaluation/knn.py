@@ -19,7 +19,7 @@ from ..data.arguments import DataArguments
 from ..data.corruptions import with_data_corruptions
 from ..data.datasets import load_image_datasets
 from ..data.transforms import SKIPPED_IMAGES, ExampleTransform, build_eval_transform, collate_images
-from ..output_dir import KNN_FIELDS, DamagedFileError, knn_file, read_json, write_json
+from ..output_dir import KNN_FIELDS, check_result_file, knn_file, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def knn_evaluate(
     if split == "train":
         raise ValueError("split='train' holds the neighbours themselves: score validation or test.")
     output_file = Path(output_file or Path(model_dir) / knn_file(split))
-    _check_output_file(output_file, overwrite)
+    check_result_file(output_file, KNN_FIELDS, "knn", overwrite)
     model = load_model(model_dir, merge=True, trust_remote_code=trust_remote_code).eval()
     model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     data, label_names = load_image_datasets(data_args, seed)
@@ -119,23 +119,6 @@ def knn_evaluate(
     write_json(output_file, results)
     logger.info(f"Wrote {output_file}")
     return results
-
-
-def _check_output_file(output_file: Path, overwrite: bool) -> None:
-    """Refuses to replace a file that is not a k-NN result, and an earlier result without `overwrite`."""
-    if not output_file.exists():
-        return
-    try:
-        content = read_json(output_file) if output_file.is_file() else None
-    except (DamagedFileError, OSError):
-        content = None
-    if not (isinstance(content, dict) and all(name in content for name in KNN_FIELDS)):
-        raise FileExistsError(f"{output_file} exists and is not a result of vit-ft knn (it lacks "
-                              f"{', '.join(KNN_FIELDS)}): it is never overwritten. Choose another --output."
-                              )  # fmt: skip
-    if not overwrite:
-        raise FileExistsError(f"{output_file} holds the results of an earlier vit-ft knn: pass --overwrite to "
-                              "replace them, or --output to write elsewhere.")  # fmt: skip
 
 
 __all__ = ["DEFAULT_K", "DEFAULT_TEMPERATURE", "encoder_features", "knn_evaluate", "knn_predict"]
