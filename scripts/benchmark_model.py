@@ -48,21 +48,35 @@ import contextlib
 import gc
 import json
 import os
-import random
 import resource
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
 import transformers
-from benchmark_common import autocast, machine_info, preset_model, synchronize
+from benchmark_common import (
+    ATTN_IMPLEMENTATION,
+    Step,
+    autocast,
+    blocks_macs,
+    check_attention,
+    check_preset,
+    machine_info,
+    make_optimizer,
+    make_training_step,
+    measure_interleaved,
+    measure_rounds,
+    preset_model,
+    seed_everything,
+    synchronize,
+    time_per_step,
+    warm_up,
+)
 from torch import nn
 
 from vit_ft.checkpoints.loading import parameter_counts
@@ -73,17 +87,7 @@ IMPLEMENTATIONS = ("vit_ft", "transformers", "timm")
 # spread between two identical models measured the same way.
 CONTROL = "timm_control"
 NUM_LABELS = 1000
-SEED = 0
-# The attention kernel they all use: timm calls F.scaled_dot_product_attention by default, so the Hugging Face
-# models are pinned to "sdpa" too rather than left to whatever default the installed transformers picks.
-ATTN_IMPLEMENTATION = "sdpa"
-# Preset fields transformers' ViTConfig can express; other presets (registers, distillation token, mean pooling)
-# have no transformers equivalent of identical architecture.
-_PLAIN_VIT_FIELDS = {"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size",
-                     "image_size"}  # fmt: skip
 _PROBE_MARKER = "PROBE_RESULT "
-
-Step = Callable[[], None]
 # Dense bf16 tensor-core peak by NVIDIA's datasheets (SXM parts), TFLOP/s: the denominator of MFU.
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}
 
@@ -99,8 +103,7 @@ def flops_per_image(name: str, training: bool) -> float:
     patches = (preset["image_size"] // preset["patch_size"]) ** 2
     tokens = patches + 1  # the class token
     embedding = patches * 3 * preset["patch_size"] ** 2 * width
-    layer = tokens * (4 * width * width + 2 * width * mlp) + 2 * tokens * tokens * width
-    macs = embedding + depth * layer + width * NUM_LABELS
+    macs = embedding + blocks_macs(tokens, width, depth, mlp) + width * NUM_LABELS
     return 2 * macs * (3 if training else 1)
 
 
@@ -179,7 +182,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "only serves predictions: the allocator's state is the model's own.")  # fmt: skip
     parser.add_argument("--fused-adamw", action="store_true", help="AdamW(fused=True) for every model.")
     parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="The chip's peak TFLOP/s for MFU (default: the datasheet's dense bf16 for H100/H200).")
+                        help="The chip's peak TFLOP/s for MFU (default: the datasheet's dense bf16 for "
+                             "H100/H200).")  # fmt: skip
     parser.add_argument("--output", default=None, help="Write the results as JSON to this path.")
     # Internal: set when the script re-invokes itself to measure one model's RSS in a fresh process.
     parser.add_argument("--memory-probe", choices=IMPLEMENTATIONS, default=None, help=argparse.SUPPRESS)
@@ -200,20 +204,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in args.models:
         check_preset(name, parser)
     return args
-
-
-def check_preset(name: str, parser: argparse.ArgumentParser) -> None:
-    if name not in PRESETS:
-        parser.error(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
-    extra = set(PRESETS[name]) - _PLAIN_VIT_FIELDS
-    if extra:
-        parser.error(f"{name} uses {sorted(extra)}, which transformers' ViT cannot build identically.")
-
-
-def seed_everything(seed: int = SEED) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
 
 
 def build_vit_ft(name: str) -> nn.Module:
@@ -256,9 +246,7 @@ def prepare_model(impl: str, name: str, device: torch.device, compile_model: boo
     seed_everything()  # the same seed before each model, so their initialisation draws the same way
     model = BUILDERS[impl](name).to(device)
     if impl in ("vit_ft", "transformers"):
-        # Guards against a transformers version silently falling back to another attention kernel.
-        actual = model.config._attn_implementation
-        assert actual == ATTN_IMPLEMENTATION, f"{impl} uses attention {actual!r}, not {ATTN_IMPLEMENTATION!r}"
+        check_attention(model, impl)
     if compile_model:
         # Static shapes: otherwise the second batch size would trigger a dynamic-shape recompile, slower than the
         # per-size graphs a training run with a fixed batch size gets.
@@ -276,13 +264,6 @@ def build_models(
     return models, counts["vit_ft"]
 
 
-def make_optimizer(model: nn.Module, fused: bool = False) -> torch.optim.Optimizer:
-    # The learning rate does not change the cost of a step; a small one keeps the weights from blowing up to
-    # inf/NaN over the run, which could change the speed of the arithmetic. `fused`: one kernel for the whole update
-    # (the Trainer's `optim: adamw_torch_fused`), rather than torch's default multi-tensor loop.
-    return torch.optim.AdamW(model.parameters(), lr=1e-5, fused=fused or None)
-
-
 def logits_of(output: torch.Tensor | transformers.utils.ModelOutput) -> torch.Tensor:
     # timm returns the logits; the Hugging Face models an output object holding them.
     return output if isinstance(output, torch.Tensor) else output.logits
@@ -295,15 +276,11 @@ def make_train_step(
     labels: torch.Tensor,
     dtype: str,
 ) -> Step:
-    def step() -> None:
-        with autocast(pixels.device, dtype == "bfloat16"):
-            # The loss is computed here, identically for all, rather than by the Hugging Face models.
-            loss = F.cross_entropy(logits_of(model(pixels)), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    def loss() -> torch.Tensor:
+        # The loss is computed here, identically for all, rather than by the Hugging Face models.
+        return F.cross_entropy(logits_of(model(pixels)), labels)
 
-    return step
+    return make_training_step(optimizer, loss, pixels.device, dtype == "bfloat16")
 
 
 def make_infer_step(model: nn.Module, pixels: torch.Tensor, dtype: str) -> Step:
@@ -325,54 +302,6 @@ def make_inputs(name: str, batch: int, device: torch.device) -> tuple[torch.Tens
 def set_mode(models: dict[str, nn.Module], training: bool) -> None:
     for model in models.values():
         model.train(training)
-
-
-def warm_up(steps: dict[str, Step], count: int, device: torch.device) -> None:
-    # Untimed: first calls pay for allocator growth, kernel selection, AdamW state and, with --compile, compiling.
-    for step in steps.values():
-        for _ in range(count):
-            step()
-    synchronize(device)
-
-
-def minor_page_faults() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-def time_per_step(step: Step, count: int, device: torch.device) -> tuple[float, float]:
-    """Seconds and minor page faults per step."""
-    synchronize(device)
-    faults = minor_page_faults()
-    start = time.perf_counter()
-    for _ in range(count):
-        step()
-    synchronize(device)
-    return (time.perf_counter() - start) / count, (minor_page_faults() - faults) / count
-
-
-def measure_rounds(
-    measure: Callable[[str], tuple[float, float]], order: list[str], repeats: int
-) -> tuple[dict[str, list[float]], dict[str, float]]:
-    """
-    Seconds per step of each model in each round, from `measure(impl)` (seconds and page faults per step), the
-    starting model rotating from round to round; and each model's median page faults per step.
-    """
-    times: dict[str, list[float]] = {impl: [] for impl in order}
-    faults: dict[str, list[float]] = {impl: [] for impl in order}
-    for round_index in range(repeats):
-        shift = round_index % len(order)
-        for impl in order[shift:] + order[:shift]:
-            seconds, step_faults = measure(impl)
-            times[impl].append(seconds)
-            faults[impl].append(step_faults)
-    return times, {impl: statistics.median(values) for impl, values in faults.items()}
-
-
-def measure_interleaved(
-    steps: dict[str, Step], repeats: int, count: int, device: torch.device
-) -> tuple[dict[str, list[float]], dict[str, float]]:
-    """`count` steps of each model per round, all in this process."""
-    return measure_rounds(lambda impl: time_per_step(steps[impl], count, device), list(steps), repeats)
 
 
 def cuda_peak_increase_mib(step: Step, device: torch.device) -> float:
