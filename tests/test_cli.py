@@ -417,16 +417,25 @@ def test_a_mistyped_dataset_name_fails_within_seconds_and_suggests_the_built_in_
     result = vit_ft_cli("evaluate", "--model", "model", "--dataset_name", "digts", cwd=workdir, HF_HUB_OFFLINE="0",
                         HF_ENDPOINT=endpoint, HF_HOME=str(workdir / "hf"))  # fmt: skip
     assert time.monotonic() - start < 20  # the interpreter, the model and one refused connection; datasets took 29 s
-    assert_one_line(result, "vit-ft evaluate: dataset_name='digts' is not a built-in dataset (digits) nor a local "
-                            f"folder, so it was looked up on the Hub ({endpoint}), which could not be reached "
-                            "([Errno 111] Connection refused). Check the network connection and HF_ENDPOINT, or set "
-                            "HF_HUB_OFFLINE=1 to use the datasets cache. Did you mean 'digits' (built in, "
+    assert_one_line(result, "vit-ft evaluate: dataset_name='digts' is not a built-in dataset (digits, lfw_faces) "
+                            f"nor a local folder, so it was looked up on the Hub ({endpoint}), which could not be "
+                            "reached ([Errno 111] Connection refused). Check the network connection and HF_ENDPOINT, "
+                            "or set HF_HUB_OFFLINE=1 to use the datasets cache. Did you mean 'digits' (built in, "
                             "offline)?")  # fmt: skip
     offline = vit_ft_cli("evaluate", "--model", "model", "--dataset_name", "digts", cwd=workdir,
                          HF_HOME=str(workdir / "hf"))  # fmt: skip
     assert_one_line(offline, "vit-ft evaluate: dataset_name='digts' could not be loaded (Couldn't reach 'digts' on "
                              "the Hub (OfflineModeIsEnabled)): check the name, or the network and HF_HUB_OFFLINE. Did "
                              "you mean 'digits' (built in, offline)?")  # fmt: skip
+
+
+def test_lfw_faces_without_scikit_image_is_one_line(workdir):
+    # `python -m` puts the working directory first on sys.path: this skimage hides the installed one.
+    (workdir / "skimage").mkdir()
+    (workdir / "skimage" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    result = vit_ft_cli("evaluate", "--model", "model", "--dataset_name", "lfw_faces", cwd=workdir)
+    assert_one_line(result, "vit-ft evaluate: dataset_name='lfw_faces' needs scikit-image, which is not installed: "
+                            "pip install scikit-image (or pip install 'vit-ft[small-data]').")  # fmt: skip
 
 
 # Evaluate on the run's own validation split

@@ -1,6 +1,7 @@
-"""Loading image datasets: built-in digits, image folders, column detection, labels and image modes."""
+"""Loading image datasets: built-in digits and LFW faces, image folders, column detection, labels and image modes."""
 
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -10,9 +11,18 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from vit_ft.data import MissingExtraError
 from vit_ft.data.arguments import DataArguments
-from vit_ft.data.datasets import _encode_labels, load_digits_dataset, load_image_datasets
+from vit_ft.data.datasets import (
+    BUILT_IN_DATASETS,
+    _built_in_hint,
+    _encode_labels,
+    load_digits_dataset,
+    load_image_datasets,
+    load_lfw_faces_dataset,
+)
 from vit_ft.data.transforms import decode_image, to_rgb
+from vit_ft.hub.card import BUILT_IN_DATASETS as CARD_NAMES
 
 
 def test_digits_split_is_sklearns():
@@ -36,6 +46,53 @@ def test_validation_is_carved_from_train_stratified():
     assert data["test"].features["image"].decode is False  # decoded on the fly by the transforms
     for split in data.values():  # the ids that seed augmentations and noise: row numbers within each split
         assert split["example_id"][:] == list(range(len(split)))
+
+
+def test_lfw_faces_are_scikit_images_split_stratified_and_labelled_by_position():
+    from skimage.data import lfw_subset
+
+    images = np.round(lfw_subset() * 255).astype(np.uint8)  # (200, 25, 25): 100 faces, then 100 non-faces
+    row_of = {image.tobytes(): row for row, image in enumerate(images)}
+    assert len(row_of) == 200  # no two images alike: each stored image names its row
+    data = load_lfw_faces_dataset()
+    assert (len(data["train"]), len(data["test"])) == (160, 40)
+    assert data["train"].features["label"].names == ["face", "non-face"]
+    rows = {}
+    for split, dataset in data.items():
+        rows[split] = [row_of[np.asarray(image).tobytes()] for image in dataset["image"]]
+        assert dataset["label"][:] == [int(row >= 100) for row in rows[split]]
+    assert sorted(rows["train"] + rows["test"]) == list(range(200))
+    assert np.bincount(data["test"]["label"][:]).tolist() == [20, 20]  # stratified
+    again = load_lfw_faces_dataset()  # random_state=0: the same split every time
+    assert again["test"]["label"][:] == data["test"]["label"][:]
+    assert [np.asarray(image).tobytes() for image in again["test"]["image"]] == [
+        np.asarray(image).tobytes() for image in data["test"]["image"]
+    ]
+
+
+def test_lfw_faces_through_load_image_datasets():
+    data, names = load_image_datasets(DataArguments(dataset_name="lfw_faces", train_val_split=0.1), seed=0)
+    assert names == ["face", "non-face"]
+    assert (len(data["train"]), len(data["validation"]), len(data["test"])) == (144, 16, 40)
+    assert np.bincount(data["validation"]["label"][:]).tolist() == [8, 8]
+    args = DataArguments(dataset_name="lfw_faces", train_val_split=0.1, train_samples_per_class=72)
+    few, _ = load_image_datasets(args, seed=0)  # all of the pool left after the validation carve
+    assert np.bincount(few["train"]["label"][:]).tolist() == [72, 72]
+
+
+def test_lfw_faces_without_scikit_image_is_one_line_naming_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "skimage", None)  # `import skimage` now raises ImportError
+    monkeypatch.setitem(sys.modules, "skimage.data", None)
+    with pytest.raises(MissingExtraError) as error:
+        load_image_datasets(DataArguments(dataset_name="lfw_faces"))
+    assert str(error.value) == ("dataset_name='lfw_faces' needs scikit-image, which is not installed: pip install "
+                                "scikit-image (or pip install 'vit-ft[small-data]').")  # fmt: skip
+
+
+def test_built_in_names_are_suggested_and_named_on_the_card():
+    assert _built_in_hint("lfw_face") == " Did you mean 'lfw_faces' (built in, offline)?"
+    assert _built_in_hint("digit") == " Did you mean 'digits' (built in, offline)?"
+    assert set(CARD_NAMES) == set(BUILT_IN_DATASETS)
 
 
 def test_max_samples():

@@ -1,4 +1,4 @@
-"""Unlabelled images for pretraining: folders flat or nested, the built-in digits without labels, caps and the
+"""Unlabelled images for pretraining: folders flat or nested, the built-in data sets without labels, caps and the
 held-out share; a folder without a decodable image is one line."""
 
 from pathlib import Path
@@ -25,6 +25,12 @@ def test_digits_without_labels():
     assert len(data["validation"]) == 144
     assert data["train"].column_names == ["image", "example_id"]
     assert data["validation"]["example_id"] == list(range(144))
+
+
+def test_lfw_faces_without_labels():
+    data = load_unlabelled_images(PretrainingDataArguments(dataset_name="lfw_faces"), seed=0)
+    assert (len(data["train"]), len(data["validation"])) == (152, 8)  # the 160 training images; 5% held out
+    assert data["train"].column_names == ["image", "example_id"]
 
 
 @pytest.mark.parametrize("names", [[f"{i}.png" for i in range(10)],

@@ -11,8 +11,9 @@ AUTO_AUGMENTS = ("randaugment", "trivialaugment")
 class DataArguments:
     dataset_name: str | None = field(
         default=None,
-        metadata={"help": "A Hub dataset id (e.g. uoft-cs/cifar10), or `digits` for scikit-learn's built-in 8x8 "
-                          "digits (offline)."},
+        metadata={"help": "A Hub dataset id (e.g. uoft-cs/cifar10), or a built-in data set (offline): `digits` "
+                          "(scikit-learn's 8x8 digits) or `lfw_faces` (scikit-image's 25x25 faces and non-faces; "
+                          "needs scikit-image)."},
     )  # fmt: skip
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
     train_dir: str | None = field(default=None, metadata={"help": "Image folder (one folder per class) to train on."})
@@ -55,7 +56,8 @@ class DataArguments:
 
     def __post_init__(self):
         if not (self.dataset_name or self.train_dir or self.validation_dir or self.test_dir):
-            raise ValueError("No data: set dataset_name (a Hub id or `digits`) or train_dir/validation_dir/test_dir.")
+            raise ValueError("No data: set dataset_name (a Hub id, `digits` or `lfw_faces`) or train_dir/"
+                             "validation_dir/test_dir.")  # fmt: skip
         if not 0 <= self.train_val_split < 1:
             raise ValueError(f"train_val_split={self.train_val_split} must be at least 0 and below 1, e.g. 0.15.")
         for name in ("max_train_samples", "max_eval_samples", "train_samples_per_class"):
@@ -72,7 +74,7 @@ class DataArguments:
 
     @property
     def has_training_data(self) -> bool:
-        """Whether the data has a train split to train on (a Hub dataset or `digits` is assumed to have one)."""
+        """Whether the data has a train split to train on (a Hub dataset or a built-in one is assumed to have one)."""
         return bool(self.dataset_name or self.train_dir)
 
 

@@ -1,4 +1,5 @@
-"""Image classification datasets for `vit-ft train`/`evaluate`: the Hub, image folders or built-in digits."""
+"""Image classification datasets for `vit-ft train`/`evaluate`: the Hub, image folders or a built-in data set
+(`BUILT_IN_DATASETS`: digits, LFW faces)."""
 
 import difflib
 import logging
@@ -12,6 +13,7 @@ from datasets.exceptions import DatasetNotFoundError
 from huggingface_hub import HfApi, constants
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, HFValidationError, RepositoryNotFoundError
 
+from . import MissingExtraError
 from .arguments import DataArguments
 
 logger = logging.getLogger(__name__)
@@ -19,10 +21,9 @@ logger = logging.getLogger(__name__)
 IMAGE_COLUMNS = ("image", "img", "images", "pixel_values", "picture", "jpg", "png", "webp")
 LABEL_COLUMNS = ("label", "labels", "fine_label", "class", "target", "category", "coarse_label")
 VALIDATION_SPLITS = ("validation", "valid", "val", "eval", "dev")
-BUILT_IN_DATASETS = ("digits",)
 # With train_samples_per_class, the train split's row number in the data's own train split (before the validation
 # split is carved): how train_subset.json names the images a few-shot run trained on.
-SOURCE_ROW = "source_row"  # dataset_name values read without the Hub
+SOURCE_ROW = "source_row"
 # How long the one lookup of a Hub dataset may wait: datasets alone retries an unreachable Hub for about 30 s.
 HUB_TIMEOUT = 5.0
 
@@ -34,30 +35,58 @@ def load_digits_dataset() -> DatasetDict:
     grayscale images (value * 255 / 16), stored as PNG like any image dataset.
     """
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     images = np.round(digits.images * (255 / 16)).astype(np.uint8)  # (1797, 8, 8)
-    train_x, test_x, train_y, test_y = train_test_split(
-        images, digits.target, test_size=0.2, random_state=0, stratify=digits.target
-    )
-    features = {"image": Image(), "label": ClassLabel(names=[str(d) for d in range(10)])}
+    return _split_built_in(images, digits.target, [str(d) for d in range(10)])
+
+
+def load_lfw_faces_dataset() -> DatasetDict:
+    """
+    scikit-image's `lfw_subset` (200 grey 25x25 crops of Labeled Faces in the Wild, shipped inside its wheel: 100
+    faces, then 100 patches of the same photos' backgrounds) as a `DatasetDict` with `train` (160) and `test` (40),
+    labels `face` and `non-face`, split as `load_digits_dataset`: 20% stratified, `random_state=0`. Its grey values
+    0..1 become 8-bit images (value * 255). Needs scikit-image: a one-line MissingExtraError without it.
+    """
+    try:
+        from skimage.data import lfw_subset
+    except ImportError as error:
+        raise MissingExtraError("dataset_name='lfw_faces' needs scikit-image, which is not installed: pip install "
+                                "scikit-image (or pip install 'vit-ft[small-data]').") from error  # fmt: skip
+    images = np.round(lfw_subset() * 255).astype(np.uint8)  # (200, 25, 25); the docstring says uint8, it is 0..1
+    # lfw_subset's docstring: "100 first images are faces and subsequent 100 are non-faces".
+    labels = np.repeat([0, 1], 100)
+    return _split_built_in(images, labels, ["face", "non-face"])
+
+
+def _split_built_in(images: np.ndarray, labels: np.ndarray, names: list[str]) -> DatasetDict:
+    """`train` and `test` of grey `images` (N, H, W) uint8: 20% stratified test, `random_state=0`, stored as PNG."""
+    from sklearn.model_selection import train_test_split
+
+    train_x, test_x, train_y, test_y = train_test_split(images, labels, test_size=0.2, random_state=0, stratify=labels)
+    features = Features({"image": Image(), "label": ClassLabel(names=names)})
 
     def build(x, y) -> Dataset:
-        return Dataset.from_dict({"image": list(x), "label": y.tolist()}, features=Features(features))
+        return Dataset.from_dict({"image": list(x), "label": y.tolist()}, features=features)
 
     return DatasetDict(train=build(train_x, train_y), test=build(test_x, test_y))
 
 
+# The data sets that `dataset_name` names without the Hub: each ships inside an installed package's wheel, nothing is
+# downloaded.
+BUILT_IN_DATASETS = {"digits": load_digits_dataset, "lfw_faces": load_lfw_faces_dataset}
+
+
 def _load_raw(args: DataArguments, cache_dir: str | None = None, token: str | None = None) -> DatasetDict:
-    if args.dataset_name == "digits":
-        return load_digits_dataset()
+    if args.dataset_name in BUILT_IN_DATASETS:
+        return BUILT_IN_DATASETS[args.dataset_name]()
     if args.dataset_name:
         return _load_named_dataset(args.dataset_name, args.dataset_config_name, cache_dir, token)
     folders = {"train": args.train_dir, "validation": args.validation_dir, "test": args.test_dir}
     folders = {split: folder for split, folder in folders.items() if folder}
     if not folders:
-        raise ValueError("No data: set dataset_name (a Hub id or `digits`) or train_dir/validation_dir/test_dir.")
+        raise ValueError("No data: set dataset_name (a Hub id, `digits` or `lfw_faces`) or train_dir/validation_dir/"
+                         "test_dir.")  # fmt: skip
     for split, folder in folders.items():
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"{split}_dir={folder!r} is not a directory: give the folder that holds one "

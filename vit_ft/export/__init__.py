@@ -6,16 +6,14 @@ onnx, onnxscript and onnxruntime are the `export` extra: they are imported only 
 import importlib
 from types import ModuleType
 
+from ..data import MissingExtraError
+
 INSTALL_HINT = "pip install 'vit-ft[export]'"
 DEFAULT_OPSET = 23  # opset 23 writes attention as one ONNX Attention node (docs/deployment.md: why)
 # The opsets torch's exporter writes a vit_ft model in, found by trying (torch 2.14): below 17 and above 25 it falls
 # back to 18 and logs the version converter's traceback.
 OPSETS = range(17, 26)
 QUANTIZATIONS = ("int8",)
-
-
-class MissingExtraError(ImportError):
-    """A package of the `export` extra is not installed; the message gives the command that installs it."""
 
 
 def import_extra(name: str) -> ModuleType:

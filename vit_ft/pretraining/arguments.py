@@ -6,12 +6,16 @@ from dataclasses import dataclass, field
 
 @dataclass
 class PretrainingDataArguments:
-    """Unlabelled images: a folder, a Hub dataset's image column, or the built-in digits with their labels dropped."""
+    """
+    Unlabelled images: a folder, a Hub dataset's image column, or a built-in data set's training images with their
+    labels dropped.
+    """
 
     dataset_name: str | None = field(
         default=None,
-        metadata={"help": "A Hub dataset id (its image column only is read), or `digits` for scikit-learn's built-in "
-                          "8x8 digits, training split, labels dropped (offline)."},
+        metadata={"help": "A Hub dataset id (its image column only is read), or a built-in data set, its training "
+                          "split with the labels dropped (offline): `digits` (scikit-learn's 8x8 digits) or "
+                          "`lfw_faces` (scikit-image's 25x25 faces and non-faces)."},
     )  # fmt: skip
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
     train_dir: str | None = field(
@@ -38,8 +42,8 @@ class PretrainingDataArguments:
 
     def __post_init__(self):
         if bool(self.dataset_name) == bool(self.train_dir):
-            raise ValueError("Set one of dataset_name (a Hub id or `digits`) and train_dir (a folder of images) to "
-                             "pretrain on.")  # fmt: skip
+            raise ValueError("Set one of dataset_name (a Hub id, `digits` or `lfw_faces`) and train_dir (a folder of "
+                             "images) to pretrain on.")  # fmt: skip
         if not 0 < self.validation_share < 1:
             raise ValueError(f"validation_share={self.validation_share} must be above 0 and below 1, e.g. 0.05.")
         if self.max_train_samples is not None and self.max_train_samples < 1:

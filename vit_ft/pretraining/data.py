@@ -1,6 +1,6 @@
 """Unlabelled images for `vit-ft pretrain`: a folder (flat or nested, folder names ignored), a Hub dataset's image
-column, or the built-in digits without their labels. Map-style datasets of undecoded images, decoded on the fly in
-the transforms as `vit-ft train`'s."""
+column, or a built-in data set's training images without their labels. Map-style datasets of undecoded images,
+decoded on the fly in the transforms as `vit-ft train`'s."""
 
 import logging
 from pathlib import Path
@@ -8,7 +8,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, Image
 from PIL import Image as PILImage
 
-from ..data.datasets import IMAGE_COLUMNS, _detect_column, _load_named_dataset, load_digits_dataset
+from ..data.datasets import BUILT_IN_DATASETS, IMAGE_COLUMNS, _detect_column, _load_named_dataset
 from .arguments import PretrainingDataArguments
 
 logger = logging.getLogger(__name__)
@@ -36,8 +36,8 @@ def _raw_images(args: PretrainingDataArguments, cache_dir: str | None, token: st
     """The images of the source, as one Dataset with an `image` column."""
     if args.train_dir:
         return Dataset.from_dict({"image": _image_files(args.train_dir)}).cast_column("image", Image(decode=False))
-    if args.dataset_name == "digits":
-        return load_digits_dataset()["train"].remove_columns("label")  # the test split stays unseen
+    if args.dataset_name in BUILT_IN_DATASETS:
+        return BUILT_IN_DATASETS[args.dataset_name]()["train"].remove_columns("label")  # the test split stays unseen
     raw = _load_named_dataset(args.dataset_name, args.dataset_config_name, cache_dir, token)
     split = "train" if "train" in raw else next(iter(raw))
     column = _detect_column(raw[split], args.image_column_name, IMAGE_COLUMNS, "image_column_name")
