@@ -147,7 +147,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     severity = args.severity[0] if len(args.severity) == 1 else args.severity
     results = evaluate_model(
         args.model, data_args, args.split, corruptions, severity, args.batch_size, args.output, args.seed,
-        args.base_model, args.onnx_file, args.overwrite, args.trust_remote_code,
+        args.base_model, args.onnx_file, args.overwrite, args.trust_remote_code, args.label_matching,
     )  # fmt: skip
     print(json.dumps(results, indent=2))
 
@@ -279,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="Replace the results (and plot) of an earlier evaluate in --output."
     )
     evaluate.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
+    # Checked by the library, not by argparse `choices`: a wrong value stops in one line that names the flag.
+    evaluate.add_argument(
+        "--label_matching",
+        default="auto",
+        help="How the model's classes are matched to the data's: auto (default: by name, or by position where the "
+        "dataset made a name the model repeats unique, as ImageNet's crane/crane2), name or index (by position).",
+    )
     evaluate.set_defaults(handler=_evaluate)
 
     _add_knn_command(commands, data_options)

@@ -88,7 +88,11 @@ def _student_and_teacher(
     if not distillation.enabled:
         return *build_model(recipe.model, label_names, for_lora=recipe.lora.enabled), None
     teacher_model, teacher_processor = load_teacher_model(
-        distillation.teacher_model_name_or_path, label_names, recipe.model.hub_options, recipe.model.trust_remote_code
+        distillation.teacher_model_name_or_path,
+        label_names,
+        recipe.model.hub_options,
+        recipe.model.trust_remote_code,
+        distillation.teacher_label_matching,
     )
     if distillation.student_from_teacher:
         student = depth_pruned_student(teacher_model, distillation.student_layers, recipe.model.model_overrides)
