@@ -62,7 +62,7 @@ def evaluate_model(
     Evaluates the vit_ft model (or LoRA adapter, on `base_model` or the base it names, or `vit-ft export` folder, run
     in ONNX Runtime from its `onnx_file`: see `load_predictor`) in `model_dir` on `split` of the data `data_args`
     names (its `image_corruptions` included), clean and then under each of `corruptions` (see
-    `vit_ft.corruptions`) at `severity` (one, or a list of several), their noise seeded from `seed`. Writes the
+    `vit_ft.data.corruptions`) at `severity` (one, or a list of several), their noise seeded from `seed`. Writes the
     results as JSON to `output_file` (default `model_dir/robustness_<split>.json` with corruptions, else
     `model_dir/eval_<split>.json`; an `onnx_file` other than model.onnx adds its stem, as in
     `eval_test_model_quantized.json`) and returns them, with the file scored (`model_file`). With several severities,
