@@ -1,7 +1,11 @@
-"""What the repository promises about itself: the vit_ft names its text cites exist."""
+"""What the repository promises about itself: every distribution vit_ft imports is declared, and the vit_ft names
+its text cites exist."""
 
 import ast
+import importlib.metadata
 import re
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -64,3 +68,33 @@ def test_the_citation_check_sees_a_module_that_moved():
     assert _missing("vit_ft.training.distillation.no_such_function")
     assert not _missing("vit_ft.training.distillation.soft_distillation_loss")
     assert not _missing("vit_ft.data.corruptions") and not _missing("vit_ft.PRESETS")
+
+
+def _distribution(requirement: str) -> str:
+    """`huggingface_hub>=1.0` -> `huggingface-hub`: a requirement's distribution, normalised as PEP 503 does."""
+    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement).group()).lower()
+
+
+def _imported_packages(path: Path) -> set[str]:
+    """The top-level packages the file at `path` imports, other than its own and the standard library's."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add(node.module.split(".")[0])
+    return {name for name in found if name != "vit_ft" and name not in sys.stdlib_module_names}
+
+
+def test_every_distribution_vit_ft_imports_is_declared():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = project["optional-dependencies"].values()
+    declared = {_distribution(requirement) for requirement in [*project["dependencies"], *sum(extras, [])]}
+    providers = importlib.metadata.packages_distributions()
+    undeclared = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for package in _imported_packages(path):
+            distributions = {_distribution(name) for name in providers.get(package, [package])}
+            if not distributions & declared:
+                undeclared.setdefault(package, str(path.relative_to(ROOT)))
+    assert undeclared == {}, "imported by vit_ft but not declared in pyproject.toml (package: first file)"
