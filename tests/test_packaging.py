@@ -1,9 +1,11 @@
 """What the repository promises about itself: vit_ft uses other libraries' public names only, every distribution it
-imports is declared, and the vit_ft names its text cites exist."""
+imports is declared, the vit_ft names its text cites exist, and no generated file is committed."""
 
 import ast
 import importlib.metadata
 import re
+import shutil
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -182,3 +184,29 @@ def f(commands: argparse._SubParsersAction, model):
         "_internal_call",
     }
 
+
+# Files that runs, tests and tools write: ONNX Runtime's profiler dumps (written into the working directory, wherever
+# that is), bytecode, packaging, caches, run folders.
+GENERATED = (
+    "onnxruntime_profile__2026-01-01_00-00-00.json",
+    "tests/export/onnxruntime_profile__2026-01-01_00-00-00.json",
+    "vit_ft/__pycache__/cli.cpython-311.pyc",
+    "vit_ft.egg-info/PKG-INFO",
+    "build/lib/vit_ft/cli.py",
+    ".pytest_cache/README.md",
+    ".ruff_cache/CACHEDIR.TAG",
+    "outputs/digits/model.safetensors",
+)
+
+
+def _git(*args: str) -> list[str]:
+    result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    if result.returncode not in (0, 1):  # 1: check-ignore found nothing to report
+        raise RuntimeError(result.stderr)
+    return result.stdout.splitlines()
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="not a git checkout")
+def test_no_generated_file_is_committed_and_gitignore_keeps_them_out():
+    assert _git("check-ignore", "--no-index", *GENERATED) == list(GENERATED)
+    assert _git("check-ignore", "--no-index", *_git("ls-files")) == []  # tracked, yet a pattern says generated
