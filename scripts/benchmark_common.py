@@ -20,6 +20,7 @@ from transformers import PretrainedConfig, ViTImageProcessor
 from vit_ft import PRESETS, ViTForImageClassification
 from vit_ft.checkpoints.arguments import ModelArguments
 from vit_ft.checkpoints.loading import build_model
+from vit_ft.transformers_internals import attention_implementation
 
 SEED = 0
 # The attention kernel every model is timed with: timm calls F.scaled_dot_product_attention by default, so the Hugging
@@ -106,8 +107,8 @@ def check_attention(model: nn.Module, name: str) -> None:
     model's modules hold: the masked-autoencoding decoders (vit_ft's and transformers') keep a copy of their own,
     which `set_attn_implementation` does not reach.
     """
-    actual = {module.config._attn_implementation for module in model.modules()
-              if isinstance(getattr(module, "config", None), PretrainedConfig)}  # fmt: skip
+    configs = [getattr(module, "config", None) for module in model.modules()]
+    actual = {attention_implementation(config) for config in configs if isinstance(config, PretrainedConfig)}
     assert actual == {ATTN_IMPLEMENTATION}, f"{name} uses attention {actual}, not {ATTN_IMPLEMENTATION!r}"
 
 

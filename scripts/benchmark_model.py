@@ -223,9 +223,8 @@ def build_transformers(name: str) -> nn.Module:
         patch_size=preset["patch_size"],
         layer_norm_eps=1e-6,  # timm's and vit_ft's value (transformers defaults to 1e-12); no effect on speed
         num_labels=NUM_LABELS,
+        attn_implementation=ATTN_IMPLEMENTATION,  # on the config before construction, as from_pretrained sets it
     )
-    # Set on the config before construction: works on transformers 5.17 (GPU machine) as well as later 5.x.
-    config._attn_implementation = ATTN_IMPLEMENTATION
     return transformers.ViTForImageClassification(config)
 
 

@@ -164,9 +164,9 @@ def build_vit_ft(args: argparse.Namespace) -> ViTForMaskedAutoencoding:
 
 def build_transformers(source: ViTForMaskedAutoencoding) -> transformers.ViTMAEForPreTraining:
     """transformers' MAE of `source`'s configuration, holding `source`'s weights (see the module's docstring)."""
-    config = transformers.ViTMAEConfig(**{name: getattr(source.config, name) for name in _SHARED_CONFIG_FIELDS})
-    # Set on the config before construction: the decoder's blocks copy it then.
-    config._attn_implementation = ATTN_IMPLEMENTATION
+    fields = {name: getattr(source.config, name) for name in _SHARED_CONFIG_FIELDS}
+    # On the config before construction: the decoder's blocks copy it then.
+    config = transformers.ViTMAEConfig(**fields, attn_implementation=ATTN_IMPLEMENTATION)
     model = transformers.ViTMAEForPreTraining(config)
     grid = (config.image_size // config.patch_size,) * 2
     positions = sincos_position_embeddings(grid, config.decoder_hidden_size)  # (1, patches, decoder_hidden)

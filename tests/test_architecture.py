@@ -14,6 +14,7 @@ PACKAGE = Path(vit_ft.__file__).parent
 ALLOWED = {
     "model": set(),
     "output_dir": set(),
+    "transformers_internals": set(),
     "checkpoint_integrity": {"output_dir"},
     "checkpoints": {"model", "output_dir"},
     "data": {"output_dir"},

@@ -147,7 +147,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     severity = args.severity[0] if len(args.severity) == 1 else args.severity
     results = evaluate_model(
         args.model, data_args, args.split, corruptions, severity, args.batch_size, args.output, args.seed,
-        args.base_model, args.onnx_file, args.overwrite, args.trust_remote_code,
+        args.base_model, args.onnx_file, args.overwrite, args.trust_remote_code, args.label_matching,
     )  # fmt: skip
     print(json.dumps(results, indent=2))
 
@@ -279,9 +279,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="Replace the results (and plot) of an earlier evaluate in --output."
     )
     evaluate.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
+    # Checked by the library, not by argparse `choices`: a wrong value stops in one line that names the flag.
+    evaluate.add_argument(
+        "--label_matching",
+        default="auto",
+        help="How the model's classes are matched to the data's: auto (default: by name, or by position where the "
+        "dataset made a name the model repeats unique, as ImageNet's crane/crane2), name or index (by position).",
+    )
     evaluate.set_defaults(handler=_evaluate)
 
-    _add_knn_command(commands, data_options)
+    knn = commands.add_parser(
+        "knn",
+        help="k-NN accuracy of a model's frozen features (cosine, temperature-weighted votes, as DINO).",
+        parents=[data_options],
+    )
+    _add_knn_arguments(knn)
 
     predict = commands.add_parser("predict", help="Top classes of a saved model for image files, one JSON line each.")
     predict.add_argument("--model", required=True, help="vit_ft model, LoRA adapter or `vit-ft export` directory.")
@@ -314,16 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--base_model", help=_BASE_MODEL_HELP)
     merge.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
     merge.set_defaults(handler=_merge_lora)
-    _add_export_command(commands)
-    _add_push_command(commands)
+    export = commands.add_parser(
+        "export", help="Export a model or LoRA adapter to ONNX (optionally int8) for ONNX Runtime and transformers.js."
+    )
+    _add_export_arguments(export)
+    push = commands.add_parser(
+        "push", help="Upload a model or LoRA adapter directory to the Hugging Face Hub, with its model card."
+    )
+    _add_push_arguments(push)
     return parser
 
 
-def _add_knn_command(commands: argparse._SubParsersAction, data_options: argparse.ArgumentParser) -> None:
-    knn = commands.add_parser(
-        "knn", help="k-NN accuracy of a model's frozen features (cosine, temperature-weighted votes, as DINO).",
-        parents=[data_options],
-    )  # fmt: skip
+def _add_knn_arguments(knn: argparse.ArgumentParser) -> None:
     knn.add_argument("--model", required=True, help="vit_ft model, LoRA adapter or transformers ViT/MAE directory.")
     knn.add_argument("--k", type=int, default=20, help="Neighbours that vote (default: 20, as DINO).")
     knn.add_argument(
@@ -341,10 +355,7 @@ def _add_knn_command(commands: argparse._SubParsersAction, data_options: argpars
     knn.set_defaults(handler=_knn)
 
 
-def _add_export_command(commands: argparse._SubParsersAction) -> None:
-    export = commands.add_parser(
-        "export", help="Export a model or LoRA adapter to ONNX (optionally int8) for ONNX Runtime and transformers.js."
-    )
+def _add_export_arguments(export: argparse.ArgumentParser) -> None:
     export.add_argument("--model", required=True, help="vit_ft model or LoRA adapter directory (merged first).")
     export.add_argument(
         "--output", required=True, help="New or empty folder to write onnx/model.onnx and its configs to."
@@ -368,10 +379,7 @@ def _push(args: argparse.Namespace) -> None:
     print(f"Pushed {args.model} to {commit.repo_url.url}: {commit.commit_url}")
 
 
-def _add_push_command(commands: argparse._SubParsersAction) -> None:
-    push = commands.add_parser(
-        "push", help="Upload a model or LoRA adapter directory to the Hugging Face Hub, with its model card."
-    )
+def _add_push_arguments(push: argparse.ArgumentParser) -> None:
     push.add_argument("--model", required=True, help="Output directory of `vit-ft train` (a model or an adapter).")
     push.add_argument("--repo_id", required=True, help="Hub repo: `name` (in your namespace) or `namespace/name`.")
     push.add_argument(

@@ -48,6 +48,7 @@ from .training.mixing import BatchMixer
 from .training.optimization import EMACallback
 from .training.preemption import PreemptionCallback
 from .training.trainer import ViTTrainer
+from .transformers_internals import save_without_push
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,11 @@ def _student_and_teacher(
     if not distillation.enabled:
         return *build_model(recipe.model, label_names, for_lora=recipe.lora.enabled), None
     teacher_model, teacher_processor = load_teacher_model(
-        distillation.teacher_model_name_or_path, label_names, recipe.model.hub_options, recipe.model.trust_remote_code
+        distillation.teacher_model_name_or_path,
+        label_names,
+        recipe.model.hub_options,
+        recipe.model.trust_remote_code,
+        distillation.teacher_label_matching,
     )
     if distillation.student_from_teacher:
         student = depth_pruned_student(teacher_model, distillation.student_layers, recipe.model.model_overrides)
@@ -214,7 +219,7 @@ def train_and_save(trainer: ViTTrainer) -> dict:
         trainer.ema.copy_to(trainer.model)
     if args.should_save:
         remove_stale_onnx(args.output_dir)
-    trainer.save_model(_internal_call=True)  # with push_to_hub, push once, at the end, with every result
+    save_without_push(trainer)  # with push_to_hub, push once, at the end, with every result
     if stop.received is not None:
         # The signal came after the last step: the trained model is saved, the evaluation left out.
         step = trainer.state.global_step

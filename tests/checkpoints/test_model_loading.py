@@ -54,6 +54,25 @@ def test_other_labels_reinitialise_the_heads_with_a_warning(tmp_path, caplog, la
     assert processor.size == {"height": 32, "width": 32}  # no preprocessor config: ViT's defaults at the model size
 
 
+def test_a_checkpoint_without_a_head_gets_a_new_one_and_the_warning_says_so(tmp_path, caplog):
+    # An in21k backbone as transformers saves it (ViTModel: no classifier, no labels), and a classifier whose only
+    # label name is empty: neither has labels to differ from the data's.
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, image_size=32, patch_size=8
+    )
+    transformers.ViTModel(config, add_pooling_layer=False).save_pretrained(tmp_path / "in21k")
+    _, blank = _checkpoint(tmp_path, [""])
+    for path in (str(tmp_path / "in21k"), blank):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="vit_ft.checkpoints.loading"):
+            model, _ = build_model(ModelArguments(model_name_or_path=path), ["cat", "dog", "fox"])
+        assert model.classifier.weight.shape == (3, 32)
+        assert f"{path} has no classifier head: a new one is created for the dataset's 3 labels (cat, dog, fox)." in (
+            caplog.messages
+        )
+        assert "differ" not in caplog.text
+
+
 def test_transformers_checkpoint_converts_and_fine_tuning_size_follows_the_model(tmp_path):
     config = transformers.DeiTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
                                      image_size=32, patch_size=8, num_labels=3)  # fmt: skip

@@ -1,6 +1,7 @@
 """`vit-ft evaluate` and `vit-ft predict`: metrics against a hand computation, corruptions, label checks, errors."""
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -289,6 +290,30 @@ def test_evaluate_refuses_a_model_with_other_labels(tmp_path):
     assert "class 2 is 'two' for the model, '2' in the data" in message
     assert "class 9 is '(none)' for the model, '9' in the data" in message
     assert "class 1 " not in message  # labels that agree are not listed
+
+
+def test_evaluate_matches_a_repeated_name_the_data_made_unique_by_position(tmp_path, caplog):
+    # An ImageNet checkpoint on ImageNet data in small: the model repeats `crane`, the folders call the second
+    # `crane2`, as a dataset must.
+    model_dir = _save_model(tmp_path / "model", dict(enumerate(["bird", "crane", "crane", "dog"])))
+    for index, label in enumerate(["bird", "crane", "crane2", "dog"]):
+        (tmp_path / "test" / label).mkdir(parents=True)
+        Image.new("RGB", (16, 16), (60 * index, 0, 0)).save(tmp_path / "test" / label / "0.png")
+    data = ["--test_dir", str(tmp_path / "test")]
+    with caplog.at_level(logging.WARNING, logger="vit_ft.checkpoints.labels"):
+        main(["evaluate", "--model", model_dir, *data, "--output", str(tmp_path / "auto.json")])
+    assert json.loads((tmp_path / "auto.json").read_text())["examples"] == 4
+    assert (
+        f"The labels of model {model_dir} are matched to the dataset's by position (--label_matching=auto): 1 of 4 "
+        "names differ, each a name the model repeats that the dataset made unique (class 2: 'crane' for the model, "
+        "'crane2' in the data)." in caplog.messages
+    )
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", "--model", model_dir, *data, "--label_matching", "name"])
+    assert "class 2 is 'crane' for the model, 'crane2' in the data" in str(stop.value)
+    assert str(stop.value).endswith("If they are the same classes under other names, set --label_matching=index.")
+    with pytest.raises(SystemExit, match=r"^vit-ft evaluate: --label_matching='exact': choose auto"):
+        main(["evaluate", "--model", model_dir, *data, "--label_matching", "exact"])
 
 
 def test_evaluate_argument_errors(model_dir, tmp_path):

@@ -58,6 +58,7 @@ def test_pretrain_then_fine_tune_from_it(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr.count(DROPPED) == 1
     assert "differ from the dataset's" not in result.stderr  # no head to re-label
+    assert f"{output} has no classifier head: a new one is created for the dataset's 10 labels" in result.stderr
     assert json.loads((fine_tuned / "config.json").read_text())["architectures"] == ["ViTForImageClassification"]
 
 

@@ -1,13 +1,17 @@
 """Distillation: the losses against hand computations, the teacher, depth-pruned students, training runs."""
 
 import json
+import logging
 import math
 from pathlib import Path
 
 import pytest
 import torch
+import transformers
+from PIL import Image
 from transformers import AutoModelForImageClassification, ViTImageProcessor
 
+from tests.checkpoints.test_labels import IMAGENET, IMAGENET_DATA
 from tests.test_multiprocess import launch
 from tests.training.test_lora import DIGITS, digits_model, lora_flags
 from vit_ft import load_model
@@ -15,11 +19,13 @@ from vit_ft.checkpoints.loading import default_processor
 from vit_ft.model.modeling_vit_ft import ViTImageClassifierOutput
 from vit_ft.recipe import read_recipe
 from vit_ft.train import build_trainer, run_training
+from vit_ft.training.arguments import DistillationArguments
 from vit_ft.training.distillation import (
     Teacher,
     depth_pruned_student,
     distillation_loss,
     hard_distillation_loss,
+    load_teacher_model,
     soft_distillation_loss,
 )
 
@@ -187,6 +193,57 @@ def test_a_teacher_with_other_labels_is_refused_with_the_differences(tmp_path):
     digits_model(id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}).save_pretrained(path)
     with pytest.raises(ValueError, match=r"teacher .*class 0 is 'zero' for the teacher, '0' in the data"):
         build_trainer(read_recipe(RECIPE, distil_flags(path, tmp_path / "out")))
+
+
+def _deit_teacher(path: Path, labels: list[str]) -> Path:
+    """A transformers DeiT with a distillation token, as facebook/deit-*-distilled checkpoints are saved."""
+    config = transformers.DeiTConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37, image_size=16, patch_size=4
+    )
+    config.id2label = dict(enumerate(labels))  # repeated names, as in ImageNet's classic list
+    transformers.DeiTForImageClassificationWithTeacher(config).save_pretrained(path)
+    size = {"height": 16, "width": 16}
+    transformers.DeiTImageProcessor(size=size, crop_size=size).save_pretrained(path)
+    return path
+
+
+def test_an_imagenet_teacher_with_the_classic_repeated_crane_teaches_on_data_that_renamed_it(tmp_path, caplog):
+    teacher = str(_deit_teacher(tmp_path / "deit", IMAGENET))
+    with caplog.at_level(logging.WARNING, logger="vit_ft.checkpoints.labels"):
+        model, _ = load_teacher_model(teacher, IMAGENET_DATA)
+    assert model.config.num_labels == 1000
+    assert [record.message for record in caplog.records if record.name == "vit_ft.checkpoints.labels"] == [
+        f"The labels of teacher {teacher} are matched to the dataset's by position (teacher_label_matching=auto): 1 "
+        "of 1000 names differ, each a name the teacher repeats that the dataset made unique (class 517: 'crane' for "
+        "the teacher, 'crane2' in the data)."
+    ]
+    with pytest.raises(ValueError, match=r"class 517 is 'crane' for the teacher, 'crane2' in the data\. Distil"):
+        load_teacher_model(teacher, IMAGENET_DATA, label_matching="name")
+
+
+@pytest.mark.slow
+def test_distillation_runs_with_a_teacher_whose_repeated_name_the_image_folders_made_unique(tmp_path, caplog):
+    # The folders sort as the teacher's classes, and name its second `crane` `crane2`, as a dataset must.
+    teacher = _deit_teacher(tmp_path / "deit", ["bird", "crane", "crane", "dog", "egg", "fox"])
+    for index, label in enumerate(["bird", "crane", "crane2", "dog", "egg", "fox"]):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for image in range(3):
+            Image.new("RGB", (16, 16), (40 * index, 20 * image, 0)).save(tmp_path / "images" / label / f"{image}.png")
+    data = ["--dataset_name", "None", "--train_dir", str(tmp_path / "images"), "--train_val_split", "0"]
+    flags = distil_flags(teacher, tmp_path / "out", *data, "--max_steps", "2", "--distillation_type", "hard")
+    with caplog.at_level(logging.WARNING, logger="vit_ft.checkpoints.labels"):
+        results = run_training(read_recipe(RECIPE, flags))
+    assert results["train_loss"] > 0
+    assert "1 of 6 names differ, each a name the teacher repeats that the dataset made unique" in caplog.text
+    with pytest.raises(ValueError, match=r"class 2 is 'crane' for the teacher, 'crane2' in the data"):
+        build_trainer(read_recipe(RECIPE, [*flags, "--teacher_label_matching", "name", "--output_dir", "unused"]))
+
+
+def test_teacher_label_matching_is_checked_with_its_group():
+    with pytest.raises(ValueError, match=r"^teacher_label_matching='names': choose auto"):
+        DistillationArguments(teacher_model_name_or_path="org/teacher", teacher_label_matching="names")
+    with pytest.raises(ValueError, match=r"^teacher_label_matching=index needs teacher_model_name_or_path: without"):
+        DistillationArguments(teacher_label_matching="index")
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@ or a preset trained from scratch, with the dataset's labels."""
 
 import logging
 import tempfile
-from itertools import zip_longest
 
 import torch
 from peft import PeftModel
@@ -32,8 +31,8 @@ def build_model(
 ) -> tuple[ViTForImageClassification, object]:
     """
     Returns the model `source` names, labelled with `label_names`, and its image processor. A checkpoint whose
-    labels differ from the dataset's gets new classifier heads, with a warning that says so. A LoRA adapter directory
-    is merged into its base first, unless the model is `for_lora`, which an adapter cannot be.
+    labels differ from the dataset's, or that has none, gets new classifier heads, with a warning that says so. A LoRA
+    adapter directory is merged into its base first, unless the model is `for_lora`, which an adapter cannot be.
     """
     id2label = dict(enumerate(label_names))
     overrides = source.model_overrides
@@ -72,8 +71,9 @@ def checkpoint_model(
 ) -> ViTForImageClassification:
     """
     Loads the checkpoint `path_or_id` (vit_ft, transformers ViT/DeiT, timm-converted) with config fields
-    `overrides`, labelled `id2label` (None keeps its own). Heads of other labels are re-initialised, with a warning
-    that calls the checkpoint `shown_name` (no warning when None: an adapter's heads replace them).
+    `overrides`, labelled `id2label` (None keeps its own). Heads of other labels are re-initialised, and a checkpoint
+    without a head (an in21k backbone, a pretraining output) gets a new one, with a warning that says which and calls
+    the checkpoint `shown_name` (no warning when None: an adapter's heads replace them).
     """
     source = read_json(path_or_id, MODEL_CONFIG, hub_kwargs) or {}
     old_labels = {int(k): v for k, v in (source.get("id2label") or {}).items()}
@@ -83,17 +83,24 @@ def checkpoint_model(
         path_or_id, ViTForImageClassification, **labels, **overrides, ignore_mismatched_sizes=relabel,
         trust_remote_code=trust_remote_code, **hub_kwargs,
     )  # fmt: skip
-    # A pretraining output has no classifier to re-label: its head is new, and loading said so.
-    if relabel and shown_name is not None and MASKED_AUTOENCODER not in (source.get("architectures") or []):
-        logger.warning(
-            f"The labels of {shown_name} ({len(old_labels)}: {_preview(old_labels)}) differ from the "
-            f"dataset's ({len(id2label)}: {_preview(id2label)}): the classifier head(s) are re-initialised."
-        )
-        for head in (model.classifier, model.distillation_classifier):
-            if head is not None:
-                # torch's init, not model._init_weights: transformers' initialisers skip weights it has loaded.
-                torch.nn.init.trunc_normal_(head.weight, std=model.config.initializer_range)
-                torch.nn.init.zeros_(head.bias)
+    if relabel and shown_name is not None:
+        if _has_classifier(source):
+            logger.warning(
+                f"The labels of {shown_name} ({len(old_labels)}: {_preview(old_labels)}) differ from the "
+                f"dataset's ({len(id2label)}: {_preview(id2label)}): the classifier head(s) are re-initialised."
+            )
+        else:
+            logger.warning(
+                f"{shown_name} has no classifier head: a new one is created for the dataset's {len(id2label)} "
+                f"labels ({_preview(id2label)})."
+            )
+        # A pretraining output's head is new already: loading initialised it by the model's own rule.
+        if MASKED_AUTOENCODER not in (source.get("architectures") or []):
+            for head in (model.classifier, model.distillation_classifier):
+                if head is not None:
+                    # torch's init, not model._init_weights: transformers' initialisers skip weights it has loaded.
+                    torch.nn.init.trunc_normal_(head.weight, std=model.config.initializer_range)
+                    torch.nn.init.zeros_(head.bias)
     return model
 
 
@@ -151,6 +158,17 @@ def merge_adapter(
     return merged
 
 
+def _has_classifier(config: dict) -> bool:
+    """
+    Whether the checkpoint whose config.json is `config` holds a classifier with labels of its own: it was saved by a
+    class with a classification head (transformers' ViTModel of an in21k checkpoint, a pretraining output were not),
+    and at least one of its label names is not empty.
+    """
+    saved_by = config.get("architectures") or ["ForImageClassification"]  # an unnamed class: judged by its labels
+    names = (config.get("id2label") or {}).values()
+    return any("ForImageClassification" in name for name in saved_by) and any(str(name).strip() for name in names)
+
+
 def _preview(id2label: dict) -> str:
     names = [id2label[i] for i in sorted(id2label)]
     return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
@@ -179,27 +197,6 @@ def load_processor(
         processor.size = {"height": size, "width": size}
         processor.do_center_crop = False
     return processor
-
-
-def check_labels(id2label: dict[int, str], label_names: list[str], role: str, source: str, advice: str) -> None:
-    """
-    Raises a ValueError naming each class where the labels (`id2label`) of the `role` ("model", "teacher") in
-    `source` differ from the data's `label_names`, ended by `advice`: scores and teacher logits mean nothing when
-    class i is not class i.
-    """
-    names = [id2label[i] for i in sorted(id2label)]
-    if names == label_names:
-        return
-    differences = [
-        f"class {i} is {theirs!r} for the {role}, {data!r} in the data"
-        for i, (theirs, data) in enumerate(zip_longest(names, label_names, fillvalue="(none)"))
-        if theirs != data
-    ]
-    shown = "; ".join(differences[:10]) + ("; ..." if len(differences) > 10 else "")
-    raise ValueError(
-        f"The labels of {role} {source} ({len(names)} classes) differ from the dataset's ({len(label_names)}): "
-        f"{shown}. {advice}"
-    )
 
 
 def parameter_counts(model) -> tuple[int, int]:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import httpx2
 import torch
-from huggingface_hub import HfApi, constants
+from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (
+    EntryNotFoundError,
     GatedRepoError,
     HfHubHTTPError,
     OfflineModeIsEnabled,
@@ -25,13 +26,12 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import repo_folder_name
 from safetensors import SafetensorError
 from transformers.modeling_utils import load_state_dict
-from transformers.utils import cached_file
 
 from .. import output_dir
 from ..output_dir import MODEL_WEIGHTS, MODEL_WEIGHTS_INDEX, DamagedFileError, safetensors_problem
 
 # The keyword arguments of `from_pretrained` that say where and how to fetch files.
-HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
 # How long the one lookup of a Hub repo may wait for an answer: a few seconds tell a Hub that answers from one that
 # cannot be reached. huggingface_hub itself retries a failed download for about 23 s per file before it gives up.
 HUB_TIMEOUT = 5.0
@@ -44,10 +44,19 @@ def read_json(path_or_id: str, filename: str, hub_kwargs: dict) -> dict | None:
 
 
 def _resolve(path_or_id: str, filename: str, hub_kwargs: dict) -> str | None:
+    """
+    The local path of `filename` in the directory or Hub repo `path_or_id` (downloaded into the Hub cache, or found
+    there offline), or None when it has no such file.
+    """
     path_or_id = str(path_or_id)
-    if not os.path.isdir(path_or_id):
-        check_hub_source(path_or_id, hub_kwargs)
-    return cached_file(path_or_id, filename, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+    if os.path.isdir(path_or_id):
+        path = os.path.join(path_or_id, hub_kwargs.get("subfolder") or "", filename)
+        return path if os.path.isfile(path) else None
+    check_hub_source(path_or_id, hub_kwargs)
+    try:
+        return hf_hub_download(path_or_id, filename, **hub_kwargs)
+    except EntryNotFoundError:  # not in the repo; offline, not in the cache
+        return None
 
 
 def check_hub_source(repo_id: str, hub_kwargs: dict) -> None:
@@ -102,7 +111,10 @@ def read_weights(path_or_id: str, hub_kwargs: dict) -> dict[str, torch.Tensor]:
         raise OSError(f"{path_or_id} has no {MODEL_WEIGHTS}, {MODEL_WEIGHTS_INDEX} or pytorch_model.bin.")
     weights = {}
     for shard in sorted(set(index["weight_map"].values())):
-        weights.update(read_weight_file(cached_file(path_or_id, shard, **hub_kwargs)))
+        resolved = _resolve(path_or_id, shard, hub_kwargs)
+        if resolved is None:
+            raise OSError(f"{path_or_id} has no {shard}, which its {MODEL_WEIGHTS_INDEX} lists. {_WEIGHTS_ADVICE}")
+        weights.update(read_weight_file(resolved))
     return weights
 
 

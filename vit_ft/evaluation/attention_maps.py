@@ -16,15 +16,11 @@ maps.pixels  # (batch, H, W): the same maps upsampled to the image
 """
 
 import contextlib
-import functools
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-
-logger = logging.getLogger(__name__)
 
 METHODS = ("rollout", "gradient_rollout", "last_layer")
 
@@ -78,15 +74,16 @@ def attention_maps(
     `labels` `(batch,)`, or one class id for every image, chooses the class `gradient_rollout` explains (default: the
     predicted one); each must be a class of the model. `pixel_values` are floating point (the image processor's
     output), at least one image of at least one patch; anything else is a ValueError that names it. The model runs in
-    eval mode and with eager attention for the call (fused kernels never form the attention probabilities); both are
-    restored afterwards. `rollout` and `last_layer` work under `torch.inference_mode()`; `gradient_rollout` turns
-    gradients on for its own forward pass and leaves the parameters' `.grad` untouched.
+    eval mode for the call, its mode restored afterwards, and its attention eagerly whatever its kernel: fused kernels
+    never form the attention probabilities, so the model computes a call that asks for them eagerly. `rollout` and
+    `last_layer` work under `torch.inference_mode()`; `gradient_rollout` turns gradients on for its own forward pass
+    and leaves the parameters' `.grad` untouched.
     """
     check_method(method)
     config = model.config
     _check_pixel_values(pixel_values, config)
     labels = _explained_labels(labels, len(pixel_values), config.num_labels)
-    with _eager_eval(model):
+    with _eval_mode(model):
         if method == "gradient_rollout":
             logits, attentions, gradients, labels = _attentions_and_gradients(model, pixel_values, labels)
             relevance = _gradient_rollout(attentions, gradients)
@@ -136,25 +133,18 @@ def _explained_labels(labels: torch.Tensor | int | None, batch: int, num_labels:
 
 
 @contextlib.contextmanager
-def _eager_eval(model: nn.Module) -> Iterator[None]:
-    """The model in eval mode and with eager attention, the only one that forms attention probabilities."""
-    training, implementation = model.training, model.config._attn_implementation
-    if implementation != "eager":
-        _say_switching_to_eager(implementation)
-        model.set_attn_implementation("eager")
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """
+    The model in eval mode, put back in its own mode after. Its attention kernel is left as it is: a call with
+    `output_attentions` computes attention eagerly, the one way that forms the probabilities, whatever kernel the
+    model's other calls use (every version of vit_ft's model file does).
+    """
+    training = model.training
     model.eval()
     try:
         yield
     finally:
         model.train(training)
-        if implementation != "eager":
-            model.set_attn_implementation(implementation)
-
-
-@functools.cache
-def _say_switching_to_eager(implementation: str) -> None:
-    logger.warning(f"Attention maps need the attention probabilities, which {implementation} attention never forms: "
-                   "running the model with eager attention for them.")  # fmt: skip
 
 
 def _attentions_and_gradients(

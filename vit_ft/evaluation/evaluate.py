@@ -11,7 +11,7 @@ from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader
 from transformers import EvalPrediction
 
-from ..checkpoints.loading import check_labels
+from ..checkpoints.labels import check_label_matching, match_labels
 from ..data.arguments import DataArguments
 from ..data.corruptions import CorruptedExampleTransform, check_corruption, with_corruption, with_data_corruptions
 from ..data.datasets import load_image_datasets
@@ -56,13 +56,14 @@ def evaluate_model(
     onnx_file: str | None = None,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    label_matching: str = "auto",
 ) -> dict:
     """
     Evaluates the vit_ft model (or LoRA adapter, on `base_model` or the base it names, or `vit-ft export` folder, run
-    in ONNX Runtime from its `onnx_file`: see `load_predictor`) in `model_dir` on `split` of
-    the data `data_args` names (its `image_corruptions` included), clean and then under each of `corruptions` (see
-    `vit_ft.corruptions`) at `severity` (one, or a list of several), their noise seeded from `seed`. Writes the results
-    as JSON to `output_file` (default `model_dir/robustness_<split>.json` with corruptions, else
+    in ONNX Runtime from its `onnx_file`: see `load_predictor`) in `model_dir` on `split` of the data `data_args`
+    names (its `image_corruptions` included), clean and then under each of `corruptions` (see
+    `vit_ft.data.corruptions`) at `severity` (one, or a list of several), their noise seeded from `seed`. Writes the
+    results as JSON to `output_file` (default `model_dir/robustness_<split>.json` with corruptions, else
     `model_dir/eval_<split>.json`; an `onnx_file` other than model.onnx adds its stem, as in
     `eval_test_model_quantized.json`) and returns them, with the file scored (`model_file`). With several severities,
     each corruption's scores are keyed by severity, and a plot of accuracy against severity goes beside the JSON
@@ -70,8 +71,10 @@ def evaluate_model(
 
     An existing results file (or its plot) is replaced only with `overwrite`; a file that is not an evaluate result
     (a model's config.json, any other file) never is. When the data has no validation split of its own, `validation`
-    is carved from train exactly as the run did, with the fields its vit_ft_recipe.yaml recorded.
+    is carved from train exactly as the run did, with the fields its vit_ft_recipe.yaml recorded. The model's classes
+    must be the data's by the rule `label_matching` (see `vit_ft.checkpoints.labels`).
     """
+    check_label_matching(label_matching, "--label_matching")
     corruptions = list(corruptions or [])
     severities = [severity] if isinstance(severity, int) else list(severity)
     for name in corruptions:
@@ -84,7 +87,7 @@ def evaluate_model(
     predictor = load_predictor(model_dir, base_model, onnx_file, trust_remote_code)
     data, label_names, carving = _load_split(model_dir, data_args, split)
     advice = "Evaluate on data with the model's classes in the same order, or fine-tune on this data."
-    check_labels(predictor.id2label, label_names, "model", model_dir, advice)
+    match_labels(predictor.id2label, label_names, "model", model_dir, advice, label_matching, "--label_matching")
 
     dataset = data[split]
     example_transform = ExampleTransform(build_eval_transform(predictor.preprocessing), strict=data_args.strict_images)

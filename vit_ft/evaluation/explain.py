@@ -104,8 +104,6 @@ def write_attention_grid(
     None when none of the scanned images decodes.
     """
     model = load_model(str(model_dir), merge=True).to(device)
-    # Eager from the start: the run's own picture needs no message that attention was switched for the maps.
-    model.set_attn_implementation("eager")
     processor = load_processor(model, str(model_dir))
     # Spread through the split: image folders list their classes one after the other.
     rows = dataset.select(_spread(len(dataset), scanned))[:]

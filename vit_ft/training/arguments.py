@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..checkpoints.arguments import check_model_source
+from ..checkpoints.labels import check_label_matching
 
 LORA_METHODS = ("lora",)
 LORA_BIASES = ("none", "lora_only", "all")
@@ -142,6 +143,15 @@ class DistillationArguments:
     teacher_dtype: str = field(
         default="float32", metadata={"help": "dtype the teacher runs in: float32, bfloat16 or float16."}
     )
+    teacher_label_matching: str = field(
+        default="auto",
+        metadata={
+            "help": "How the teacher's classes are matched to the data's. `name`: the same names in the same order. "
+            "`index`: by position, when the counts agree. `auto`: by name, or by position where every name that "
+            "differs is one the teacher repeats that the dataset made unique with a numeric suffix (ImageNet's two "
+            "`crane` classes, `crane` and `crane2` in the data)."
+        },
+    )
     student_from_teacher: bool = field(
         default=False,
         metadata={"help": "The student is a depth-pruned copy of the teacher (its student_layers, embeddings, final "
@@ -160,6 +170,12 @@ class DistillationArguments:
             raise ValueError(f"distillation_temperature={self.distillation_temperature} must be positive, e.g. 2.")
         if self.teacher_dtype not in TEACHER_DTYPE_NAMES:
             raise ValueError(f"teacher_dtype={self.teacher_dtype!r}: choose one of {', '.join(TEACHER_DTYPE_NAMES)}.")
+        check_label_matching(self.teacher_label_matching, "teacher_label_matching")
+        if self.teacher_label_matching != "auto" and not self.teacher_model_name_or_path:
+            raise ValueError(
+                f"teacher_label_matching={self.teacher_label_matching} needs teacher_model_name_or_path: without a "
+                "teacher there are no classes to match. Unset it, or set the teacher."
+            )
         if self.student_from_teacher and not self.teacher_model_name_or_path:
             raise ValueError("student_from_teacher needs teacher_model_name_or_path: the teacher to cut it from.")
         if self.student_from_teacher and not self.student_layers:

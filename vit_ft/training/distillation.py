@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from ..checkpoints.loading import check_labels, load_model, load_processor
+from ..checkpoints.labels import match_labels
+from ..checkpoints.loading import load_model, load_processor
 from ..model.configuration_vit_ft import ViTConfig
 from ..model.modeling_vit_ft import ViTForImageClassification, classification_loss
 from .arguments import parse_layer_indices
@@ -109,16 +110,23 @@ class Teacher(nn.Module):
 
 
 def load_teacher_model(
-    path_or_id: str, label_names: list[str], hub_kwargs: dict | None = None, trust_remote_code: bool = False
+    path_or_id: str,
+    label_names: list[str],
+    hub_kwargs: dict | None = None,
+    trust_remote_code: bool = False,
+    label_matching: str = "auto",
 ) -> tuple[ViTForImageClassification, object]:
     """
     The teacher model in `path_or_id` (a vit_ft, transformers ViT/DeiT or timm-converted model, or a LoRA adapter,
-    merged) and its image processor, after checking that its labels are the data's `label_names`. A teacher that asks
-    for code other than vit_ft's is refused unless `trust_remote_code` (the recipe's field).
+    merged) and its image processor, after checking that its labels are the data's `label_names` by the rule
+    `label_matching` (see `vit_ft.checkpoints.labels`). A teacher that asks for code other than vit_ft's is refused
+    unless `trust_remote_code` (the recipe's field).
     """
     model = load_model(path_or_id, merge=True, hub_kwargs=hub_kwargs, trust_remote_code=trust_remote_code)
     advice = "Distil on data with the teacher's classes in the same order, or fine-tune the teacher on it first."
-    check_labels(model.config.id2label, label_names, "teacher", path_or_id, advice)
+    match_labels(
+        model.config.id2label, label_names, "teacher", path_or_id, advice, label_matching, "teacher_label_matching"
+    )
     return model, load_processor(model, path_or_id, hub_kwargs, trust_remote_code)
 
 

@@ -21,9 +21,9 @@ from .optimization import EMACallback, parameter_groups
 class ViTTrainer(Trainer):
     """
     A `Trainer` that, in training steps only, mixes batches (MixUp/CutMix, label smoothing) into soft targets the
-    model's loss takes and, given a `teacher`, adds its distillation loss (see `vit_ft.distillation`), logging both
-    terms; builds AdamW groups with layer decay and weight-decay exclusions; and evaluates with the EMA weights when
-    `ema` is given. Evaluation losses are the model's own: the teacher runs in training steps only.
+    model's loss takes and, given a `teacher`, adds its distillation loss (see `vit_ft.training.distillation`),
+    logging both terms; builds AdamW groups with layer decay and weight-decay exclusions; and evaluates with the EMA
+    weights when `ema` is given. Evaluation losses are the model's own: the teacher runs in training steps only.
 
     Counts the images `collate_images` left out as undecodable: `skipped_training_images()` over the training
     steps, `<prefix>_skipped_images` in every evaluation's and prediction's metrics; summed over processes. Reads
@@ -147,7 +147,7 @@ class ViTTrainer(Trainer):
             save_results(self.args.output_dir, split, metrics, combined)
 
     def create_model_card(self, license: str | None = None, **trainer_card_fields) -> None:
-        """vit-ft's card (`vit_ft.model_card`) in README.md, for the Trainer's draft: `push_to_hub` uploads it."""
+        """vit-ft's card (`vit_ft.hub.card`) in README.md, for the Trainer's draft: `push_to_hub` uploads it."""
         if self.is_world_process_zero():
             write_model_card(self.args.output_dir, self.hub_model_id, license)
 
