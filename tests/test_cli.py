@@ -112,7 +112,7 @@ def _truncated_config(workdir: Path) -> tuple[list, str]:
 
 def _refused_pickle(workdir: Path) -> tuple[list, str]:
     torch.save({"cls_token": torch.zeros(1, 1, 192), "where": pathlib.PurePosixPath("x")}, workdir / "vit.pth")
-    args = ["convert", "--from", "timm", "--timm-model", "vit_tiny_patch16_224", "--weights", "vit.pth", "--output",
+    args = ["convert", "--from", "timm", "--timm_model", "vit_tiny_patch16_224", "--weights", "vit.pth", "--output",
             "converted"]  # fmt: skip
     return args, ("vit.pth was refused by torch.load(weights_only=True): it pickles pathlib.PurePosixPath, which is "
                   "not a tensor, and unpickling it could run code. If you trust the file, load it with "
@@ -121,7 +121,7 @@ def _refused_pickle(workdir: Path) -> tuple[list, str]:
 
 def _not_safetensors(workdir: Path) -> tuple[list, str]:
     (workdir / "vit.safetensors").write_text('{"this": "is JSON"}')
-    args = ["convert", "--from", "timm", "--timm-model", "vit_tiny_patch16_224", "--weights", "vit.safetensors",
+    args = ["convert", "--from", "timm", "--timm_model", "vit_tiny_patch16_224", "--weights", "vit.safetensors",
             "--output", "converted"]  # fmt: skip
     return args, f"vit.safetensors is not a safetensors file (it does not start with a safetensors header). {WEIGHTS}"
 
@@ -264,10 +264,10 @@ def test_train_help_is_grouped_with_vit_fts_fields_first(tmp_path):
     assert positions == sorted(positions)
     assert positions[-2] < text.index("--layer_decay") < positions[-1] < text.index("--learning_rate")
     assert "--adam_beta1" not in text and "--no_horizontal_flip" not in text and "--model-name-or-path" not in text
-    assert text.rstrip().endswith("more fields of transformers' TrainingArguments: vit-ft train --help-all.")
+    assert text.rstrip().endswith("more fields of transformers' TrainingArguments: vit-ft train --help_all.")
     with_recipe = vit_ft_cli("train", "recipes/full_finetune/digits.yaml", "--help", cwd=REPO)
     assert (with_recipe.returncode, with_recipe.stdout) == (0, text)
-    full = vit_ft_cli("train", "--help-all", cwd=tmp_path)
+    full = vit_ft_cli("train", "--help_all", cwd=tmp_path)
     assert full.returncode == 0 and "--adam_beta1" in full.stdout and full.stdout.count("\n") > text.count("\n")
 
 

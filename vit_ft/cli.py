@@ -15,6 +15,10 @@ from .output_dir import SplitMetrics
 
 # Set (to anything but 0), it shows the traceback of errors that are otherwise one line, as `vit-ft --debug` does.
 DEBUG_VARIABLE = "VIT_FT_DEBUG"
+# Every flag is spelt with underscores, as the recipe fields it shares the command line with; these dashed spellings
+# of earlier releases still work, with a one-line note.
+DEPRECATED_SPELLINGS = {"--timm-model": "--timm_model", "--image-mean": "--image_mean", "--image-std": "--image_std",
+                        "--help-all": "--help_all"}  # fmt: skip
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -27,7 +31,7 @@ def _convert(args: argparse.Namespace) -> None:
         model = convert_transformers(args.input, args.output, args.trust_remote_code)
     else:
         if not (args.timm_model and args.weights):
-            sys.exit("vit-ft convert --from timm needs --timm-model NAME and --weights FILE.")
+            sys.exit("vit-ft convert --from timm needs --timm_model NAME and --weights FILE.")
         model = convert_timm(args.timm_model, args.weights, args.output, args.image_mean, args.image_std)
     params, _ = parameter_counts(model)
     print(f"Wrote {type(model).__name__} ({params / 1e6:.2f}M parameters) to {args.output}")
@@ -61,8 +65,8 @@ def _run_recipe(args: argparse.Namespace, command: str, usage: str, recipe_class
     from .train import TrainingStopped
 
     # `vit-ft train RECIPE.yaml --help` too: after the recipe, the flags are the recipe's overrides.
-    if args.help or args.help_all or {"-h", "--help", "--help-all"} & set(args.overrides):
-        print(recipe_help(args.help_all or "--help-all" in args.overrides, recipe_class, usage))
+    if args.help or args.help_all or {"-h", "--help", "--help_all"} & set(args.overrides):
+        print(recipe_help(args.help_all or "--help_all" in args.overrides, recipe_class, usage))
         return None, None
     if args.recipe is None:
         print(f"usage: {usage} (vit-ft {command} --help lists the fields)", file=sys.stderr)
@@ -220,10 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert = commands.add_parser("convert", help="Convert transformers or timm ViT weights to a vit_ft directory.")
     convert.add_argument("--from", dest="source", choices=["transformers", "timm"], required=True)
     convert.add_argument("--input", help="transformers ViT/DeiT directory or Hub id (--from transformers).")
-    convert.add_argument("--timm-model", help="timm model name, e.g. vit_base_patch16_224 (--from timm).")
+    convert.add_argument("--timm_model", help="timm model name, e.g. vit_base_patch16_224 (--from timm).")
     convert.add_argument("--weights", help="timm weights: .safetensors, .pth or .bin (--from timm).")
-    convert.add_argument("--image-mean", type=float, nargs=3, help="Override the normalisation mean (--from timm).")
-    convert.add_argument("--image-std", type=float, nargs=3, help="Override the normalisation std (--from timm).")
+    convert.add_argument("--image_mean", type=float, nargs=3, help="Override the normalisation mean (--from timm).")
+    convert.add_argument("--image_std", type=float, nargs=3, help="Override the normalisation std (--from timm).")
     convert.add_argument("--output", required=True, help="Directory to write the vit_ft model to.")
     convert.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
     convert.set_defaults(handler=_convert)
@@ -232,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="Train with a recipe: vit-ft train RECIPE.yaml [--field value ...].", add_help=False
     )
     train.add_argument("-h", "--help", action="store_true", help="List the fields a recipe sets, by group.")
-    train.add_argument("--help-all", action="store_true", help="Also list all of transformers' TrainingArguments.")
+    train.add_argument("--help_all", action="store_true", help="Also list all of transformers' TrainingArguments.")
     train.add_argument(
         "recipe", nargs="?", help="YAML recipe: model, data, augmentation, LoRA, distillation, Hub, training fields."
     )
@@ -244,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "RECIPE.yaml [--field value ...].", add_help=False,
     )  # fmt: skip
     pretrain.add_argument("-h", "--help", action="store_true", help="List the fields a recipe sets, by group.")
-    pretrain.add_argument("--help-all", action="store_true", help="Also list all of transformers' TrainingArguments.")
+    pretrain.add_argument("--help_all", action="store_true", help="Also list all of transformers' TrainingArguments.")
     pretrain.add_argument("recipe", nargs="?", help="YAML recipe: model, data, masked_autoencoding, Hub, training.")
     pretrain.add_argument("overrides", nargs=argparse.REMAINDER, help="--field value flags that override the recipe.")
     pretrain.set_defaults(handler=_pretrain)
@@ -395,7 +399,7 @@ def _add_push_arguments(push: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(respell_flags(sys.argv[1:] if argv is None else argv))
     if not sys.stderr.isatty():
         _quiet_progress_bars()
     try:
@@ -404,6 +408,18 @@ def main(argv: list[str] | None = None) -> None:
         if args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
             raise
         sys.exit(f"vit-ft {args.command}: {error}")
+
+
+def respell_flags(argv: list[str]) -> list[str]:
+    """`argv` with each deprecated dashed flag (`--timm_model NAME`, `--image_mean=...`) in its underscore spelling."""
+    respelt = []
+    for argument in argv:
+        flag, equals, value = argument.partition("=")
+        if flag in DEPRECATED_SPELLINGS:
+            print(f"vit-ft: {flag} is deprecated; use {DEPRECATED_SPELLINGS[flag]}.", file=sys.stderr)
+            argument = DEPRECATED_SPELLINGS[flag] + equals + value
+        respelt.append(argument)
+    return respelt
 
 
 def _quiet_progress_bars() -> None:

@@ -103,7 +103,7 @@ TRAINER_GROUP = "training (transformers' TrainingArguments)"
 _INHERITED_FIELDS = frozenset(
     name for name in _field_names((ViTTrainingArguments,)) if name not in vars(ViTTrainingArguments)["__annotations__"]
 )
-# The TrainingArguments fields `vit-ft train --help` lists; `--help-all` lists all of them.
+# The TrainingArguments fields `vit-ft train --help` lists; `--help_all` lists all of them.
 COMMON_TRAINER_FIELDS = (
     "output_dir", "num_train_epochs", "max_steps", "per_device_train_batch_size", "per_device_eval_batch_size",
     "gradient_accumulation_steps", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_steps",
@@ -151,17 +151,18 @@ TRAIN_USAGE = "vit-ft train RECIPE.yaml [--field value ...]"
 def recipe_help(full: bool = False, recipe_class: type = Recipe, usage: str = TRAIN_USAGE) -> str:
     """
     `vit-ft train --help`: the fields of each recipe group, vit-ft's first, each with its help; the most used of
-    transformers' TrainingArguments after them, or all of them when `full` (`--help-all`). `recipe_class` and `usage`
+    transformers' TrainingArguments after them, or all of them when `full` (`--help_all`). `recipe_class` and `usage`
     give another command's (`vit-ft pretrain`).
     """
     parser = RecipeParser(trainer_fields=None if full else COMMON_TRAINER_FIELDS, recipe_class=recipe_class,
                           usage=usage, formatter_class=_HelpFormatter, add_help=False)  # fmt: skip
     parser.description = ("The fields a recipe sets (field: value), by group. A flag (--field value) after the recipe "
-                          "overrides its value; --field None unsets it.")  # fmt: skip
+                          "overrides its value; --field None unsets it. --help lists the most used of transformers' "
+                          "TrainingArguments, --help_all every one.")  # fmt: skip
     if not full:
         hidden = len(_INHERITED_FIELDS) - len(COMMON_TRAINER_FIELDS)
         command = usage.split(" RECIPE", 1)[0]
-        parser.epilog = f"{hidden} more fields of transformers' TrainingArguments: {command} --help-all."
+        parser.epilog = f"{hidden} more fields of transformers' TrainingArguments: {command} --help_all."
     return parser.format_help()
 
 

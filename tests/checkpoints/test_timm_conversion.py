@@ -90,7 +90,7 @@ def test_convert_command_writes_a_complete_directory(tmp_path, name, suffix, mea
     else:
         torch.save(source.state_dict(), weights)
     output = tmp_path / "converted"
-    cli_main(["convert", "--from", "timm", "--timm-model", name, "--weights", str(weights), "--output", str(output)])
+    cli_main(["convert", "--from", "timm", "--timm_model", name, "--weights", str(weights), "--output", str(output)])
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_vit_ft.py"} <= {
         p.name for p in output.iterdir()
     }
@@ -110,7 +110,7 @@ def test_unknown_timm_model_lists_the_known_ones(tmp_path):
     weights = tmp_path / "w.safetensors"
     save_file({"cls_token": torch.zeros(1, 1, 8)}, str(weights))
     with pytest.raises(SystemExit, match=r"Unknown preset 'vit_gigantic_patch16_224'.*vit_base_patch16_224"):
-        cli_main(["convert", "--from", "timm", "--timm-model", "vit_gigantic_patch16_224", "--weights", str(weights),
+        cli_main(["convert", "--from", "timm", "--timm_model", "vit_gigantic_patch16_224", "--weights", str(weights),
                   "--output", str(tmp_path / "out")])  # fmt: skip
 
 
@@ -120,7 +120,7 @@ def test_weights_of_another_model_name_the_first_mismatch(tmp_path):
     save_file(source.state_dict(), str(weights))
     with pytest.raises(SystemExit, match=r"'vit.embeddings.cls_token' has shape \(1, 1, 192\) in the file, "
                                          r"\(1, 1, 384\) in vit_small_patch16_224"):  # fmt: skip
-        cli_main(["convert", "--from", "timm", "--timm-model", "vit_small_patch16_224", "--weights", str(weights),
+        cli_main(["convert", "--from", "timm", "--timm_model", "vit_small_patch16_224", "--weights", str(weights),
                   "--output", str(tmp_path / "out")])  # fmt: skip
 
 
