@@ -24,7 +24,6 @@ CONFIGS = {
     "registers": dict(num_register_tokens=2),
     "distillation_head": dict(use_distillation_token=True),
     "sincos": dict(position_embedding_type="sincos"),
-    "small_data_options": dict(shifted_patch_tokenization=True, locality_self_attention=True),
 }
 
 

@@ -89,8 +89,7 @@ def test_the_loss_is_the_error_on_the_masked_patches_only(norm_pix_loss):
 
 
 @pytest.mark.parametrize("overrides", [{}, {"num_register_tokens": 2, "use_distillation_token": True},
-                                       {"pooling": "mean", "class_token": False, "layer_scale_init_value": 0.1},
-                                       {"locality_self_attention": True}])
+                                       {"pooling": "mean", "class_token": False, "layer_scale_init_value": 0.1}])
 def test_every_parameter_gets_a_gradient(overrides):
     model = _model(**overrides).train()
     model(torch.randn(2, 3, 32, 32)).loss.backward()
@@ -173,11 +172,6 @@ def test_a_decoder_wider_than_the_encoder_is_refused_naming_the_limit():
         ViTForMaskedAutoencoding(mae_config(decoder_hidden_size=64))
     with pytest.raises(ValueError, match="decoder_hidden_size=12 must be a positive multiple of 4"):
         ViTForMaskedAutoencoding(mae_config(decoder_hidden_size=12, decoder_num_attention_heads=8))
-
-
-def test_shifted_patch_tokenization_is_refused_since_visible_tokens_would_see_masked_pixels():
-    with pytest.raises(ValueError, match="^shifted_patch_tokenization gives each visible token pixels of the masked"):
-        ViTForMaskedAutoencoding(mae_config(shifted_patch_tokenization=True))
 
 
 def test_the_classifier_is_unchanged_by_the_masked_path():

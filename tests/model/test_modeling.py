@@ -16,8 +16,6 @@ VARIANTS = {
     "distilled": dict(use_distillation_token=True),
     "layer_scale": dict(layer_scale_init_value=0.1),
     "no_qkv_bias": dict(qkv_bias=False),
-    "shifted_patches": dict(shifted_patch_tokenization=True),
-    "locality_attention": dict(locality_self_attention=True, num_register_tokens=1),
 }  # fmt: skip
 
 
@@ -197,7 +195,6 @@ def test_wrong_channels_is_a_clear_error():
         (dict(class_token=False), "pooling='cls' needs class_token=True"),
         (dict(hidden_size=30), "not divisible"),
         (dict(image_size=30), "not a multiple of patch_size"),
-        (dict(patch_size=1, shifted_patch_tokenization=True), "needs patch_size >= 2, got 1"),
     ],
 )
 def test_config_rejects_bad_fields(fields, message):
@@ -309,39 +306,3 @@ def test_inference_under_autocast_gives_the_outputs_of_the_autograd_path(pixel_v
             without = model(pixel_values, output_hidden_states=True)
     assert [s.dtype for s in without.hidden_states] == [s.dtype for s in with_grad.hidden_states]
     torch.testing.assert_close(without.logits, with_grad.logits, rtol=2e-2, atol=2e-2)
-
-
-def test_shifted_patch_tokens_see_the_borders_of_their_neighbours():
-    # A pixel changed in one patch reaches only that token without the shift; with it, also the neighbours whose
-    # half-patch shifts cover the pixel, and no token further away.
-    torch.manual_seed(0)
-    pixel_values = torch.randn(1, 3, 32, 32)
-    changed = pixel_values.clone()
-    changed[0, :, 12, 12] += 1.0  # the top-left pixel of patch (3, 3) of the 8x8 grid of 4x4 patches
-    for shifted, expected in ((False, {(3, 3)}), (True, {(2, 2), (2, 3), (3, 2), (3, 3)})):
-        tokenizer = ViTModel(tiny_config(shifted_patch_tokenization=shifted)).embeddings.patch_embeddings
-        with torch.no_grad():
-            difference = (tokenizer(changed) - tokenizer(pixel_values)).abs().sum(-1).reshape(8, 8)
-        assert {tuple(index) for index in (difference > 0).nonzero().tolist()} == expected
-
-
-def test_locality_self_attention_masks_the_diagonal_and_learns_each_heads_temperature(pixel_values):
-    model = ViTForImageClassification(tiny_config(locality_self_attention=True)).eval()
-    attention = model.vit.layers[0].attention
-    torch.testing.assert_close(attention.temperature, torch.full((4,), 8**-0.5))  # head_dim 8
-    with torch.no_grad():
-        out = model(pixel_values, output_attentions=True)
-        assert out.attentions[0].diagonal(dim1=-2, dim2=-1).abs().max() == 0
-        torch.testing.assert_close(out.attentions[0].sum(-1), torch.ones(3, 4, 65))
-        sharper = out.attentions[0].amax(-1).mean()
-        attention.temperature.mul_(4)  # a higher learned temperature concentrates the weights
-        assert model(pixel_values, output_attentions=True).attentions[0].amax(-1).mean() > sharper
-
-
-@pytest.mark.parametrize("overrides", [dict(locality_self_attention=True), dict(shifted_patch_tokenization=True)])
-def test_small_data_options_give_the_same_logits_under_eager_and_sdpa(overrides, pixel_values):
-    model = ViTForImageClassification(tiny_config(**overrides)).eval()
-    with torch.no_grad():
-        sdpa = model(pixel_values).logits
-        model.set_attn_implementation("eager")
-        torch.testing.assert_close(model(pixel_values).logits, sdpa, rtol=1e-5, atol=1e-5)

@@ -88,8 +88,7 @@ def test_round_trip_and_auto_classes(tmp_path, pixel_values):
 
 
 def test_remote_code_without_vit_ft_gives_identical_logits(tmp_path, pixel_values):
-    model, path = _save(tmp_path, num_register_tokens=1, position_embedding_type="sincos", pooling="mean",
-                        shifted_patch_tokenization=True, locality_self_attention=True)  # fmt: skip
+    model, path = _save(tmp_path, num_register_tokens=1, position_embedding_type="sincos", pooling="mean")
     assert {"modeling_vit_ft.py", "configuration_vit_ft.py"} <= set(os.listdir(path))
     assert "state_dict_conversion.py" not in os.listdir(path)  # conversion lives in vit_ft.checkpoints
     torch.save(pixel_values, tmp_path / "pixels.pt")

@@ -105,12 +105,6 @@ class ViTConfig(PretrainedConfig):
         distillation_head (`bool`, *optional*, defaults to `True`):
             With the distillation token, whether a second classifier reads it. transformers'
             `DeiTForImageClassification` keeps the token but classifies from the class token alone (`False`).
-        shifted_patch_tokenization (`bool`, *optional*, defaults to `False`):
-            Shifted patch tokenization (Lee et al. 2021): each patch is tokenised together with the image shifted by
-            half a patch along the four diagonals. Needs `patch_size` of at least 2.
-        locality_self_attention (`bool`, *optional*, defaults to `False`):
-            Locality self-attention (Lee et al. 2021): no token attends to itself, and each head learns its softmax
-            temperature. Works with the eager and SDPA attention implementations.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the truncated normal initialisation.
         mask_ratio (`float`, *optional*, defaults to 0.75):
@@ -164,8 +158,6 @@ class ViTConfig(PretrainedConfig):
         num_register_tokens: int = 0,
         use_distillation_token: bool = False,
         distillation_head: bool = True,
-        shifted_patch_tokenization: bool = False,
-        locality_self_attention: bool = False,
         initializer_range: float = 0.02,
         mask_ratio: float = 0.75,
         decoder_hidden_size: int = 512,
@@ -191,9 +183,6 @@ class ViTConfig(PretrainedConfig):
             )
         if image_size % patch_size:
             raise ValueError(f"image_size={image_size} is not a multiple of patch_size={patch_size}.")
-        if shifted_patch_tokenization and patch_size < 2:
-            raise ValueError(f"shifted_patch_tokenization shifts by half a patch: it needs patch_size >= 2, got "
-                             f"{patch_size}.")  # fmt: skip
         self.image_size = image_size
         self.patch_size = patch_size
         self.num_channels = num_channels
@@ -216,8 +205,6 @@ class ViTConfig(PretrainedConfig):
         self.num_register_tokens = num_register_tokens
         self.use_distillation_token = use_distillation_token
         self.distillation_head = distillation_head
-        self.shifted_patch_tokenization = shifted_patch_tokenization
-        self.locality_self_attention = locality_self_attention
         self.initializer_range = initializer_range
         self.mask_ratio = mask_ratio
         self.decoder_hidden_size = decoder_hidden_size
@@ -233,9 +220,6 @@ class ViTConfig(PretrainedConfig):
         decoder whose width divides into its heads and into 2-D sine-cosine positions, and no wider than the encoder
         (MAE's widest decoder, Table 1b, is ViT-L's own width, 1024).
         """
-        if self.shifted_patch_tokenization:
-            raise ValueError("shifted_patch_tokenization gives each visible token pixels of the masked patches beside "
-                             "it: pretrain without it (masked autoencoding has no use for it).")
         if not 0 < self.mask_ratio < 1:
             raise ValueError(f"mask_ratio={self.mask_ratio} must be between 0 and 1 (exclusive); MAE uses 0.75.")
         width, heads = self.decoder_hidden_size, self.decoder_num_attention_heads

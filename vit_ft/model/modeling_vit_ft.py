@@ -1,6 +1,5 @@
 """The vit_ft Vision Transformer (Dosovitskiy et al. 2021) with DeiT's distillation token (Touvron et al. 2021),
-registers (Darcet et al. 2024), LayerScale, stochastic depth, fixed sine-cosine positions and the small-data options
-of Lee et al. 2021 (shifted patch tokenization, locality self-attention).
+registers (Darcet et al. 2024), LayerScale, stochastic depth and fixed sine-cosine positions.
 
 This file ships as remote code next to saved models: it imports only torch, transformers' public API and its
 sibling `configuration_vit_ft`, which is copied with it. Reading and converting other checkpoints lives in
@@ -124,14 +123,6 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type
     return nn.functional.cross_entropy(logits, labels)
 
 
-def check_pixel_values(pixel_values: torch.Tensor, num_channels: int) -> None:
-    if pixel_values.ndim != 4 or pixel_values.shape[1] != num_channels:
-        raise ValueError(
-            f"pixel_values of shape {tuple(pixel_values.shape)} do not match the model: expected "
-            f"(batch, {num_channels}, height, width). Convert images to RGB (or set num_channels) first."
-        )
-
-
 class ViTPatchEmbeddings(nn.Module):
     """Cuts `(batch, channels, height, width)` images into patches and projects each to `hidden_size`."""
 
@@ -143,34 +134,12 @@ class ViTPatchEmbeddings(nn.Module):
         )
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        check_pixel_values(pixel_values, self.num_channels)
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.num_channels:
+            raise ValueError(
+                f"pixel_values of shape {tuple(pixel_values.shape)} do not match the model: expected "
+                f"(batch, {self.num_channels}, height, width). Convert images to RGB (or set num_channels) first."
+            )
         return self.projection(pixel_values).flatten(2).transpose(1, 2)  # (batch, patches, hidden)
-
-
-class ViTShiftedPatchEmbeddings(nn.Module):
-    """
-    Shifted patch tokenization (Lee et al. 2021, "Vision Transformer for Small-Size Datasets"): the image and four
-    copies shifted by half a patch along the diagonals are stacked as channels, cut into patches, normalised and
-    projected, so each token also sees the borders of its neighbours. Shifted-in pixels are zero.
-    """
-
-    def __init__(self, config: ViTConfig):
-        super().__init__()
-        self.num_channels = config.num_channels
-        self.patch_size = config.patch_size
-        patch_dim = 5 * config.num_channels * config.patch_size**2
-        self.norm = nn.LayerNorm(patch_dim, eps=config.layer_norm_eps)
-        self.projection = nn.Linear(patch_dim, config.hidden_size)
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        check_pixel_values(pixel_values, self.num_channels)
-        shift = self.patch_size // 2
-        height, width = pixel_values.shape[-2:]
-        padded = nn.functional.pad(pixel_values, (shift, shift, shift, shift))
-        shifted = [padded[..., top : top + height, left : left + width] for top in (0, 2 * shift)
-                   for left in (0, 2 * shift)]  # fmt: skip
-        stacked = torch.cat([pixel_values, *shifted], dim=1)  # (batch, 5 * channels, height, width)
-        return self.projection(self.norm(patchify(stacked, self.patch_size)))  # (batch, patches, hidden)
 
 
 class ViTEmbeddings(nn.Module):
@@ -179,8 +148,7 @@ class ViTEmbeddings(nn.Module):
     def __init__(self, config: ViTConfig):
         super().__init__()
         self.config = config
-        tokenizer = ViTShiftedPatchEmbeddings if config.shifted_patch_tokenization else ViTPatchEmbeddings
-        self.patch_embeddings = tokenizer(config)
+        self.patch_embeddings = ViTPatchEmbeddings(config)
         hidden = config.hidden_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, hidden)) if config.class_token else None
         self.distillation_token = nn.Parameter(torch.zeros(1, 1, hidden)) if config.use_distillation_token else None
@@ -256,13 +224,6 @@ class ViTAttention(nn.Module):
         self.k_proj = nn.Linear(hidden, hidden, bias=config.qkv_bias)
         self.v_proj = nn.Linear(hidden, hidden, bias=config.qkv_bias)
         self.o_proj = nn.Linear(hidden, hidden)
-        # Locality self-attention (Lee et al. 2021) learns each head's softmax temperature, starting from the usual
-        # 1 / sqrt(head_dim); the fixed `scaling` then stays 1.
-        self.temperature = (
-            nn.Parameter(torch.full((config.num_attention_heads,), self.scaling))
-            if config.locality_self_attention
-            else None
-        )
 
     def forward(
         self,
@@ -274,9 +235,6 @@ class ViTAttention(nn.Module):
         shape = (batch, tokens, -1, self.head_dim)
         projected = (self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states))
         query, key, value = (states.view(shape).transpose(1, 2) for states in projected)  # (batch, heads, tokens, dim)
-        scaling = self.scaling
-        if self.temperature is not None:
-            query, scaling = query * self.temperature.to(query.dtype).view(1, -1, 1, 1), 1.0
 
         # Attention maps exist only in the eager computation; the fused kernels never form them (as Falcon in
         # transformers, the call that asks for them runs eagerly rather than returning none).
@@ -289,7 +247,7 @@ class ViTAttention(nn.Module):
             value,
             attention_mask,
             dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
-            scaling=scaling,
+            scaling=self.scaling,
             **kwargs,
         )
         output = self.o_proj(output.reshape(batch, tokens, -1))
@@ -380,8 +338,6 @@ class ViTPreTrainedModel(PreTrainedModel):
                     init.trunc_normal_(token, mean=0.0, std=std)
         elif isinstance(module, ViTLayerScale):
             init.constant_(module.lambda1, self.config.layer_scale_init_value)
-        elif isinstance(module, ViTAttention) and module.temperature is not None:
-            init.constant_(module.temperature, module.scaling)
         elif isinstance(module, ViTMaskedDecoder):
             init.normal_(module.mask_token, std=std)  # as MAE's `torch.nn.init.normal_(self.mask_token, std=.02)`
 
@@ -404,17 +360,6 @@ class ViTModelOutput(BaseModelOutputWithPooling):
     pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
         The feature the classifier reads: the class token, or the normalised mean of the patch tokens.
     """
-
-
-def locality_mask(hidden_states: torch.Tensor) -> torch.Tensor:
-    """
-    Locality self-attention's diagonal mask (Lee et al. 2021): no token attends to itself, which sharpens attention
-    on the others. An additive `(1, 1, tokens, tokens)` mask for the attention interface.
-    """
-    tokens = hidden_states.shape[1]
-    diagonal = torch.eye(tokens, dtype=torch.bool, device=hidden_states.device)
-    mask = torch.zeros(tokens, tokens, dtype=hidden_states.dtype, device=hidden_states.device)
-    return mask.masked_fill(diagonal, torch.finfo(hidden_states.dtype).min)[None, None]
 
 
 class ViTModel(ViTPreTrainedModel):
@@ -452,9 +397,8 @@ class ViTModel(ViTPreTrainedModel):
             raise ValueError("pixel_values is required: a (batch, channels, height, width) tensor.")
         pixel_values = pixel_values.to(self.embeddings.patch_embeddings.projection.weight.dtype)
         hidden_states = self.embeddings(pixel_values, bool(interpolate_pos_encoding), visible_patches)
-        attention_mask = locality_mask(hidden_states) if self.config.locality_self_attention else None
         for layer in self.layers:
-            hidden_states = layer(hidden_states, attention_mask, **kwargs)
+            hidden_states = layer(hidden_states, None, **kwargs)
 
         if self.config.pooling == "cls":
             hidden_states = self.layernorm(hidden_states)
@@ -588,7 +532,6 @@ class ViTMaskedDecoder(nn.Module):
         decoder_config.num_attention_heads = config.decoder_num_attention_heads
         decoder_config.intermediate_size = config.decoder_intermediate_size
         decoder_config.layer_scale_init_value = None
-        decoder_config.locality_self_attention = False
         self.config = config
         self.num_prefix_tokens = config.num_prefix_tokens
         self.grid = (config.image_size // config.patch_size,) * 2
