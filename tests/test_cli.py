@@ -183,7 +183,7 @@ def test_debug_shows_the_traceback(workdir, debug):
     result = vit_ft_cli(*flags, *args, cwd=workdir, **env)
     assert result.returncode == 1
     assert "Traceback (most recent call last)" in result.stderr and "SafetensorError" in result.stderr
-    assert result.stderr.endswith(f"vit_ft.output_dir.DamagedFileError: {message}\n")
+    assert result.stderr.endswith(f"vit_ft.output_dir.reading.DamagedFileError: {message}\n")
 
 
 # Local paths and Hub ids

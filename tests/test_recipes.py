@@ -1,5 +1,10 @@
 """Every shipped recipe parses and builds, and says on its first lines how to run it."""
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -215,3 +220,25 @@ def test_a_recipe_saved_before_the_feature_groups_still_parses():
     assert (recipe.distillation.teacher_model_name_or_path, recipe.distillation.distillation_type) == (
         "outputs/digits", "hard"
     )
+
+
+# What parsing a recipe must not import: vit-ft's export and LoRA code, ONNX, and the Hub push. Two of the names one
+# would list are left out because parsing cannot avoid them: peft, which transformers' TrainingArguments imports
+# (transformers.trainer_utils imports it whenever it is installed), and vit_ft.model.modeling_vit_ft, which the model
+# package loads on import to register the models with the Auto classes, and which ModelArguments needs for the
+# presets and ViTConfig's fields.
+NOT_IMPORTED_BY_PARSING = ("onnx", "onnxruntime", "vit_ft.export", "vit_ft.training.lora", "vit_ft.hub.push")
+
+
+def test_parsing_a_recipe_imports_no_export_lora_or_push_code():
+    # In a fresh interpreter: in this one, other tests have imported everything already.
+    code = textwrap.dedent(f"""
+        import json, sys
+        from vit_ft.recipe import read_recipe
+        read_recipe({str(ROOT / "recipes" / "full_finetune" / "digits.yaml")!r})
+        print(json.dumps(sorted(name for name in {NOT_IMPORTED_BY_PARSING!r} if name in sys.modules)))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

@@ -141,7 +141,7 @@ def _stopped_message(stop, recipe: str, overrides: list[str], subcommand: str = 
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from .data.corruptions import CORRUPTIONS
+    from .data.arguments import CORRUPTIONS
     from .evaluation.evaluate import evaluate_model
 
     data_args = DataArguments(**{field.name: getattr(args, field.name) for field in fields(DataArguments)})

@@ -24,7 +24,7 @@ from .data.transforms import ExampleTransform, build_eval_transform, build_train
 from .evaluation.plots import plot_training_curves
 from .hub.arguments import HubArguments
 from .hub.card import run_environment, write_model_card
-from .hub.push import check_push_to_hub, push_trained_model
+from .hub.push import push_trained_model
 from .model import PRESETS, ViTConfig, ViTForMaskedAutoencoding
 from .output_dir import ADAPTER_CONFIG, RECONSTRUCTIONS, TRAINING_CURVES, claim_output_dir
 from .pretraining.arguments import MaskedAutoencodingArguments, PretrainingDataArguments
@@ -78,7 +78,6 @@ def check_pretraining_recipe(recipe: PretrainingRecipe) -> None:
         config = ViTConfig(**{**PRESETS[arch], **model.model_overrides, **recipe.masked_autoencoding.config_fields})
         config.check_masked_autoencoding()
     training.check_trains()
-    check_push_to_hub(training)
 
 
 def read_pretraining_recipe(

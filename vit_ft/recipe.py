@@ -16,7 +16,6 @@ from transformers import HfArgumentParser
 from .checkpoints.arguments import ModelArguments
 from .data.arguments import AugmentationArguments, DataArguments
 from .hub.arguments import HubArguments
-from .hub.push import check_push_to_hub
 from .output_dir import ADAPTER_CONFIG, LATEST_CHECKPOINT, RECIPE, write_text
 from .training.arguments import DistillationArguments, LoraArguments, ViTTrainingArguments
 
@@ -73,7 +72,6 @@ def check_recipe(recipe: Recipe) -> None:
                              "merged model.")  # fmt: skip
     if recipe.data.has_training_data:
         recipe.training.check_trains()
-    check_push_to_hub(recipe.training)
 
 
 def _field_names(dataclasses=GROUPS) -> list[str]:

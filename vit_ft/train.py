@@ -12,7 +12,7 @@ from transformers import set_seed
 from .checkpoint_integrity import check_checkpoint_fits, resolve_resume_checkpoint, set_aside_checkpoints
 from .checkpoints.arguments import ModelArguments
 from .checkpoints.loading import build_model, freeze_backbone, parameter_counts
-from .data.corruptions import data_transform, with_data_corruptions
+from .data.corruptions import corrupted_transform, with_corruption
 from .data.datasets import load_image_datasets, train_subset_record
 from .data.epochs import EpochDataset
 from .data.transforms import (
@@ -131,11 +131,11 @@ def build_trainer(recipe: Recipe) -> tuple[ViTTrainer, dict, list[str]]:
     train_transform = ExampleTransform(build_train_transform(processor, recipe.augmentation), strict, seed=args.seed)
     if "train" in data:
         # Read by (epoch, row) keys, which take the epoch to the augmentations in every dataloader worker.
-        data["train"] = EpochDataset(data["train"], data_transform(train_transform, data_args))
+        data["train"] = EpochDataset(data["train"], corrupted_transform(train_transform, *data_args.corruption))
     for split in ("validation", "test"):
         if split in data:
             eval_transform = ExampleTransform(build_eval_transform(processor), strict)
-            data[split] = with_data_corruptions(data[split], eval_transform, data_args)
+            data[split] = with_corruption(data[split], eval_transform, *data_args.corruption)
 
     ema = EMACallback(args.ema_decay) if args.ema_decay is not None else None
     trainer = ViTTrainer(

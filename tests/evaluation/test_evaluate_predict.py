@@ -18,16 +18,10 @@ from transformers import AutoImageProcessor, ViTImageProcessor
 from tests.conftest import tiny_config
 from vit_ft import ViTForImageClassification
 from vit_ft.cli import main
-from vit_ft.data.arguments import DataArguments
-from vit_ft.data.corruptions import (
-    CORRUPTIONS,
-    CorruptedExampleTransform,
-    corrupt,
-    example_seed,
-    with_corruption,
-    with_data_corruptions,
-)
+from vit_ft.data.arguments import CORRUPTIONS, DataArguments
+from vit_ft.data.corruptions import corrupt, corrupted_transform, with_corruption
 from vit_ft.data.datasets import load_digits_dataset, load_image_datasets
+from vit_ft.data.seeding import example_seed
 from vit_ft.data.transforms import ExampleTransform, build_eval_transform, decode_image
 from vit_ft.evaluation.evaluate import evaluate_model
 from vit_ft.evaluation.predict import predict_images
@@ -166,6 +160,9 @@ def test_corruption_needs_the_example_ids_that_seed_the_noise(digits_test):
     transform = ExampleTransform(build_eval_transform(ViTImageProcessor(size={"height": 16, "width": 16})))
     with pytest.raises(ValueError, match=r"no example_id column \(its columns are \['image', 'label'\]\).*load_image"):
         with_corruption(digits_test.remove_columns("example_id"), transform, "jpeg", 2)
+    # A corruption already around the transform needs them too, with or without the data's own.
+    with pytest.raises(ValueError, match=r"no example_id column"):
+        with_corruption(digits_test.remove_columns("example_id"), corrupted_transform(transform, "jpeg", 2), None, 3)
 
 
 def test_data_corruptions_come_first_and_a_corruption_on_top_draws_other_noise(digits_test):
@@ -174,14 +171,33 @@ def test_data_corruptions_come_first_and_a_corruption_on_top_draws_other_noise(d
     data_args = DataArguments(
         dataset_name="digits", image_corruptions="low_resolution,gaussian_noise", corruption_severity=2
     )
-    on_top = CorruptedExampleTransform(ExampleTransform(transform), "gaussian_noise", 4, seed=0, stream=1)
-    dataset = with_data_corruptions(digits_test.select(range(8)), on_top, data_args)
+    on_top = corrupted_transform(ExampleTransform(transform), "gaussian_noise", 4, seed=0, stream=1)
+    dataset = with_corruption(digits_test.select(range(8)), on_top, *data_args.corruption)
     generator = torch.Generator().manual_seed(example_seed(0, 5))
     image = decode_image(digits_test[5]["image"])
     low_quality = corrupt(corrupt(image, "low_resolution", 2, generator), "gaussian_noise", 2, generator)
     expected = transform(corrupt(low_quality, "gaussian_noise", 4, example_seed(0, 5, stream=1)))
     torch.testing.assert_close(dataset[5]["pixel_values"], expected, rtol=0, atol=0)
     assert example_seed(0, 5, stream=1) != example_seed(0, 5)
+
+
+def test_no_corruption_leaves_the_transform_as_it_is(digits_test):
+    transform = ExampleTransform(build_eval_transform(ViTImageProcessor(size={"height": 16, "width": 16})))
+    assert corrupted_transform(transform, None, 3) is transform
+    assert corrupted_transform(transform, " , ", 3) is transform
+    # Without a corruption nothing is seeded per example, so the example_id column is not needed.
+    plain = with_corruption(digits_test.remove_columns("example_id").select(range(4)), transform, [], 3)
+    expected = transform({"image": [digits_test[2]["image"]]})["pixel_values"][0]
+    torch.testing.assert_close(plain[2]["pixel_values"], expected, rtol=0, atol=0)
+
+
+def test_corruptions_given_as_text_or_as_a_list_are_the_same(digits_test):
+    transform = ExampleTransform(build_eval_transform(ViTImageProcessor(size={"height": 16, "width": 16})))
+    as_text = with_corruption(digits_test.select(range(4)), transform, "jpeg, gaussian_noise", 2, seed=1)
+    as_list = with_corruption(digits_test.select(range(4)), transform, ["jpeg", "gaussian_noise"], 2, seed=1)
+    torch.testing.assert_close(as_text[0:4]["pixel_values"], as_list[0:4]["pixel_values"], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="Unknown corruption 'fog'"):
+        corrupted_transform(transform, "jpeg,fog", 2)
 
 
 # evaluate

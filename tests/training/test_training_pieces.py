@@ -20,6 +20,18 @@ def _args(tmp_path, **fields) -> ViTTrainingArguments:
     return ViTTrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, **fields)
 
 
+def test_the_training_group_checks_its_push_to_hub_fields_itself(tmp_path, monkeypatch):
+    # Without a recipe around it: the checks sit with the group, not with the Hub code that pushes.
+    with pytest.raises(ValueError, match=r"hub_model_id='tester/digits/push' is not a valid Hub repo id"):
+        _args(tmp_path, push_to_hub=True, hub_model_id="tester/digits/push")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    with pytest.raises(ValueError, match="push_to_hub: true needs a Hub token"):
+        _args(tmp_path, push_to_hub=True, hub_model_id="tester/digits-push")
+    assert _args(tmp_path, push_to_hub=True, hub_model_id="tester/digits-push", hub_token="hf_x").hub_token == "hf_x"
+    assert not _args(tmp_path, hub_model_id="tester/digits/push").push_to_hub  # checked only when pushing
+
+
 def test_transforms_size_and_normalise_from_the_processor(tmp_path):
     processor = ViTImageProcessor(size={"height": 24, "width": 24}, image_mean=[0.5] * 3, image_std=[0.25] * 3)
     image = Image.new("RGB", (40, 30), (255, 255, 255))

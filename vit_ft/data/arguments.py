@@ -2,9 +2,30 @@
 
 from dataclasses import dataclass, field
 
-from .corruptions import corruption_list
-
 AUTO_AUGMENTS = ("randaugment", "trivialaugment")
+# The corruptions `image_corruptions` may name, and their severities (vit_ft.data.corruptions applies them).
+CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "jpeg", "low_resolution")
+SEVERITIES = (1, 2, 3, 4, 5)
+
+
+def check_corruption(name: str, severity: int) -> None:
+    """Raises a ValueError naming the problem unless `name` is one of `CORRUPTIONS` and `severity` one of 1..5."""
+    if name not in CORRUPTIONS:
+        raise ValueError(f"Unknown corruption {name!r}: choose among {', '.join(CORRUPTIONS)}.")
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity={severity!r} is out of range: use an integer from 1 (mild) to 5 (strong).")
+
+
+def corruption_list(names: str | list[str] | None, severity: int) -> list[str]:
+    """
+    The corruptions `names` gives (comma-separated text or a list; None: none), in order, each checked at `severity`.
+    """
+    if isinstance(names, str):
+        names = names.split(",")
+    corruptions = [name.strip() for name in names or [] if name.strip()]
+    for name in corruptions:
+        check_corruption(name, severity)
+    return corruptions
 
 
 @dataclass
@@ -76,6 +97,14 @@ class DataArguments:
     def has_training_data(self) -> bool:
         """Whether the data has a train split to train on (a Hub dataset or a built-in one is assumed to have one)."""
         return bool(self.dataset_name or self.train_dir)
+
+    @property
+    def corruption(self) -> tuple[str | None, int, int]:
+        """
+        (`image_corruptions`, `corruption_severity`, `corruption_seed`): what `corrupted_transform` and
+        `with_corruption` (vit_ft.data.corruptions) take after the transform, to corrupt every image of the data.
+        """
+        return self.image_corruptions, self.corruption_severity, self.corruption_seed
 
 
 @dataclass

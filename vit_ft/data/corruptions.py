@@ -8,21 +8,15 @@ sigmas and JPEG blocks are in pixels of the source image.
 """
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from datasets import Dataset
 from PIL import Image as PILImage
 from torchvision.transforms import v2
 
+from .arguments import check_corruption, corruption_list
 from .seeding import example_seed
 from .transforms import ExampleTransform, decode_image
-
-if TYPE_CHECKING:  # DataArguments checks corruption names with this module's functions
-    from .arguments import DataArguments
-
-CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "jpeg", "low_resolution")
-SEVERITIES = (1, 2, 3, 4, 5)
 
 # Standard deviation of additive noise on [0, 1] pixels. ImageNet-C uses 0.08..0.38; we start milder so severity 1
 # is barely visible, and stop at their severity 4.
@@ -33,14 +27,6 @@ BLUR_SIGMA = (0.5, 1.0, 1.5, 2.0, 3.0)
 JPEG_QUALITY = (80, 60, 40, 20, 10)
 # Share of each side kept before scaling back up, ImageNet-C's `pixelate` factors (resampled bilinearly here).
 RESOLUTION_SCALE = (0.6, 0.5, 0.4, 0.3, 0.25)
-
-
-def check_corruption(name: str, severity: int) -> None:
-    """Raises a ValueError naming the problem unless `name` is one of `CORRUPTIONS` and `severity` one of 1..5."""
-    if name not in CORRUPTIONS:
-        raise ValueError(f"Unknown corruption {name!r}: choose among {', '.join(CORRUPTIONS)}.")
-    if severity not in SEVERITIES:
-        raise ValueError(f"severity={severity!r} is out of range: use an integer from 1 (mild) to 5 (strong).")
 
 
 def _gaussian_noise(pixels: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
@@ -86,17 +72,10 @@ def corrupt(image: PILImage.Image, name: str, severity: int, seed: int | torch.G
     return v2.functional.to_pil_image(pixels)
 
 
-def corruption_list(names: str | None, severity: int) -> list[str]:
-    """The corruptions of a comma-separated `names` (None: none), each checked at `severity`."""
-    corruptions = [name.strip() for name in (names or "").split(",") if name.strip()]
-    for name in corruptions:
-        check_corruption(name, severity)
-    return corruptions
-
-
 class CorruptedExampleTransform:
     """
-    `datasets.set_transform` function that decodes each image of a batch and applies `names` to it in order, then
+    `datasets.set_transform` function that decodes each image of a batch and applies `names` (one, comma-separated
+    or a list) to it in order, then
     hands the batch to `example_transform`, which transforms the images and skips or raises on files that do not
     decode, as usual. The noise of an example is seeded from (`seed`, its `example_id` column, `stream`), see
     `seeding.example_seed`.
@@ -105,9 +84,7 @@ class CorruptedExampleTransform:
     def __init__(
         self, example_transform, names: str | list[str], severity: int, seed: int = 0, stream: int = 0
     ):
-        self.names = [names] if isinstance(names, str) else list(names)
-        for name in self.names:
-            check_corruption(name, severity)
+        self.names = corruption_list(names, severity)
         self.example_transform = example_transform
         self.severity = severity
         self.seed = seed
@@ -129,40 +106,34 @@ class CorruptedExampleTransform:
         return image
 
 
+def corrupted_transform(
+    example_transform, names: str | list[str] | None, severity: int, seed: int = 0, stream: int = 0
+):
+    """
+    `example_transform` (an `ExampleTransform`, or a `CorruptedExampleTransform` to add corruptions on top of it) with
+    its images first corrupted by `names` (comma-separated or a list, applied in order; a `DataArguments`'
+    `image_corruptions`) at `severity`, their noise seeded from (`seed`, each example's id, `stream`): a
+    `CorruptedExampleTransform` around it, or `example_transform` itself when `names` is empty.
+    """
+    names = corruption_list(names, severity)
+    return CorruptedExampleTransform(example_transform, names, severity, seed, stream) if names else example_transform
+
+
 def with_corruption(
-    dataset: Dataset, example_transform: ExampleTransform, names: str | list[str], severity: int, seed: int = 0
+    dataset: Dataset,
+    example_transform: "ExampleTransform | CorruptedExampleTransform",
+    names: str | list[str] | None,
+    severity: int,
+    seed: int = 0,
 ) -> Dataset:
     """
     Returns `dataset` (columns `image`, `label` and `example_id`, as `datasets.load_image_datasets` gives them) with
-    a `CorruptedExampleTransform` set that applies corruption(s) `names` in order, so its examples come out corrupted
-    and transformed, identically across runs, batch sizes and dataloader workers.
+    `corrupted_transform(example_transform, names, severity, seed)` set, so its examples come out corrupted and
+    transformed, identically across runs, batch sizes and dataloader workers.
     """
-    if "example_id" not in dataset.column_names:
+    transform = corrupted_transform(example_transform, names, severity, seed)
+    if isinstance(transform, CorruptedExampleTransform) and "example_id" not in dataset.column_names:
         raise ValueError(f"The dataset has no example_id column (its columns are {dataset.column_names}), which seeds "
                          "each example's noise: load it with vit_ft.data.datasets.load_image_datasets, or add the row "
                          "numbers with dataset.add_column('example_id', list(range(len(dataset)))).")  # fmt: skip
-    return dataset.with_transform(CorruptedExampleTransform(example_transform, names, severity, seed))
-
-
-def data_transform(example_transform, data_args: "DataArguments"):
-    """
-    `example_transform` (an `ExampleTransform`, or a `CorruptedExampleTransform` to add a corruption on top), its
-    images first corrupted by `data_args.image_corruptions`: a `CorruptedExampleTransform` around it, or itself
-    when there are none.
-    """
-    names = corruption_list(data_args.image_corruptions, data_args.corruption_severity)
-    if not names:
-        return example_transform
-    severity, seed = data_args.corruption_severity, data_args.corruption_seed
-    return CorruptedExampleTransform(example_transform, names, severity, seed)
-
-
-def with_data_corruptions(dataset: Dataset, example_transform, data_args: "DataArguments") -> Dataset:
-    """
-    `dataset` transformed by `example_transform` (an `ExampleTransform`, or a `CorruptedExampleTransform` to add a
-    corruption on top), its images first corrupted by `data_args.image_corruptions`.
-    """
-    names = corruption_list(data_args.image_corruptions, data_args.corruption_severity)
-    if not names:
-        return dataset.with_transform(example_transform)
-    return with_corruption(dataset, example_transform, names, data_args.corruption_severity, data_args.corruption_seed)
+    return dataset.with_transform(transform)

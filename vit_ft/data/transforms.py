@@ -4,7 +4,6 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,10 +11,8 @@ from PIL import Image as PILImage
 from torchvision.transforms import v2
 
 from ..output_dir import DamagedFileError, read_json
+from .arguments import AugmentationArguments
 from .seeding import example_seed
-
-if TYPE_CHECKING:  # the arguments module checks corruption names with this package's functions
-    from .arguments import AugmentationArguments
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +51,7 @@ def _sizes(processor) -> tuple[tuple[int, int], tuple[int, int]]:
     return resize, resize
 
 
-def build_train_transform(processor, augmentation: "AugmentationArguments") -> v2.Compose:
+def build_train_transform(processor, augmentation: AugmentationArguments) -> v2.Compose:
     """RandomResizedCrop, flip, optional RandAugment/TrivialAugmentWide, normalisation, RandomErasing."""
     _, crop = _sizes(processor)
     crop_scale = (augmentation.random_resized_crop_min_scale, 1.0)

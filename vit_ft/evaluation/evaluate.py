@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader
 from transformers import EvalPrediction
 
 from ..checkpoints.labels import check_label_matching, match_labels
-from ..data.arguments import DataArguments
-from ..data.corruptions import CorruptedExampleTransform, check_corruption, with_corruption, with_data_corruptions
+from ..data.arguments import DataArguments, check_corruption
+from ..data.corruptions import corrupted_transform, with_corruption
 from ..data.datasets import load_image_datasets
 from ..data.transforms import SKIPPED_IMAGES, ExampleTransform, build_eval_transform, collate_images
 from ..export.runtime import OnnxClassifier
@@ -92,7 +92,8 @@ def evaluate_model(
     dataset = data[split]
     example_transform = ExampleTransform(build_eval_transform(predictor.preprocessing), strict=data_args.strict_images)
     metrics = ClassificationMetrics(len(label_names))
-    clean = _metrics(predictor, with_data_corruptions(dataset, example_transform, data_args), metrics, batch_size)
+    clean_data = with_corruption(dataset, example_transform, *data_args.corruption)  # the data's own corruptions
+    clean = _metrics(predictor, clean_data, metrics, batch_size)
     # The images scored: those that could not be decoded are left out of every block alike.
     results = {"model": str(model_dir), "model_file": _scored_file(predictor, model_dir, onnx_file), "split": split,
                "examples": len(dataset) - clean["skipped_images"],
@@ -230,11 +231,10 @@ def _corrupted(
     dataset: Dataset, transform: ExampleTransform, data_args: DataArguments, name: str, severity: int, seed: int
 ) -> Dataset:
     """`dataset` under corruption `name`, on top of the data's own corruptions when it has some."""
-    if data_args.image_corruptions:
-        # On top of the data's own corruptions, with noise drawn apart from theirs (another seed stream).
-        on_top = CorruptedExampleTransform(transform, name, severity, seed, stream=1)
-        return with_data_corruptions(dataset, on_top, data_args)
-    return with_corruption(dataset, transform, name, severity, seed)
+    # The data's own corruptions come first; one on top of them draws its noise apart from theirs (another stream).
+    stream = 1 if data_args.image_corruptions else 0
+    on_top = corrupted_transform(transform, name, severity, seed, stream)
+    return with_corruption(dataset, on_top, *data_args.corruption)
 
 
 def _metrics(predictor: Predictor, dataset: Dataset, metrics: ClassificationMetrics, batch_size: int) -> dict:

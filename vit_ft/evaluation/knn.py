@@ -16,7 +16,7 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 
 from ..data.arguments import DataArguments
-from ..data.corruptions import with_data_corruptions
+from ..data.corruptions import with_corruption
 from ..data.datasets import load_image_datasets
 from ..data.transforms import SKIPPED_IMAGES, ExampleTransform, build_eval_transform, collate_images
 from ..output_dir import KNN_FIELDS, check_result_file, knn_file, write_json
@@ -106,9 +106,10 @@ def knn_evaluate(
                              f"{split}.")  # fmt: skip
     processor = load_processor(model, model_dir, {}, trust_remote_code)
     transform = ExampleTransform(build_eval_transform(processor), strict=data_args.strict_images)
-    train = with_data_corruptions(data["train"], transform, data_args)
+    train = with_corruption(data["train"], transform, *data_args.corruption)
     train_features, train_labels = encoder_features(model, train, batch_size)
-    features, labels = encoder_features(model, with_data_corruptions(data[split], transform, data_args), batch_size)
+    scored = with_corruption(data[split], transform, *data_args.corruption)
+    features, labels = encoder_features(model, scored, batch_size)
     predicted = knn_predict(train_features, train_labels, features, len(label_names), k, temperature)
     results = {
         "model": str(model_dir), "split": split, "k": k, "temperature": temperature,

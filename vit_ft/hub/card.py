@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..output_dir import (
     ADAPTER_CONFIG,
@@ -34,6 +33,7 @@ from ..output_dir import (
     read_run,
     write_text,
 )
+from .arguments import is_repo_id
 
 if TYPE_CHECKING:  # importing the Trainer takes a while; `import vit_ft` should not wait for it
     from transformers import TrainingArguments
@@ -125,15 +125,6 @@ def build_model_card(model_dir: str | Path, repo_id: str, license: str | None = 
     )
     body = "\n\n".join(section for section in sections if section)
     return ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n{body}\n")
-
-
-def is_repo_id(name: str) -> bool:
-    """Whether `name` has the form of a Hub repo id (`name` or `namespace/name`); a local path may have it too."""
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
 
 
 def _hub_id(name: str | None) -> str | None:

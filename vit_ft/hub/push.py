@@ -23,10 +23,11 @@ from ..output_dir import (
     check_model_dir,
     read_run,
 )
-from .card import is_repo_id, write_model_card
+from .arguments import check_repo_id
+from .card import write_model_card
 
 if TYPE_CHECKING:  # importing the Trainer takes a while; `import vit_ft` should not wait for it
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
 # Left out of a pushed directory: the Trainer's checkpoints (optimizer states, many times the model's size), its
 # TensorBoard logs and the local files whose names start with `_`, such as the run's lock (the Trainer's own push
@@ -36,35 +37,6 @@ IGNORE_PATTERNS = [CHECKPOINT_PATTERN, f"{TENSORBOARD_LOGS}/", f"{LOCAL_ONLY_PRE
 
 class PushError(OSError):
     """An upload to the Hub failed; the message gives the `vit-ft push` command that retries it."""
-
-
-_REPO_ID_RULE = ("A repo id is `name` or `namespace/name`: letters, digits, '-', '_' and '.', at most 96 characters, "
-                 "without '--' or '..', e.g. `my-user/vit-digits`.")  # fmt: skip
-
-
-def check_repo_id(repo_id: str, argument: str) -> None:
-    """Raises a ValueError naming `argument` when `repo_id` is not a valid Hub repo id."""
-    if not is_repo_id(repo_id):
-        raise ValueError(f"{argument}={repo_id!r} is not a valid Hub repo id. {_REPO_ID_RULE}")
-
-
-def check_push_to_hub(args: "TrainingArguments") -> None:
-    """
-    With `push_to_hub: true`, checks the repo id and the token before any data is loaded, so that a run does not
-    fail at its first push, after hours of training.
-    """
-    if not args.push_to_hub:
-        return
-    if args.hub_model_id is not None:
-        check_repo_id(args.hub_model_id, "hub_model_id")
-    elif not is_repo_id(name := Path(args.output_dir).absolute().name):  # the Trainer's default repo name
-        raise ValueError(f"push_to_hub: true without hub_model_id names the repo after output_dir, {name!r}, which "
-                         f"is not a valid Hub repo id: set hub_model_id. {_REPO_ID_RULE}")  # fmt: skip
-    # get_token: HF_TOKEN, or the token `hf auth login` saved.
-    if args.hub_token is None and get_token() is None:
-        raise ValueError("push_to_hub: true needs a Hub token with write access, and none was found: set the "
-                         "HF_TOKEN environment variable, run `hf auth login`, or set hub_token. Or set push_to_hub: "
-                         "false and push the output directory later with `vit-ft push`.")  # fmt: skip
 
 
 def retry_command(model_dir: str | Path, repo_id: str, **options: str | bool | None) -> str:

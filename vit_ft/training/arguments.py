@@ -3,11 +3,14 @@ its own fields on creation, before any data or checkpoint is read."""
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from huggingface_hub import get_token
 from transformers import TrainingArguments
 
 from ..checkpoints.arguments import check_model_source
 from ..checkpoints.labels import check_label_matching
+from ..hub.arguments import REPO_ID_RULE, check_repo_id, is_repo_id
 
 LORA_METHODS = ("lora",)
 LORA_BIASES = ("none", "lora_only", "all")
@@ -69,6 +72,24 @@ class ViTTrainingArguments(TrainingArguments):
         if self.ema_decay is not None and self.load_best_model_at_end:
             raise ValueError("ema_decay with load_best_model_at_end is not supported: checkpoints hold the trained "
                              "weights, the EMA sits beside them. Turn one of them off.")  # fmt: skip
+        if self.push_to_hub:
+            self._check_push_to_hub()
+
+    def _check_push_to_hub(self) -> None:
+        """
+        Checks the repo id and the token of a `push_to_hub: true` run before any data is loaded, so that the run does
+        not fail at its first push, after hours of training.
+        """
+        if self.hub_model_id is not None:
+            check_repo_id(self.hub_model_id, "hub_model_id")
+        elif not is_repo_id(name := Path(self.output_dir).absolute().name):  # the Trainer's default repo name
+            raise ValueError(f"push_to_hub: true without hub_model_id names the repo after output_dir, {name!r}, "
+                             f"which is not a valid Hub repo id: set hub_model_id. {REPO_ID_RULE}")  # fmt: skip
+        # get_token: HF_TOKEN, or the token `hf auth login` saved.
+        if self.hub_token is None and get_token() is None:
+            raise ValueError("push_to_hub: true needs a Hub token with write access, and none was found: set the "
+                             "HF_TOKEN environment variable, run `hf auth login`, or set hub_token. Or set "
+                             "push_to_hub: false and push the output directory later with `vit-ft push`.")  # fmt: skip
 
     def check_trains(self) -> None:
         """Raises unless the run's length is positive: called for runs that have training data."""
