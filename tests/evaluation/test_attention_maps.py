@@ -15,7 +15,7 @@ from tests.conftest import run_without_vit_ft, tiny_config
 from vit_ft import ViTForImageClassification
 from vit_ft.cli import main
 from vit_ft.evaluation import attention_maps as attention_module
-from vit_ft.evaluation.attention_maps import CLASS_SPECIFIC, METHODS, attention_maps
+from vit_ft.evaluation.attention_maps import CLASS_SPECIFIC, DEFAULT_METHOD, METHODS, attention_maps
 from vit_ft.transformers_internals import attention_implementation
 
 PIXELS = (2, 3, 32, 32)
@@ -318,6 +318,12 @@ def test_explain_writes_one_png_per_image(saved_model, tmp_path, capsys):
                                                     f"Wrote {output / 'b_gradient_rollout.png'}"]  # fmt: skip
     with Image.open(output / "a_gradient_rollout.png") as picture:
         assert picture.size == (1200, 400)
+
+
+def test_explain_uses_the_default_method_unless_told(saved_model, tmp_path, capsys):
+    main(["explain", "--model", saved_model, _image(tmp_path / "a.png"), "--output", str(tmp_path / "maps")])
+    assert capsys.readouterr().out == f"Wrote {tmp_path / 'maps' / f'a_{DEFAULT_METHOD}.png'}\n"
+    assert DEFAULT_METHOD in CLASS_SPECIFIC
 
 
 @pytest.mark.parametrize(
