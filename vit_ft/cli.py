@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def respell_flags(argv: list[str]) -> list[str]:
-    """`argv` with each deprecated dashed flag (`--timm_model NAME`, `--image_mean=...`) in its underscore spelling."""
+    """`argv` with each deprecated dashed flag (`--timm-model NAME`, `--image-mean=...`) in its underscore spelling."""
     respelt = []
     for argument in argv:
         flag, equals, value = argument.partition("=")
