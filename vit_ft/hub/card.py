@@ -7,6 +7,7 @@ write it long after training, and `push_to_hub: true` writes the same card at th
 import logging
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -56,8 +57,8 @@ METHOD_HYPERPARAMETERS = {
     "peft_method": ("peft_method", "lora_r", "lora_alpha", "lora_dropout", "lora_target", "lora_bias", "use_dora",
                     "use_rslora"),
     "teacher_model_name_or_path": ("teacher_model_name_or_path", "distillation_type", "distillation_alpha",
-                                   "distillation_temperature", "teacher_dtype", "student_from_teacher",
-                                   "student_layers"),
+                                   "distillation_temperature", "teacher_dtype", "teacher_label_matching",
+                                   "student_from_teacher", "student_layers"),
     "image_corruptions": ("image_corruptions", "corruption_severity", "corruption_seed"),
     "mask_ratio": ("mask_ratio", "decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",
                    "decoder_intermediate_size", "norm_pix_loss", "validation_share"),
@@ -65,6 +66,34 @@ METHOD_HYPERPARAMETERS = {
 _PLOTS = {TRAINING_CURVES: "Training curves", CONFUSION_MATRIX: "Confusion matrix (test split)",
           ATTENTION_MAPS: "Attention maps (test split)",
           RECONSTRUCTIONS: "Reconstructions (held-out images: original, masked, rebuilt)"}
+
+
+@dataclass(frozen=True)
+class CardRecipe:
+    """
+    The recipe fields the card reads beyond its hyperparameter table, typed: each is the field of that name of an
+    argument group (tests/hub/test_card.py checks them all, with KEY_HYPERPARAMETERS and METHOD_HYPERPARAMETERS). A
+    recipe from an older run may lack a field, which then keeps its default here.
+    """
+
+    preset: str | None = None
+    dataset_name: str | None = None
+    dataset_config_name: str | None = None
+    train_dir: str | None = None
+    test_dir: str | None = None
+    teacher_model_name_or_path: str | None = None
+    distillation_type: str | None = None
+    student_from_teacher: bool = False
+    student_layers: list[int] | None = None
+    per_device_train_batch_size: int | None = None
+    gradient_accumulation_steps: int = 1
+    license: str | None = None
+
+    @classmethod
+    def from_recipe(cls, recipe: dict) -> "CardRecipe":
+        return cls(**{item.name: recipe[item.name] for item in fields(cls) if item.name in recipe})
+
+
 # config.json's `architectures` of a `vit-ft pretrain` output: an encoder (with its MAE decoder), not a classifier.
 MASKED_AUTOENCODER = "ViTForMaskedAutoencoding"
 
@@ -103,7 +132,7 @@ def build_model_card(model_dir: str | Path, repo_id: str, license: str | None = 
     if run.adapter is not None and run.adapter.get("peft_type") != "LORA":
         raise ValueError(f"{model_dir}/{ADAPTER_CONFIG} holds a {run.adapter.get('peft_type')} adapter: vit-ft writes "
                          "cards for LoRA adapters only.")  # fmt: skip
-    license = license or run.recipe.get("license")
+    license = license or _recipe(run).license
     if not license:
         logger.warning(f"{model_dir}: no license given, so the card states none. Set `license` in the recipe or "
                        "pass --license (a Hub license id, e.g. apache-2.0).")  # fmt: skip
@@ -138,14 +167,18 @@ def _hub_link(name: str) -> str:
     return f"[{name}](https://huggingface.co/{name})" if _hub_id(name) else f"`{name}`"
 
 
-def _dataset(recipe: dict) -> tuple[str, str] | None:
+def _recipe(run: RunRecord) -> CardRecipe:
+    return CardRecipe.from_recipe(run.recipe)
+
+
+def _dataset(recipe: CardRecipe) -> tuple[str, str] | None:
     """The dataset's (id, readable name): a Hub id, a built-in dataset, or image folders; None without a recipe."""
-    name = recipe.get("dataset_name")
+    name = recipe.dataset_name
     if name in BUILT_IN_DATASETS:
         return name, BUILT_IN_DATASETS[name]
     if name:
         return name, name
-    folder = recipe.get("train_dir") or recipe.get("test_dir")
+    folder = recipe.train_dir or recipe.test_dir
     return ("imagefolder", f"image folder {Path(folder).name}") if folder else None
 
 
@@ -169,7 +202,7 @@ def _metrics(scores: Iterable[SplitMetrics]) -> list[_Metric]:
 
 def _eval_results(run: RunRecord) -> list[EvalResult]:
     """The `model-index` entries: each split's accuracy, top-k accuracy and macro F1."""
-    dataset = _dataset(run.recipe)
+    dataset = _dataset(_recipe(run))
     if dataset is None:  # results without the recipe that says what data they are on
         return []
     eval_results = []
@@ -177,7 +210,7 @@ def _eval_results(run: RunRecord) -> list[EvalResult]:
         for metric in _metrics([scores]):
             eval_results.append(EvalResult(
                 task_type="image-classification", task_name="Image Classification", dataset_type=dataset[0],
-                dataset_name=dataset[1], dataset_config=run.recipe.get("dataset_config_name"), dataset_split=split,
+                dataset_name=dataset[1], dataset_config=_recipe(run).dataset_config_name, dataset_split=split,
                 metric_type=metric.hub_type, metric_name=f"{metric.name} ({split})", metric_args=metric.hub_args,
                 metric_value=metric.value(scores),
             ))  # fmt: skip
@@ -190,14 +223,14 @@ def _is_encoder(run: RunRecord) -> bool:
 
 
 def _metadata(run: RunRecord, name: str, license: str | None) -> ModelCardData:
-    dataset = _dataset(run.recipe)
+    dataset = _dataset(_recipe(run))
     encoder = _is_encoder(run)
     tags = ["vit_ft", "image-feature-extraction" if encoder else "image-classification", "vision"]
     if encoder:
         tags += ["mae", "self-supervised"]
     if run.adapter is not None:
         tags += ["peft", "lora"]
-    if run.recipe.get("teacher_model_name_or_path"):
+    if _recipe(run).teacher_model_name_or_path:
         tags.append("distillation")
     eval_results = _eval_results(run)
     return ModelCardData(
@@ -214,7 +247,7 @@ def _metadata(run: RunRecord, name: str, license: str | None) -> ModelCardData:
 
 
 def _summary(run: RunRecord) -> str:
-    dataset = _dataset(run.recipe)
+    dataset = _dataset(_recipe(run))
     trained_on = f" on {dataset[1]}" if dataset else ""
     if run.adapter is not None:
         target = _module_names(run.adapter["target_modules"])
@@ -237,9 +270,9 @@ def _summary(run: RunRecord) -> str:
     else:
         architecture = _architecture(run.config)
         lines = [f"A vit-ft Vision Transformer image classifier ({architecture}){_origin(run)}{trained_on}."]
-    teacher = run.recipe.get("teacher_model_name_or_path")
+    teacher = _recipe(run).teacher_model_name_or_path
     if teacher:
-        kind = run.recipe.get("distillation_type")
+        kind = _recipe(run).distillation_type
         lines.append(f"It is a student distilled from the teacher {_hub_link(teacher)} with {kind or 'the'} "
                      "distillation of DeiT (Touvron et al. 2021): it learned from the teacher's predictions as "
                      "well as from the labels.")  # fmt: skip
@@ -252,12 +285,12 @@ def _summary(run: RunRecord) -> str:
 
 def _origin(run: RunRecord) -> str:
     """Where training started, from the recipe; nothing for a directory without one (from `vit-ft convert`)."""
-    if run.recipe.get("student_from_teacher"):
-        return f", cut from the teacher (its layers {run.recipe['student_layers']}) and trained"
+    if _recipe(run).student_from_teacher:
+        return f", cut from the teacher (its layers {_recipe(run).student_layers}) and trained"
     if run.base_model:
         return f", fine-tuned from {_hub_link(run.base_model)}"
-    if run.recipe.get("preset"):
-        return f", trained from scratch (`{run.recipe['preset']}`)"
+    if _recipe(run).preset:
+        return f", trained from scratch (`{_recipe(run).preset}`)"
     return ""
 
 
@@ -341,24 +374,24 @@ def _training_section(run: RunRecord) -> str | None:
     lines = ["## Training", f"Trained with `{command}`; every setting of the run is in [{RECIPE}]({RECIPE}), and "
              f"the metrics in [{ALL_RESULTS}]({ALL_RESULTS})."]  # fmt: skip
     if run.training is not None:
-        lines.append(_hardware_line(run.training, run.recipe))
+        lines.append(_hardware_line(run.training, _recipe(run)))
     keys = [key for key in KEY_HYPERPARAMETERS if key in run.recipe]
-    for switch, fields in METHOD_HYPERPARAMETERS.items():
-        keys += [key for key in fields if run.recipe.get(switch) and key in run.recipe]
+    for switch, method_fields in METHOD_HYPERPARAMETERS.items():
+        keys += [key for key in method_fields if run.recipe.get(switch) and key in run.recipe]
     # max_steps -1 means "train for num_train_epochs".
     rows = [[key, f"`{run.recipe[key]}`"] for key in keys if run.recipe[key] not in (None, -1)]
     lines.append(_table(["hyperparameter", "value"], rows))
     return "\n\n".join(lines)
 
 
-def _hardware_line(facts: TrainingFacts, recipe: dict) -> str:
+def _hardware_line(facts: TrainingFacts, recipe: CardRecipe) -> str:
     processes = facts.processes
     where = f" on {processes} process{'es' if processes != 1 else ''}, {facts.hardware}" if processes else ""
     line = f"Training took {_duration(facts.runtime)}{where}"
     if facts.epochs is not None:
         line += f", {facts.epochs:g} epochs"
-    if processes and "per_device_train_batch_size" in recipe:
-        per_device, accumulation = recipe["per_device_train_batch_size"], recipe.get("gradient_accumulation_steps", 1)
+    if processes and recipe.per_device_train_batch_size is not None:
+        per_device, accumulation = recipe.per_device_train_batch_size, recipe.gradient_accumulation_steps
         line += (f"; batch size {per_device * accumulation * processes} (per device {per_device}, accumulation "
                  f"steps {accumulation}, processes {processes})")  # fmt: skip
     trainable, total = facts.trainable_parameters, facts.total_parameters
