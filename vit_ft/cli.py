@@ -338,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
         "push", help="Upload a model or LoRA adapter directory to the Hugging Face Hub, with its model card."
     )
     _add_push_arguments(push)
+    demo = commands.add_parser(
+        "demo", help="Serve a Gradio page to try a model on images: top classes, attention map, corruptions."
+    )
+    _add_demo_arguments(demo)
     return parser
 
 
@@ -372,6 +376,26 @@ def _add_export_arguments(export: argparse.ArgumentParser) -> None:
     export.add_argument("--base_model", help=_BASE_MODEL_HELP)
     export.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
     export.set_defaults(handler=_export)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from .demo.app import serve_demo
+
+    serve_demo(args.model, args.onnx_file, args.host, args.port, args.base_model, args.trust_remote_code)
+
+
+def _add_demo_arguments(demo: argparse.ArgumentParser) -> None:
+    demo.add_argument(
+        "--model", required=True, help="vit_ft model or LoRA adapter directory, Hub id, or `vit-ft export` directory."
+    )
+    demo.add_argument("--onnx_file", help=_ONNX_FILE_HELP)
+    demo.add_argument("--base_model", help=_BASE_MODEL_HELP)
+    demo.add_argument("--port", type=int, help="Port to serve on (default: the first free one from 7860).")
+    demo.add_argument(
+        "--host", default="127.0.0.1", help="Address to listen on (default: 127.0.0.1; 0.0.0.0 for other machines)."
+    )
+    demo.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
+    demo.set_defaults(handler=_demo)
 
 
 def _push(args: argparse.Namespace) -> None:

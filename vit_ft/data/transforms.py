@@ -136,6 +136,13 @@ def build_eval_transform(processor) -> v2.Compose:
     ])  # fmt: skip
 
 
+def display_image(pixel_values: torch.Tensor, processor) -> np.ndarray:
+    """A normalised `(3, H, W)` model input back to an `(H, W, 3)` picture in [0, 1]: `build_eval_transform` undone."""
+    mean = torch.tensor(processor.image_mean, device=pixel_values.device)[:, None, None]
+    std = torch.tensor(processor.image_std, device=pixel_values.device)[:, None, None]
+    return (pixel_values.float() * std + mean).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+
+
 class ExampleTransform:
     """
     `datasets.set_transform` function: decodes and transforms each image of a batch on the fly (in the dataloader

@@ -8,7 +8,7 @@ import torch
 from datasets import Dataset
 
 from ..checkpoints.loading import load_model, load_processor
-from ..data.transforms import build_eval_transform
+from ..data.transforms import build_eval_transform, display_image
 from .attention_maps import attention_maps, check_method
 from .plots import plot_attention_grid, plot_explanation
 from .predict import read_image
@@ -78,13 +78,6 @@ def _file_name(image_path: str, method: str, written: list[Path]) -> str:
     if any(path.name == name for path in written):
         name = f"{Path(image_path).stem}_{len(written)}_{method}.png"
     return name
-
-
-def display_image(pixel_values: torch.Tensor, processor) -> np.ndarray:
-    """A normalised `(3, H, W)` model input back to an `(H, W, 3)` picture in [0, 1]."""
-    mean = torch.tensor(processor.image_mean, device=pixel_values.device)[:, None, None]
-    std = torch.tensor(processor.image_std, device=pixel_values.device)[:, None, None]
-    return (pixel_values.float() * std + mean).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
 def _spread(length: int, count: int) -> list[int]:
