@@ -74,6 +74,8 @@ class FakeHub:
         full_id = repo_id if "/" in repo_id else f"{self.namespace}/{repo_id}"
         authorization = api._build_hf_headers(token=token).get("authorization")
         self.repos[full_id] = {"private": private, "endpoint": api.endpoint, "authorization": authorization}
+        # A Space's repo type and SDK, when given: a model repo's record stays as it was.
+        self.repos[full_id].update({name: kwargs[name] for name in ("repo_type", "space_sdk") if name in kwargs})
         return RepoUrl(f"{api.endpoint}/{full_id}", endpoint=api.endpoint)
 
     def create_branch(self, api: HfApi, repo_id: str, *, branch: str, exist_ok=False, **kwargs) -> None:

@@ -400,11 +400,15 @@ def _add_demo_arguments(demo: argparse.ArgumentParser) -> None:
 
 def _push(args: argparse.Namespace) -> None:
     from .hub.push import push_model
+    from .hub.space import space_repo_id
 
     commit = push_model(
-        args.model, args.repo_id, args.private, args.revision, args.commit_message, args.license, args.with_onnx
+        args.model, args.repo_id, args.private, args.revision, args.commit_message, args.license, args.with_onnx,
+        args.with_demo,
     )
     print(f"Pushed {args.model} to {commit.repo_url.url}: {commit.commit_url}")
+    if args.with_demo:
+        print(f"Pushed its Gradio demo to the Space {space_repo_id(commit.repo_url.repo_id)}")
 
 
 def _add_push_arguments(push: argparse.ArgumentParser) -> None:
@@ -419,6 +423,10 @@ def _add_push_arguments(push: argparse.ArgumentParser) -> None:
     push.add_argument(
         "--with_onnx", action="store_true", help="Export the model to ONNX (float32, int8) and upload its onnx/ too."
     )
+    push.add_argument(
+        "--with_demo", action="store_true",
+        help="Also push a Gradio Space that demos the model (REPO_ID-demo), linked from the card.",
+    )  # fmt: skip
     push.set_defaults(handler=_push)
 
 

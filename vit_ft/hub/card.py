@@ -139,15 +139,20 @@ def run_environment(args: "TrainingArguments") -> dict[str, int | str]:
     return TrainingFacts(processes=args.world_size, hardware=hardware).as_results()
 
 
-def write_model_card(model_dir: str | Path, repo_id: str, license: str | None = None) -> Path:
+def write_model_card(
+    model_dir: str | Path, repo_id: str, license: str | None = None, space_id: str | None = None
+) -> Path:
     """Writes the card of `model_dir` (see `build_model_card`) to `model_dir/README.md`, replacing any there."""
-    return write_text(Path(model_dir) / CARD, str(build_model_card(model_dir, repo_id, license)))
+    return write_text(Path(model_dir) / CARD, str(build_model_card(model_dir, repo_id, license, space_id)))
 
 
-def build_model_card(model_dir: str | Path, repo_id: str, license: str | None = None) -> ModelCard:
+def build_model_card(
+    model_dir: str | Path, repo_id: str, license: str | None = None, space_id: str | None = None
+) -> ModelCard:
     """
     The card of the model or LoRA adapter in `model_dir`, to be pushed to `repo_id`. `license` (a Hub license id,
     e.g. `apache-2.0`) defaults to the recipe's `license`; with neither, the card states none rather than guess.
+    `space_id`, the Space of the model's demo (`vit-ft push --with_demo`), is linked from the card.
     Building it parses the metadata back with huggingface_hub's `ModelCardData`, offline: metadata the Hub would
     refuse (a malformed `model-index`) raises here, before anything is uploaded.
     """
@@ -166,7 +171,7 @@ def build_model_card(model_dir: str | Path, repo_id: str, license: str | None = 
                        "too, and train the adapter from its Hub id, for an adapter that loads by itself.")  # fmt: skip
     name = repo_id.split("/")[-1]
     metadata = _metadata(run, recipe, name, license)
-    variables = _template_variables(run, recipe, repo_id, name)
+    variables = {**_template_variables(run, recipe, repo_id, name), "space": space_id}
     return ModelCard.from_template(metadata, template_path=str(CARD_TEMPLATE), **variables)
 
 

@@ -3,11 +3,12 @@
 Everything goes through `huggingface_hub.HfApi` (create_repo, upload_folder), which reads `HF_TOKEN` (or the token
 `hf auth login` saved) and `HF_ENDPOINT` itself.
 
-    vit-ft push --model outputs/digits --repo_id my-user/vit-digits [--private] [--revision BRANCH]
+    vit-ft push --model outputs/digits --repo_id my-user/vit-digits [--private] [--revision BRANCH] [--with_demo]
 """
 
 import contextlib
 import shlex
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ from ..output_dir import (
 )
 from .arguments import check_repo_id
 from .card import write_model_card
+from .space import space_repo_id, write_space
 
 if TYPE_CHECKING:  # importing the Trainer takes a while; `import vit_ft` should not wait for it
     from transformers import Trainer
@@ -73,14 +75,17 @@ def push_model(
     commit_message: str | None = None,
     license: str | None = None,
     with_onnx: bool = False,
+    with_demo: bool = False,
 ) -> CommitInfo:
     """
     Pushes the vit-ft model or LoRA adapter in `model_dir` to the Hub repo `repo_id`: creates the repo (`private`
     if asked; an existing one is kept), writes the model card to `model_dir/README.md` (`license` as in
     `build_model_card`), creates the branch `revision` if it is missing, then uploads the directory but checkpoints
     and logs (`IGNORE_PATTERNS`). `with_onnx` first exports the model into `model_dir/onnx/` (float32 and int8, as
-    `vit-ft export`), so the repo serves ONNX Runtime and transformers.js too, and the card says how. The arguments are
-    checked before the first request; a failed request raises a PushError that gives the command to retry.
+    `vit-ft export`), so the repo serves ONNX Runtime and transformers.js too, and the card says how. `with_demo`
+    also pushes a Gradio Space that loads the model by id (`space.write_space`) to `<repo_id>-demo`, and the card
+    links it. The arguments are checked before the first request; a failed request raises a PushError that gives the
+    command to retry. Returns the model repo's commit.
     """
     check_model_dir(model_dir)
     read_run(model_dir)  # the files the card is written from: a damaged one fails here, before any request
@@ -88,29 +93,49 @@ def push_model(
         raise ValueError(f"{model_dir} is a LoRA adapter: --with_onnx exports models. Merge it first (vit-ft "
                          "merge-lora --adapter DIR --output MERGED) and push the merged model with "
                          "--with_onnx.")  # fmt: skip
+    if with_demo and (Path(model_dir) / ADAPTER_CONFIG).is_file():
+        raise ValueError(f"{model_dir} is a LoRA adapter: the --with_demo Space loads a model with transformers "
+                         "alone. Merge it first (vit-ft merge-lora --adapter DIR --output MERGED) and push the merged "
+                         "model with --with_demo.")  # fmt: skip
     check_repo_id(repo_id, "--repo_id")
+    if with_demo:
+        space_repo_id(repo_id)  # checked before any request: a model id near the length limit has no room for -demo
     if get_token() is None:
         raise ValueError("vit-ft push needs a Hub token with write access, and none was found: set the HF_TOKEN "
                          "environment variable or run `hf auth login`.")  # fmt: skip
     command = retry_command(model_dir, repo_id, private=private, revision=revision, commit_message=commit_message,
-                            license=license, with_onnx=with_onnx)  # fmt: skip
+                            license=license, with_onnx=with_onnx, with_demo=with_demo)  # fmt: skip
     if with_onnx:
         add_onnx_models(model_dir)  # before any request: an export that fails leaves the Hub untouched
     api = HfApi()
     with _retry_hint(model_dir, command):
         # The full id: create_repo adds the user's namespace to a bare name, and the card's snippets need it.
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    write_model_card(model_dir, repo_id, license)
+    space_id = space_repo_id(repo_id) if with_demo else None
+    write_model_card(model_dir, repo_id, license, space_id)
     with _retry_hint(model_dir, command):
         if revision is not None:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
-        return api.upload_folder(
+        commit = api.upload_folder(
             repo_id=repo_id,
             folder_path=model_dir,
             revision=revision,
             commit_message=commit_message or "Upload with vit-ft push",
             ignore_patterns=IGNORE_PATTERNS,
         )
+    if space_id is not None:
+        _push_space(api, space_id, repo_id, private, model_dir, command)
+    return commit
+
+
+def _push_space(api: HfApi, space_id: str, model_repo_id: str, private: bool | None, model_dir, command: str) -> None:
+    """Writes the Space of `model_repo_id` in a temporary folder and pushes it to `space_id`, a Gradio Space."""
+    with tempfile.TemporaryDirectory(prefix="vit_ft_space_") as folder:
+        write_space(folder, model_repo_id)
+        with _retry_hint(model_dir, command):
+            api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+            api.upload_folder(repo_id=space_id, repo_type="space", folder_path=folder,
+                              commit_message="Gradio demo of the model, from vit-ft push --with_demo")  # fmt: skip
 
 
 def push_trained_model(trainer: "Trainer") -> None:
