@@ -25,6 +25,7 @@ ALLOWED = {
     "training": {"model", "output_dir", "checkpoint_integrity", "checkpoints", "data", "hub"},
     "evaluation": {"output_dir", "checkpoints", "data", "export"},
     "pretraining": {"model", "data", "evaluation"},
+    "demo": {"output_dir", "data", "evaluation"},
 }
 TOP = {"recipe", "train", "pretrain", "cli", "__init__"}
 

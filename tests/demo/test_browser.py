@@ -28,7 +28,7 @@ from vit_ft.demo.examples import write_examples
 from vit_ft.hub.space import write_space
 
 REPO = Path(__file__).resolve().parents[2]
-SHORT_TRAINING = ["--max_steps", "120", "--eval_strategy", "no", "--save_strategy", "no"]
+SHORT_TRAINING = ["--max_steps", "200", "--eval_strategy", "no", "--save_strategy", "no"]
 PICTURE_WIDTH = 256  # the digits model sees 16x16: drawn 16 times as large
 
 

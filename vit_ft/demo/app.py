@@ -19,6 +19,8 @@ INSTALL_HINT = "pip install 'vit-ft[demo]' (in a clone: pip install -e \".[demo]
 # visitor who should not be tracked) does without.
 _FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 _MONO_FONTS = ["ui-monospace", "monospace"]
+# An upload is shown filling its box, with square pixels: an 8x8 digit would otherwise be a dot.
+_CSS = "#image img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
 
 
 def import_gradio():
@@ -112,7 +114,7 @@ def serve_demo(
         app.queue(default_concurrency_limit=1)  # one model, one image at a time
         theme = gr.themes.Default(font=_FONTS, font_mono=_MONO_FONTS)
         app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, show_error=True,
-                   ssr_mode=False, allowed_paths=[examples_dir], theme=theme)  # fmt: skip
+                   ssr_mode=False, allowed_paths=[examples_dir], theme=theme, css=_CSS)  # fmt: skip
         print(f"vit-ft demo: serving {model_source} at {app.local_url} (Ctrl-C stops it)", flush=True)
         try:
             threading.Event().wait()  # the server runs in its own threads until Ctrl-C
