@@ -72,6 +72,9 @@ def check_pretraining_recipe(recipe: PretrainingRecipe) -> None:
                          "pretrain the merged model.")  # fmt: skip
     if training.freeze_backbone:
         raise ValueError("freeze_backbone trains a classifier head only; a pretraining has none: unset it.")
+    if recipe.hub.with_demo:
+        raise ValueError("with_demo: true pushes a demo of a classifier's answers, and a pretrained encoder has no "
+                         "classes to show: unset it, and push the fine-tuned model with --with_demo.")  # fmt: skip
     if model.preset:
         # The decoder's limits need the encoder's width: known here for a preset, at loading for a checkpoint.
         arch = model.preset.split(".", 1)[0]

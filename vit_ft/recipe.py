@@ -16,6 +16,7 @@ from transformers import HfArgumentParser
 from .checkpoints.arguments import ModelArguments
 from .data.arguments import AugmentationArguments, DataArguments
 from .hub.arguments import HubArguments
+from .hub.space import space_repo_id
 from .output_dir import ADAPTER_CONFIG, LATEST_CHECKPOINT, RECIPE, write_text
 from .training.arguments import DistillationArguments, LoraArguments, ViTTrainingArguments
 
@@ -70,8 +71,23 @@ def check_recipe(recipe: Recipe) -> None:
             raise ValueError(f"{model.model_name_or_path} is a LoRA adapter: merge it first (vit-ft merge-lora "
                              f"--adapter {model.model_name_or_path} --output DIR) and train the new adapter on the "
                              "merged model.")  # fmt: skip
+    if recipe.hub.with_demo:
+        _check_with_demo(recipe)
     if recipe.data.has_training_data:
         recipe.training.check_trains()
+
+
+def _check_with_demo(recipe: Recipe) -> None:
+    """A run that pushes a demo Space pushes a model (not an adapter) to a repo whose id has room for `-demo`."""
+    training = recipe.training
+    if not training.push_to_hub:
+        raise ValueError("with_demo: true pushes a demo Space at the end of a push_to_hub run: set push_to_hub: true, "
+                         "or push the run later with `vit-ft push --with_demo`.")  # fmt: skip
+    if recipe.lora.enabled:
+        raise ValueError("with_demo: true with peft_method: lora: the Space loads a model with transformers alone. "
+                         "Merge the adapter after the run (vit-ft merge-lora) and push the merged model with "
+                         "`vit-ft push --with_demo`.")  # fmt: skip
+    space_repo_id(training.hub_model_id or Path(training.output_dir).absolute().name)
 
 
 def _field_names(dataclasses=GROUPS) -> list[str]:

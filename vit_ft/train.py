@@ -257,5 +257,5 @@ def _train_evaluate_save(recipe: Recipe) -> dict:
     if args.should_save and recipe.lora.enabled:
         # peft's save_pretrained leaves a template README.md; the adapter's card replaces it.
         write_model_card(args.output_dir, args.hub_model_id or Path(args.output_dir).name)
-    push_trained_model(trainer)
+    push_trained_model(trainer, recipe.hub.with_demo)
     return results

@@ -1,6 +1,7 @@
 """`vit-ft push --with_demo`: a Gradio Space beside the model repo, which loads the model without vit-ft."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,10 +12,13 @@ import yaml
 from PIL import Image
 
 from tests.conftest import import_blocker, tiny_config
+from tests.hub.test_hub import RECIPE, TRAIN
 from vit_ft import ViTForImageClassification
 from vit_ft.checkpoints.loading import default_processor
 from vit_ft.cli import main
 from vit_ft.hub.space import REQUIREMENTS, write_space
+from vit_ft.recipe import read_recipe
+from vit_ft.train import run_training
 
 SPACE_FILES = {"app.py", "attention_maps.py", "requirements.txt", "README.md"}
 
@@ -91,3 +95,33 @@ def test_the_space_app_answers_without_vit_ft(tiny_model, tmp_path):
     assert sum(answer["labels"].values()) == pytest.approx(1.0, abs=1e-5)
     assert answer["shape"] == [256, 256, 3] and answer["dtype"] == "uint8"  # 32x32 drawn 8 times as large
     assert answer["vit_ft"] == []
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ([], "with_demo: true pushes a demo Space at the end of a push_to_hub run: set push_to_hub: true"),
+        (["--push_to_hub", "true", "--hub_model_id", "tester/" + "a" * 92], "--with_demo's Space id"),
+    ],
+    ids=["without push_to_hub", "no room for -demo"],
+)
+def test_with_demo_in_a_recipe_is_checked_before_the_run(fake_hub, tmp_path, flags, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_recipe(RECIPE, [*TRAIN, "--output_dir", str(tmp_path / "run"), "--with_demo", "true", *flags])
+
+
+@pytest.mark.slow
+def test_push_to_hub_with_demo_pushes_the_space_after_the_model_and_the_card_links_it(fake_hub, tmp_path):
+    output = tmp_path / "digits-push"
+    flags = ["--push_to_hub", "true", "--hub_strategy", "end", "--hub_model_id", "tester/digits-push"]
+    run_training(read_recipe(RECIPE, [*TRAIN, "--output_dir", str(output), *flags, "--with_demo", "true"]))
+    assert [(commit["repo_id"], commit["message"]) for commit in fake_hub.commits][-2:] == [
+        ("tester/digits-push", "End of training"),
+        ("tester/digits-push-demo", "Gradio demo of the model, from vit-ft push --with_demo"),
+    ]
+    assert fake_hub.repos["tester/digits-push-demo"]["repo_type"] == "space"
+    assert _front_matter((fake_hub.files("tester/digits-push-demo") / "README.md").read_text())["models"] == [
+        "tester/digits-push"
+    ]
+    card = (fake_hub.files("tester/digits-push") / "README.md").read_text()
+    assert "[tester/digits-push-demo](https://huggingface.co/spaces/tester/digits-push-demo)" in card

@@ -31,3 +31,7 @@ class HubArguments:
     license: str | None = field(
         default=None, metadata={"help": "Hub license id of the trained model for its card, e.g. apache-2.0 or mit."}
     )
+    with_demo: bool = field(
+        default=False,
+        metadata={"help": "With push_to_hub: true, also push a Gradio Space (<hub_model_id>-demo) the card links."},
+    )

@@ -138,16 +138,22 @@ def _push_space(api: HfApi, space_id: str, model_repo_id: str, private: bool | N
                               commit_message="Gradio demo of the model, from vit-ft push --with_demo")  # fmt: skip
 
 
-def push_trained_model(trainer: "Trainer") -> None:
+def push_trained_model(trainer: "Trainer", with_demo: bool = False) -> None:
     """
     At the end of a run with `push_to_hub: true`: `Trainer.push_to_hub`, which saves the model, writes vit-ft's card
-    (`ViTTrainer.create_model_card`) and uploads the output directory. A failed upload raises a PushError that gives
-    the `vit-ft push` command to retry; the run's files are all written by then.
+    (`ViTTrainer.create_model_card`) and uploads the output directory; then, `with_demo`, the model's demo Space (as
+    `vit-ft push --with_demo`), which the card links. A failed upload raises a PushError that gives the `vit-ft push`
+    command to retry; the run's files are all written by then.
     """
     args = trainer.args
     if not args.push_to_hub:
         return
     repo_id = trainer.hub_model_id or args.hub_model_id or Path(args.output_dir).absolute().name
-    command = retry_command(args.output_dir, repo_id, private=args.hub_private_repo, revision=args.hub_revision)
+    command = retry_command(args.output_dir, repo_id, private=args.hub_private_repo, revision=args.hub_revision,
+                            with_demo=with_demo)  # fmt: skip
+    if with_demo:
+        trainer.demo_space = space_repo_id(repo_id)  # before the push, which writes the card that links it
     with _retry_hint(args.output_dir, command):
         trainer.push_to_hub(commit_message="End of training")
+    if with_demo:
+        _push_space(HfApi(), trainer.demo_space, repo_id, args.hub_private_repo, args.output_dir, command)

@@ -53,6 +53,7 @@ class ViTTrainer(Trainer):
             self.add_callback(ema)
         # Label smoothing lives in `batch_mixer`'s targets: the Trainer's own smoother expects class ids.
         self.label_smoother = None
+        self.demo_space: str | None = None  # the Space of the model's demo, pushed after it (`with_demo: true`)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -147,9 +148,12 @@ class ViTTrainer(Trainer):
             save_results(self.args.output_dir, split, metrics, combined)
 
     def create_model_card(self, license: str | None = None, **trainer_card_fields) -> None:
-        """vit-ft's card (`vit_ft.hub.card`) in README.md, for the Trainer's draft: `push_to_hub` uploads it."""
+        """
+        vit-ft's card (`vit_ft.hub.card`) in README.md, for the Trainer's draft: `push_to_hub` uploads it. It links
+        `demo_space`, the Space a `with_demo: true` run pushes after the model, when set.
+        """
         if self.is_world_process_zero():
-            write_model_card(self.args.output_dir, self.hub_model_id, license)
+            write_model_card(self.args.output_dir, self.hub_model_id, license, self.demo_space)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """
