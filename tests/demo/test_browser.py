@@ -84,7 +84,11 @@ def test_the_demo_answers_in_a_browser_and_stops_on_ctrl_c(digits_model, digit_i
             assert "dot.png is 1x1 pixels, too small to show anything" in page.inner_text("#note")
             assert shown_scores(page) == {}
             upload(page, digit_images[7])
-            assert wait_for_scores(page) and "attention map" in page.inner_text("#note")
+            after_the_refusal = wait_for_scores(page)
+            assert "attention map" in page.inner_text("#note")
+            page.locator(".gallery-item").nth(0).click()  # the run's first test image, a 0
+            assert len(page.locator(".gallery-item").all()) == 10  # one per digit
+            assert wait_for_scores(page, other_than=after_the_refusal)
         process.send_signal(signal.SIGINT)  # Ctrl-C
         assert process.wait(30) == 0
         output = log.read_text()
