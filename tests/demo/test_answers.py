@@ -35,7 +35,7 @@ def model_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def export_dir(model_dir, tmp_path_factory) -> str:
-    return str(export_onnx(model_dir, str(tmp_path_factory.mktemp("export") / "tiny_onnx")))
+    return str(export_onnx(model_dir, str(tmp_path_factory.mktemp("export") / "tiny_onnx"), quantize="int8"))
 
 
 @pytest.fixture(scope="module")
@@ -128,12 +128,13 @@ def test_a_cleared_image_clears_the_answer(model):
     assert respond(model, None, "none", 3) == (None, None, "")
 
 
-def test_an_export_gives_the_models_scores_and_says_it_has_no_map(model, model_dir, export_dir, photo):
-    from_export = load_demo_model(export_dir)
+@pytest.mark.parametrize("onnx_file, tolerance", [(None, 1e-4), ("model_quantized.onnx", 0.05)])
+def test_an_export_gives_the_models_scores_and_says_it_has_no_map(model, export_dir, photo, onnx_file, tolerance):
+    from_export = load_demo_model(export_dir, onnx_file)
     scores, picture, note = respond(from_export, _upload(photo), "gaussian_blur", 2)
     expected, _, _ = respond(model, _upload(photo), "gaussian_blur", 2)
     assert scores.keys() == expected.keys()
-    assert list(scores.values()) == pytest.approx(list(expected.values()), abs=1e-4)
+    assert list(scores.values()) == pytest.approx(list(expected.values()), abs=tolerance)  # int8 weights: close
     assert note == NO_MAP_NOTE and picture.shape == (256, 256, 3)
 
 
