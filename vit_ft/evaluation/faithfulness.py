@@ -110,8 +110,8 @@ def faithfulness(
     data, _, carving = load_split(model_dir, data_args, split)
     processor = load_processor(model, model_dir, trust_remote_code=trust_remote_code)
     transform = ExampleTransform(build_eval_transform(processor), strict=data_args.strict_images)
-    curves, skipped = _curves(model, with_corruption(data[split], transform, *data_args.corruption), methods, steps, seed,
-                              batch_size)  # fmt: skip
+    scored = with_corruption(data[split], transform, *data_args.corruption)
+    curves, skipped = _curves(model, scored, methods, steps, seed, batch_size)
     results = {"model": str(model_dir), "split": split, "examples": len(curves[RANDOM]), "skipped_images": skipped,
                "steps": curves[RANDOM].shape[1] - 1, "seed": seed, "fill": "image mean",
                "explained": "predicted class"}  # fmt: skip
