@@ -14,14 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from .test_cli import REPO, assert_one_line, files
 
 RECIPE = REPO / "recipes" / "full_finetune" / "digits.yaml"
-# Short runs of the digits model: 150 steps (about 28% test accuracy) tell apart from 2 steps (about 10%).
+# Short runs of the digits model: 150 steps (about 28% test accuracy) tell apart from 2 steps (about 10%). They read
+# the class token: the recipe's mean pooling wins over 100 epochs but is still near chance after 150 steps.
+CLASS_TOKEN = {**yaml.safe_load(RECIPE.read_text())["model_overrides"], "pooling": "cls"}
 SHORT = ["--per_device_train_batch_size", "32", "--eval_strategy", "no", "--logging_steps", "10",
-         "--save_strategy", "steps", "--save_steps", "50", "--save_total_limit", "2"]  # fmt: skip
+         "--save_strategy", "steps", "--save_steps", "50", "--save_total_limit", "2",
+         "--model_overrides", json.dumps(CLASS_TOKEN)]  # fmt: skip
 TRAINED_STEPS = 150
 
 

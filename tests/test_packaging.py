@@ -102,6 +102,19 @@ def test_every_distribution_vit_ft_imports_is_declared():
     assert undeclared == {}, "imported by vit_ft but not declared in pyproject.toml (package: first file)"
 
 
+def test_every_file_of_vit_ft_that_is_not_a_module_ships_as_package_data():
+    """A wheel takes a package's modules; any other file (the model card's templates) only through package-data."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    shipped = {
+        path
+        for package, patterns in setuptools["package-data"].items()
+        for pattern in patterns
+        for path in ROOT.joinpath(*package.split(".")).glob(pattern)
+    }
+    data = {path for path in PACKAGE.rglob("*") if path.is_file() and path.suffix not in (".py", ".pyc")}
+    assert sorted(str(path.relative_to(ROOT)) for path in data - shipped) == []
+
+
 # Private-looking names that the other library documents as its API: onnxscript's rewriter names a pattern's outputs
 # with `_outputs=[...]`.
 _DOCUMENTED = {"_outputs"}

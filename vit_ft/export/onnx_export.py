@@ -206,8 +206,8 @@ def write_onnx_models(
     # Batch 2 traced, any batch exported: the batch dimension is symbolic.
     shape = (2, config.num_channels, config.image_size, config.image_size)
     example = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    # No autograd: q, k and v then run as three Linear layers on their own weights, which the quantizer makes int8.
-    # In training they run as one GEMM over weights concatenated at run time, which it cannot.
+    # No autograd in the traced graph: dropout and drop path vanish, and q, k and v stay three Linear layers on their
+    # own weights, which the quantizer makes int8.
     with torch.no_grad():
         program = torch.onnx.export(
             LogitsOnly(model).eval(), (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],

@@ -1,15 +1,19 @@
 """The model card (README.md) of a vit-ft output directory: Hub metadata, how it was trained, results, usage, plots.
 
 The card is written from the record of the files a run leaves (`vit_ft.output_dir.read_run`), so `vit-ft push` can
-write it long after training, and `push_to_hub: true` writes the same card at the end of a run.
+write it long after training, and `push_to_hub: true` writes the same card at the end of a run. This module decides
+what the card shows; the Jinja2 template `templates/model_card.md.j2`, which huggingface_hub's
+`ModelCard.from_template` renders, decides how it reads.
 """
 
 import logging
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+import jinja2
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -20,9 +24,11 @@ from ..output_dir import (
     ATTENTION_MAPS,
     CARD,
     CONFUSION_MATRIX,
+    MODEL_CONFIG,
     MODELING_CODE,
     ONNX_FOLDER,
     ONNX_QUANTIZED_MODEL,
+    PROCESSOR_CONFIG,
     RECIPE,
     RECONSTRUCTIONS,
     TRAINING_CURVES,
@@ -40,6 +46,10 @@ if TYPE_CHECKING:  # importing the Trainer takes a while; `import vit_ft` should
 
 logger = logging.getLogger(__name__)
 
+TEMPLATES = Path(__file__).parent / "templates"
+CARD_TEMPLATE = TEMPLATES / "model_card.md.j2"  # the card's layout; this module decides what it shows
+TRANSFORMERS_JS_TEMPLATE = TEMPLATES / "transformers_js_usage.mjs.j2"
+
 # vit_ft.data.datasets.BUILT_IN_DATASETS' names (hub sits beside data, not above it), with a readable name each.
 BUILT_IN_DATASETS = {"digits": "scikit-learn digits (8x8)", "lfw_faces": "scikit-image LFW faces subset (25x25)"}
 # The recipe fields a reader needs to judge a run; the whole recipe is in the repo next to the card.
@@ -56,17 +66,59 @@ METHOD_HYPERPARAMETERS = {
     "peft_method": ("peft_method", "lora_r", "lora_alpha", "lora_dropout", "lora_target", "lora_bias", "use_dora",
                     "use_rslora"),
     "teacher_model_name_or_path": ("teacher_model_name_or_path", "distillation_type", "distillation_alpha",
-                                   "distillation_temperature", "teacher_dtype", "student_from_teacher",
-                                   "student_layers"),
+                                   "distillation_temperature", "teacher_dtype", "teacher_label_matching",
+                                   "student_from_teacher", "student_layers"),
     "image_corruptions": ("image_corruptions", "corruption_severity", "corruption_seed"),
     "mask_ratio": ("mask_ratio", "decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",
                    "decoder_intermediate_size", "norm_pix_loss", "validation_share"),
 }  # fmt: skip
-_PLOTS = {TRAINING_CURVES: "Training curves", CONFUSION_MATRIX: "Confusion matrix (test split)",
-          ATTENTION_MAPS: "Attention maps (test split)",
-          RECONSTRUCTIONS: "Reconstructions (held-out images: original, masked, rebuilt)"}
+_PLOTS = {
+    TRAINING_CURVES: "Training curves",
+    CONFUSION_MATRIX: "Confusion matrix (test split)",
+    ATTENTION_MAPS: "Attention maps (test split)",
+    RECONSTRUCTIONS: "Reconstructions (held-out images: original, masked, rebuilt)",
+}
+
+
+@dataclass(frozen=True)
+class CardRecipe:
+    """
+    The recipe fields the card reads beyond its hyperparameter table, typed: each is the field of that name of an
+    argument group (tests/hub/test_card.py checks them all, with KEY_HYPERPARAMETERS and METHOD_HYPERPARAMETERS). A
+    recipe from an older run may lack a field, which then keeps its default here.
+    """
+
+    preset: str | None = None
+    dataset_name: str | None = None
+    dataset_config_name: str | None = None
+    train_dir: str | None = None
+    test_dir: str | None = None
+    teacher_model_name_or_path: str | None = None
+    distillation_type: str | None = None
+    student_from_teacher: bool = False
+    student_layers: str | None = None
+    per_device_train_batch_size: int | None = None
+    gradient_accumulation_steps: int = 1
+    license: str | None = None
+
+    @classmethod
+    def from_recipe(cls, recipe: dict) -> "CardRecipe":
+        return cls(**{item.name: recipe[item.name] for item in fields(cls) if item.name in recipe})
+
+
 # config.json's `architectures` of a `vit-ft pretrain` output: an encoder (with its MAE decoder), not a classifier.
 MASKED_AUTOENCODER = "ViTForMaskedAutoencoding"
+LABELS_SHOWN = 20  # the first classes the summary names; config.json has them all
+# The files the card points a reader to, by their names in `vit_ft.output_dir`.
+_FILES = {
+    "recipe": RECIPE,
+    "all_results": ALL_RESULTS,
+    "model_config": MODEL_CONFIG,
+    "processor_config": PROCESSOR_CONFIG,
+    "modeling_code": MODELING_CODE,
+    "adapter_config": ADAPTER_CONFIG,
+    "adapter_record": ADAPTER_RECORD,
+}
 
 
 class _Metric(NamedTuple):
@@ -103,7 +155,8 @@ def build_model_card(model_dir: str | Path, repo_id: str, license: str | None = 
     if run.adapter is not None and run.adapter.get("peft_type") != "LORA":
         raise ValueError(f"{model_dir}/{ADAPTER_CONFIG} holds a {run.adapter.get('peft_type')} adapter: vit-ft writes "
                          "cards for LoRA adapters only.")  # fmt: skip
-    license = license or run.recipe.get("license")
+    recipe = CardRecipe.from_recipe(run.recipe)
+    license = license or recipe.license
     if not license:
         logger.warning(f"{model_dir}: no license given, so the card states none. Set `license` in the recipe or "
                        "pass --license (a Hub license id, e.g. apache-2.0).")  # fmt: skip
@@ -112,19 +165,140 @@ def build_model_card(model_dir: str | Path, repo_id: str, license: str | None = 
                        "adapter from the Hub needs the base given by hand (the card says so). Push the base model "
                        "too, and train the adapter from its Hub id, for an adapter that loads by itself.")  # fmt: skip
     name = repo_id.split("/")[-1]
-    metadata = _metadata(run, name, license)
-    sections = (
-        f"# {name}",
-        _summary(run),
-        _results_section(run),
-        _robustness_section(run),
-        _usage_section(run, repo_id),
-        _onnx_section(run, repo_id),
-        _training_section(run),
-        *(f"## {_PLOTS[plot]}\n\n![{_PLOTS[plot].lower()}]({plot})" for plot in run.plots),
-    )
-    body = "\n\n".join(section for section in sections if section)
-    return ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n{body}\n")
+    metadata = _metadata(run, recipe, name, license)
+    variables = _template_variables(run, recipe, repo_id, name)
+    return ModelCard.from_template(metadata, template_path=str(CARD_TEMPLATE), **variables)
+
+
+def transformers_js_usage(repo_id: str, dtype: str) -> str:
+    """
+    JavaScript that classifies image.png with transformers.js from the repo's ONNX file of `dtype` ("fp32", or "q8"
+    for model_quantized.onnx). transformers.js picks its model class by model type and does not know "vit_ft", so the
+    snippet hands it the config as "vit": its ViT classifier takes `pixel_values` and gives `logits`, as the export.
+    """
+    template = jinja2.Template(TRANSFORMERS_JS_TEMPLATE.read_text(encoding="utf-8"), undefined=jinja2.StrictUndefined)
+    return template.render(repo_id=repo_id, dtype=dtype)
+
+
+# What the template is given: each part of the card as plain values, its wording and Markdown left to the template.
+
+
+class _Link(NamedTuple):
+    """A model the card names: linked when it is a Hub id; a local directory means nothing on the Hub."""
+
+    name: str
+    on_hub: bool
+
+
+class _Adapter(NamedTuple):
+    rank: int
+    alpha: int
+    targets: list[str]  # module names (`q_proj`), or the one regular expression peft matches them with
+    base: _Link
+
+
+class _Architecture(NamedTuple):
+    layers: int
+    width: int
+    image_size: int
+    patch_size: int
+
+
+class _Pretraining(NamedTuple):
+    mask_ratio: str  # the share of patches hidden: "75%"
+    decoder_layers: int
+
+
+class _Origin(NamedTuple):
+    """Where a model's training started: at most one field is set, none for a directory no run wrote."""
+
+    teacher_layers: str | None = None  # cut from the teacher, keeping these layers
+    checkpoint: _Link | None = None  # fine-tuned from it
+    preset: str | None = None  # trained from scratch
+
+
+class _Teacher(NamedTuple):
+    model: _Link
+    distillation_type: str | None
+
+
+class _Labels(NamedTuple):
+    count: int
+    shown: list[str]  # the first LABELS_SHOWN
+
+
+class _Table(NamedTuple):
+    header: list[str]
+    rows: list[list[str]]
+
+
+class _Robustness(NamedTuple):
+    """One `vit-ft evaluate --corruptions` report."""
+
+    split: str
+    examples: int
+    onnx_file: str | None  # the export's file scored, when it was not the PyTorch model
+    severities: tuple[int, ...]
+    table: _Table
+    plot: str | None
+
+
+class _Onnx(NamedTuple):
+    paths: list[str]  # every ONNX file of the repo: onnx/model.onnx, ...
+    quantized: str | None  # the int8 file, when the repo holds it
+    file: str  # the file the snippets run
+    path: str  # its path in the repo
+    image_size: int
+    transformers_js: str
+
+
+class _Facts(NamedTuple):
+    """How long training took, where, and how much of the model it trained."""
+
+    duration: str
+    processes: int | None
+    hardware: str | None
+    epochs: str | None
+    batch_size: int | None  # per device x accumulation steps x processes; None without the recipe's
+    per_device_batch_size: int | None
+    accumulation_steps: int
+    trainable_parameters: str | None
+    total_parameters: str | None
+
+
+class _Training(NamedTuple):
+    command: str
+    facts: _Facts | None
+    hyperparameters: list[tuple[str, object]]
+
+
+class _Plot(NamedTuple):
+    title: str
+    file: str
+
+
+def _template_variables(run: RunRecord, recipe: CardRecipe, repo_id: str, name: str) -> dict:
+    """The template's variables: what the card shows, None (or empty) for a part it leaves out."""
+    kind = "adapter" if run.adapter is not None else "encoder" if _is_encoder(run) else "classifier"
+    dataset = _dataset(recipe)
+    return {
+        "title": name,
+        "repo_id": repo_id,
+        "files": _FILES,
+        "kind": kind,  # also picks the usage section
+        "dataset": dataset[1] if dataset else None,
+        "adapter": _adapter(run) if kind == "adapter" else None,
+        "architecture": _architecture(run.config) if kind != "adapter" else None,
+        "pretraining": _pretraining(run.config) if kind == "encoder" else None,
+        "origin": _origin(run, recipe),
+        "teacher": _teacher(recipe),
+        "labels": _labels(run),
+        "results": _results_table(run),
+        "robustness": [_robustness(report) for report in run.robustness],
+        "onnx": _onnx(run, repo_id),
+        "training": _training(run, recipe),
+        "plots": [_Plot(_PLOTS[plot], plot) for plot in run.plots],
+    }
 
 
 def _hub_id(name: str | None) -> str | None:
@@ -134,18 +308,18 @@ def _hub_id(name: str | None) -> str | None:
     return name
 
 
-def _hub_link(name: str) -> str:
-    return f"[{name}](https://huggingface.co/{name})" if _hub_id(name) else f"`{name}`"
+def _link(name: str) -> _Link:
+    return _Link(name, _hub_id(name) is not None)
 
 
-def _dataset(recipe: dict) -> tuple[str, str] | None:
+def _dataset(recipe: CardRecipe) -> tuple[str, str] | None:
     """The dataset's (id, readable name): a Hub id, a built-in dataset, or image folders; None without a recipe."""
-    name = recipe.get("dataset_name")
+    name = recipe.dataset_name
     if name in BUILT_IN_DATASETS:
         return name, BUILT_IN_DATASETS[name]
     if name:
         return name, name
-    folder = recipe.get("train_dir") or recipe.get("test_dir")
+    folder = recipe.train_dir or recipe.test_dir
     return ("imagefolder", f"image folder {Path(folder).name}") if folder else None
 
 
@@ -167,9 +341,9 @@ def _metrics(scores: Iterable[SplitMetrics]) -> list[_Metric]:
     return metrics
 
 
-def _eval_results(run: RunRecord) -> list[EvalResult]:
+def _eval_results(run: RunRecord, recipe: CardRecipe) -> list[EvalResult]:
     """The `model-index` entries: each split's accuracy, top-k accuracy and macro F1."""
-    dataset = _dataset(run.recipe)
+    dataset = _dataset(recipe)
     if dataset is None:  # results without the recipe that says what data they are on
         return []
     eval_results = []
@@ -177,7 +351,7 @@ def _eval_results(run: RunRecord) -> list[EvalResult]:
         for metric in _metrics([scores]):
             eval_results.append(EvalResult(
                 task_type="image-classification", task_name="Image Classification", dataset_type=dataset[0],
-                dataset_name=dataset[1], dataset_config=run.recipe.get("dataset_config_name"), dataset_split=split,
+                dataset_name=dataset[1], dataset_config=recipe.dataset_config_name, dataset_split=split,
                 metric_type=metric.hub_type, metric_name=f"{metric.name} ({split})", metric_args=metric.hub_args,
                 metric_value=metric.value(scores),
             ))  # fmt: skip
@@ -189,17 +363,17 @@ def _is_encoder(run: RunRecord) -> bool:
     return MASKED_AUTOENCODER in ((run.config or {}).get("architectures") or [])
 
 
-def _metadata(run: RunRecord, name: str, license: str | None) -> ModelCardData:
-    dataset = _dataset(run.recipe)
+def _metadata(run: RunRecord, recipe: CardRecipe, name: str, license: str | None) -> ModelCardData:
+    dataset = _dataset(recipe)
     encoder = _is_encoder(run)
     tags = ["vit_ft", "image-feature-extraction" if encoder else "image-classification", "vision"]
     if encoder:
         tags += ["mae", "self-supervised"]
     if run.adapter is not None:
         tags += ["peft", "lora"]
-    if run.recipe.get("teacher_model_name_or_path"):
+    if recipe.teacher_model_name_or_path:
         tags.append("distillation")
-    eval_results = _eval_results(run)
+    eval_results = _eval_results(run, recipe)
     return ModelCardData(
         library_name="peft" if run.adapter is not None else "transformers",
         license=license,
@@ -213,104 +387,70 @@ def _metadata(run: RunRecord, name: str, license: str | None) -> ModelCardData:
     )
 
 
-def _summary(run: RunRecord) -> str:
-    dataset = _dataset(run.recipe)
-    trained_on = f" on {dataset[1]}" if dataset else ""
-    if run.adapter is not None:
-        target = _module_names(run.adapter["target_modules"])
-        base = run.base_model or "(not recorded)"
-        lines = [
-            f"A LoRA adapter (rank {run.adapter['r']}, alpha {run.adapter['lora_alpha']}, on {target}) and classifier "
-            f"head for the Vision Transformer {_hub_link(base)}, trained{trained_on} with vit-ft. This repo "
-            "holds the adapter only: it loads on top of the base model (see Usage)."
-        ]
-        if not _hub_id(base):
-            lines.append(f"The base model was a local directory when the adapter was trained ({base}): give its Hub "
-                         "id or path as `base_model` when loading.")  # fmt: skip
-    elif _is_encoder(run):
-        architecture = _architecture(run.config)
-        lines = [f"A vit-ft Vision Transformer encoder ({architecture}) pretrained by masked autoencoding (MAE, He et "
-                 f"al. 2022: {run.config['mask_ratio']:.0%} of the patches hidden, the rest reconstructed by a "
-                 f"{run.config['decoder_num_hidden_layers']}-block decoder){_origin(run)}{trained_on}, without "
-                 "labels. It is a starting point to fine-tune (`vit-ft train` with `model_name_or_path`, which drops "
-                 "the decoder) or to read image features from."]  # fmt: skip
-    else:
-        architecture = _architecture(run.config)
-        lines = [f"A vit-ft Vision Transformer image classifier ({architecture}){_origin(run)}{trained_on}."]
-    teacher = run.recipe.get("teacher_model_name_or_path")
-    if teacher:
-        kind = run.recipe.get("distillation_type")
-        lines.append(f"It is a student distilled from the teacher {_hub_link(teacher)} with {kind or 'the'} "
-                     "distillation of DeiT (Touvron et al. 2021): it learned from the teacher's predictions as "
-                     "well as from the labels.")  # fmt: skip
-    labels = [run.id2label[key] for key in sorted(run.id2label, key=int)]
-    if labels:
-        shown = ", ".join(labels[:20]) + (", ..." if len(labels) > 20 else "")
-        lines.append(f"{len(labels)} classes: {shown}.")
-    return "\n\n".join(lines)
+def _adapter(run: RunRecord) -> _Adapter:
+    targets = run.adapter["target_modules"]
+    # peft's target modules, `vit.layers.0.attention.q_proj`, ..., named once each: `q_proj`; or a regular expression.
+    names = [targets] if isinstance(targets, str) else sorted({target.split(".")[-1] for target in targets})
+    # The base as peft recorded it; a directory of the machine the adapter was trained on is no Hub id.
+    return _Adapter(run.adapter["r"], run.adapter["lora_alpha"], names, _link(run.base_model or "(not recorded)"))
 
 
-def _origin(run: RunRecord) -> str:
+def _architecture(config: dict) -> _Architecture:
+    layers, width = config["num_hidden_layers"], config["hidden_size"]
+    return _Architecture(layers, width, config["image_size"], config["patch_size"])
+
+
+def _pretraining(config: dict) -> _Pretraining:
+    return _Pretraining(f"{config['mask_ratio']:.0%}", config["decoder_num_hidden_layers"])
+
+
+def _origin(run: RunRecord, recipe: CardRecipe) -> _Origin:
     """Where training started, from the recipe; nothing for a directory without one (from `vit-ft convert`)."""
-    if run.recipe.get("student_from_teacher"):
-        return f", cut from the teacher (its layers {run.recipe['student_layers']}) and trained"
+    if recipe.student_from_teacher:
+        return _Origin(teacher_layers=recipe.student_layers)
     if run.base_model:
-        return f", fine-tuned from {_hub_link(run.base_model)}"
-    if run.recipe.get("preset"):
-        return f", trained from scratch (`{run.recipe['preset']}`)"
-    return ""
+        return _Origin(checkpoint=_link(run.base_model))
+    return _Origin(preset=recipe.preset)
 
 
-def _module_names(targets: list[str] | str) -> str:
-    """peft's target modules, `vit.layers.0.attention.q_proj`, ... named once each: `q_proj`."""
-    if isinstance(targets, str):  # a regular expression
-        return f"`{targets}`"
-    return ", ".join(f"`{name}`" for name in sorted({target.split(".")[-1] for target in targets}))
+def _teacher(recipe: CardRecipe) -> _Teacher | None:
+    if not recipe.teacher_model_name_or_path:
+        return None
+    return _Teacher(_link(recipe.teacher_model_name_or_path), recipe.distillation_type)
 
 
-def _architecture(config: dict) -> str:
-    return (f"ViT, {config['num_hidden_layers']} layers of width {config['hidden_size']}, "
-            f"{config['image_size']}x{config['image_size']} images in {config['patch_size']}x{config['patch_size']} "
-            "patches")  # fmt: skip
+def _labels(run: RunRecord) -> _Labels:
+    labels = [run.id2label[key] for key in sorted(run.id2label, key=int)]
+    return _Labels(len(labels), labels[:LABELS_SHOWN])
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = [header, ["---"] * len(header), *rows]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
-def _results_section(run: RunRecord) -> str | None:
+def _results_table(run: RunRecord) -> _Table | None:
     if not run.splits:
         return None
     metrics = _metrics(run.splits.values())
     header = ["split", *(metric.name for metric in metrics), "loss"]
-    rows = [[split, *(_number(metric.value(scores)) for metric in metrics), _number(scores.loss)]
-            for split, scores in run.splits.items()]  # fmt: skip
-    return "## Results\n\n" + _table(header, rows)
+    rows = [
+        [split, *(_number(metric.value(scores)) for metric in metrics), _number(scores.loss)]
+        for split, scores in run.splits.items()
+    ]
+    return _Table(header, rows)
 
 
-def _robustness_section(run: RunRecord) -> str | None:
+def _robustness(report: RobustnessReport) -> _Robustness:
     """
-    One table per `vit-ft evaluate --corruptions` file: for one severity, the scores under each corruption against
-    the clean ones; for several, the accuracy at each severity, and the file's plot of it.
+    A `vit-ft evaluate --corruptions` file: for one severity, the scores under each corruption against the clean
+    ones; for several, the accuracy at each severity, and the file's plot of it.
     """
-    parts = []
-    for report in run.robustness:
-        where = f"Split `{report.split}` ({report.examples} images)"
-        if report.model_file and report.model_file.endswith(".onnx"):
-            where += f", scored with `{report.model_file}`"  # an export's model, not the PyTorch weights
-        if len(report.severities) == 1:
-            parts.append(f"{where}, corruption severity {report.severities[0]} of 5, from `vit-ft evaluate "
-                         f"--corruptions`:\n\n{_one_severity_table(report)}")  # fmt: skip
-        else:
-            parts.append(f"{where}, accuracy at corruption severities {', '.join(map(str, report.severities))} of "
-                         f"5, from `vit-ft evaluate --corruptions`:\n\n{_severities_table(report)}")  # fmt: skip
-        if report.plot:
-            parts.append(f"![accuracy against corruption severity]({report.plot})")
-    return "## Robustness to image corruptions\n\n" + "\n\n".join(parts) if parts else None
+    onnx_file = report.model_file if report.model_file and report.model_file.endswith(".onnx") else None
+    table = _one_severity_table(report) if len(report.severities) == 1 else _severities_table(report)
+    return _Robustness(report.split, report.examples, onnx_file, report.severities, table, report.plot)
 
 
-def _one_severity_table(report: RobustnessReport) -> str:
+def _one_severity_table(report: RobustnessReport) -> _Table:
     clean = report.clean
     metrics = _metrics([clean])
     header = ["corruption", *(metric.name for metric in metrics), "accuracy change"]
@@ -319,209 +459,75 @@ def _one_severity_table(report: RobustnessReport) -> str:
         scores = by_severity[report.severities[0]]
         change = scores.accuracy - clean.accuracy
         rows.append([corruption, *(_number(metric.value(scores)) for metric in metrics), f"{change:+.4f}"])
-    return _table(header, rows)
+    return _Table(header, rows)
 
 
-def _severities_table(report: RobustnessReport) -> str:
+def _severities_table(report: RobustnessReport) -> _Table:
     header = ["corruption", "clean", *(f"severity {severity}" for severity in report.severities)]
-    rows = [[corruption, _number(report.clean.accuracy),
-             *(_number(by_severity[severity].accuracy) for severity in report.severities)]
-            for corruption, by_severity in report.corruptions.items()]  # fmt: skip
-    return _table(header, rows)
+    rows = [
+        [
+            corruption,
+            _number(report.clean.accuracy),
+            *(_number(by_severity[severity].accuracy) for severity in report.severities),
+        ]
+        for corruption, by_severity in report.corruptions.items()
+    ]
+    return _Table(header, rows)
 
 
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.4f}"
+def _onnx(run: RunRecord, repo_id: str) -> _Onnx | None:
+    """How to run the repo's onnx/ models (`vit-ft export`, `vit-ft push --with_onnx`), without PyTorch."""
+    if not run.onnx_models:
+        return None
+    quantized = ONNX_QUANTIZED_MODEL if ONNX_QUANTIZED_MODEL in run.onnx_models else None
+    file = quantized or run.onnx_models[0]
+    dtype = "q8" if quantized else "fp32"  # transformers.js's name of each file
+    return _Onnx(
+        paths=[f"{ONNX_FOLDER}/{name}" for name in run.onnx_models],
+        quantized=quantized,
+        file=file,
+        path=f"{ONNX_FOLDER}/{file}",
+        image_size=run.config["image_size"],
+        transformers_js=transformers_js_usage(repo_id, dtype),
+    )
 
 
-def _training_section(run: RunRecord) -> str | None:
+def _training(run: RunRecord, recipe: CardRecipe) -> _Training | None:
     if not run.recipe:
         return None
     command = "vit-ft pretrain" if _is_encoder(run) else "vit-ft train"
-    lines = ["## Training", f"Trained with `{command}`; every setting of the run is in [{RECIPE}]({RECIPE}), and "
-             f"the metrics in [{ALL_RESULTS}]({ALL_RESULTS})."]  # fmt: skip
-    if run.training is not None:
-        lines.append(_hardware_line(run.training, run.recipe))
-    keys = [key for key in KEY_HYPERPARAMETERS if key in run.recipe]
-    for switch, fields in METHOD_HYPERPARAMETERS.items():
-        keys += [key for key in fields if run.recipe.get(switch) and key in run.recipe]
+    facts = _facts(run.training, recipe) if run.training is not None else None
+    return _Training(command, facts, _hyperparameters(run.recipe))
+
+
+def _hyperparameters(recipe: dict) -> list[tuple[str, object]]:
+    """The key fields of the recipe, then those of each method the run used."""
+    names = [name for name in KEY_HYPERPARAMETERS if name in recipe]
+    for switch, method_fields in METHOD_HYPERPARAMETERS.items():
+        names += [name for name in method_fields if recipe.get(switch) and name in recipe]
     # max_steps -1 means "train for num_train_epochs".
-    rows = [[key, f"`{run.recipe[key]}`"] for key in keys if run.recipe[key] not in (None, -1)]
-    lines.append(_table(["hyperparameter", "value"], rows))
-    return "\n\n".join(lines)
+    return [(name, recipe[name]) for name in names if recipe[name] not in (None, -1)]
 
 
-def _hardware_line(facts: TrainingFacts, recipe: dict) -> str:
-    processes = facts.processes
-    where = f" on {processes} process{'es' if processes != 1 else ''}, {facts.hardware}" if processes else ""
-    line = f"Training took {_duration(facts.runtime)}{where}"
-    if facts.epochs is not None:
-        line += f", {facts.epochs:g} epochs"
-    if processes and "per_device_train_batch_size" in recipe:
-        per_device, accumulation = recipe["per_device_train_batch_size"], recipe.get("gradient_accumulation_steps", 1)
-        line += (f"; batch size {per_device * accumulation * processes} (per device {per_device}, accumulation "
-                 f"steps {accumulation}, processes {processes})")  # fmt: skip
+def _facts(facts: TrainingFacts, recipe: CardRecipe) -> _Facts:
+    processes, per_device = facts.processes, recipe.per_device_train_batch_size
+    accumulation = recipe.gradient_accumulation_steps
+    batch_size = per_device * accumulation * processes if processes and per_device is not None else None
     trainable, total = facts.trainable_parameters, facts.total_parameters
-    if trainable is not None:
-        line += f"; {trainable:,} trainable parameters" + (f" of {total:,}" if total else "")
-    return line + "."
+    return _Facts(
+        duration=_duration(facts.runtime),
+        processes=processes,
+        hardware=facts.hardware,
+        epochs=f"{facts.epochs:g}" if facts.epochs is not None else None,
+        batch_size=batch_size,
+        per_device_batch_size=per_device,
+        accumulation_steps=accumulation,
+        trainable_parameters=f"{trainable:,}" if trainable is not None else None,
+        total_parameters=f"{total:,}" if total else None,
+    )
 
 
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(seconds, 60)
     hours, minutes = divmod(int(minutes), 60)
     return f"{hours} h {minutes} min" if hours else f"{minutes} min {seconds:.0f} s" if minutes else f"{seconds:.1f} s"
-
-
-def _usage_section(run: RunRecord, repo_id: str) -> str:
-    if run.adapter is not None:
-        return _adapter_usage(run, repo_id)
-    if _is_encoder(run):
-        return _encoder_usage(repo_id)
-    return f"""## Usage
-
-With vit-ft installed, its own classes load the model, and no code from the repo runs:
-
-```python
-import vit_ft  # registers vit_ft with transformers' Auto classes
-from transformers import AutoModel, AutoModelForImageClassification, pipeline
-
-classifier = pipeline("image-classification", model="{repo_id}")
-predictions = classifier("image.png", top_k=5)
-model = AutoModelForImageClassification.from_pretrained("{repo_id}")
-encoder = AutoModel.from_pretrained("{repo_id}")  # the ViT without its head, for image features
-```
-
-Without vit-ft, transformers runs the modeling code this repo holds (`{MODELING_CODE}`), so it must be trusted:
-
-```python
-from transformers import AutoModel, AutoModelForImageClassification, pipeline
-
-classifier = pipeline("image-classification", model="{repo_id}", trust_remote_code=True)
-predictions = classifier("image.png", top_k=5)
-model = AutoModelForImageClassification.from_pretrained("{repo_id}", trust_remote_code=True)
-encoder = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)
-```"""
-
-
-def _onnx_section(run: RunRecord, repo_id: str) -> str | None:
-    """How to run the repo's onnx/ models (`vit-ft export`, `vit-ft push --with_onnx`), without PyTorch."""
-    if not run.onnx_models:
-        return None
-    files = ", ".join(f"`{ONNX_FOLDER}/{name}`" for name in run.onnx_models)
-    file = ONNX_QUANTIZED_MODEL if ONNX_QUANTIZED_MODEL in run.onnx_models else run.onnx_models[0]
-    dtype = "q8" if file == ONNX_QUANTIZED_MODEL else "fp32"  # transformers.js's name of each file
-    return f"""## ONNX
-
-This repo also holds the model in ONNX ({files}; `model_quantized.onnx` has int8 weights), for ONNX Runtime and
-transformers.js, without PyTorch. Its input is `pixel_values` (batch, 3, {run.config['image_size']},
-{run.config['image_size']}), preprocessed as `preprocessor_config.json` says; its output is `logits`.
-
-With vit-ft, whose `predict` and `evaluate` commands run an export too:
-
-```python
-from huggingface_hub import snapshot_download
-from vit_ft import load_predictor
-
-predictor = load_predictor(snapshot_download("{repo_id}"), onnx_file="{file}")  # ONNX Runtime, no model code
-```
-
-With ONNX Runtime alone:
-
-```python
-import json
-
-import numpy as np
-import onnxruntime
-from huggingface_hub import hf_hub_download
-from PIL import Image
-
-with open(hf_hub_download("{repo_id}", "preprocessor_config.json")) as file:
-    processor = json.load(file)
-with open(hf_hub_download("{repo_id}", "config.json")) as file:
-    id2label = json.load(file)["id2label"]
-session = onnxruntime.InferenceSession(hf_hub_download("{repo_id}", "{ONNX_FOLDER}/{file}"))
-size = (processor["size"]["width"], processor["size"]["height"])
-image = np.asarray(Image.open("image.png").convert("RGB").resize(size, Image.BICUBIC), dtype=np.float32) / 255
-pixel_values = ((image - processor["image_mean"]) / processor["image_std"]).transpose(2, 0, 1)[None]
-(logits,) = session.run(["logits"], {{"pixel_values": pixel_values.astype(np.float32)}})
-print(id2label[str(int(logits[0].argmax()))])
-```
-
-In a browser, with transformers.js:
-
-```js
-{transformers_js_usage(repo_id, dtype)}
-```"""
-
-
-def transformers_js_usage(repo_id: str, dtype: str) -> str:
-    """
-    JavaScript that classifies image.png with transformers.js from the repo's ONNX file of `dtype` ("fp32", or "q8"
-    for model_quantized.onnx). transformers.js picks its model class by model type and does not know "vit_ft", so the
-    snippet hands it the config as "vit": its ViT classifier takes `pixel_values` and gives `logits`, as the export.
-    """
-    return f"""import {{ AutoConfig, pipeline }} from "@huggingface/transformers";
-
-// transformers.js runs the file as its ViT classifier: same input (pixel_values) and output (logits).
-const config = await AutoConfig.from_pretrained("{repo_id}");
-config.model_type = "vit";
-const classifier = await pipeline("image-classification", "{repo_id}", {{ dtype: "{dtype}", config }});
-const predictions = await classifier("image.png", {{ top_k: 5 }});"""
-
-
-def _adapter_usage(run: RunRecord, repo_id: str) -> str:
-    base = _hub_id(run.base_model)
-    if base is None:  # ADAPTER_CONFIG names a directory of the machine it was trained on
-        base = "BASE_MODEL_ID_OR_PATH"
-        load = f'load_model("{repo_id}", base_model="{base}")'
-    else:
-        load = f'load_model("{repo_id}")  # the base model named in {ADAPTER_CONFIG}, with this adapter'
-    return f"""## Usage
-
-With vit-ft installed, `load_model` builds the base model with the adapter's labels and adds the adapter:
-
-```python
-from vit_ft import load_model
-
-model = {load}
-```
-
-With peft directly, build the base model with vit-ft's class, as the adapter was trained (its labels and config
-changes are in `{ADAPTER_RECORD}`; a transformers ViT/DeiT base is converted on load), then add the adapter.
-Without vit-ft, merge the adapter first (`vit-ft merge-lora`) and share the merged model, which loads with
-`trust_remote_code=True`:
-
-```python
-import json
-
-from huggingface_hub import hf_hub_download
-from peft import PeftModel
-from vit_ft import ViTForImageClassification
-
-with open(hf_hub_download("{repo_id}", "{ADAPTER_RECORD}")) as file:
-    record = json.load(file)
-id2label = {{int(i): name for i, name in record["id2label"].items()}}  # JSON keys are strings
-base = ViTForImageClassification.from_pretrained(
-    "{base}", id2label=id2label, label2id=record["label2id"], ignore_mismatched_sizes=True,
-    **record["config_overrides"],
-)
-model = PeftModel.from_pretrained(base, "{repo_id}")
-```"""
-
-
-def _encoder_usage(repo_id: str) -> str:
-    return f"""## Usage
-
-Fine-tune it on labelled images with vit-ft: a recipe with `model_name_or_path: {repo_id}` (the decoder is dropped).
-Image features, with vit-ft installed (without it, add `trust_remote_code=True` to run the repo's `{MODELING_CODE}`):
-
-```python
-import vit_ft  # registers vit_ft with transformers' Auto classes
-from transformers import AutoModel, AutoModelForPreTraining, pipeline
-
-extractor = pipeline("image-feature-extraction", model="{repo_id}")
-features = extractor("image.png")
-encoder = AutoModel.from_pretrained("{repo_id}")  # the ViT encoder alone
-autoencoder = AutoModelForPreTraining.from_pretrained("{repo_id}")  # encoder and MAE decoder
-```"""
