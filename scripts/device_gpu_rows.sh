@@ -4,7 +4,8 @@
 # the model alone; and recipes/full_finetune/vit_base_in21k_beans.yaml for its 5 epochs on beans-shaped stand-ins
 # (scripts/beans_shaped_data.py), where the Hub cannot be reached. About 8 minutes on an H200.
 # Run from the repository root. Python packages the machine lacks (datasets, evaluate, httpx2 and what they need)
-# go as wheels in .whl/ (`pip download -d .whl datasets evaluate httpx2` on a machine with the Hub). Everything is logged to $OUT/log.txt.
+# go as wheels in .whl/ (`pip download -d .whl datasets evaluate httpx2` on a machine with the Hub). Everything is
+# logged to $OUT/log.txt.
 set -uo pipefail
 OUT=${OUT:-/tmp/vit_ft_device}
 mkdir -p "$OUT"

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from transformers import Trainer, TrainingArguments
 
@@ -256,8 +257,8 @@ def test_a_resumed_run_whose_weights_turn_non_finite_stops_without_saving_them(v
 def test_resuming_with_other_model_overrides_names_the_fields_that_differ(vit_ft_run, tmp_path):
     run = Path(shutil.copytree(vit_ft_run, tmp_path / "run"))
     before = files(run)
-    overrides = {"image_size": 16, "patch_size": 2, "hidden_size": 64, "num_hidden_layers": 4,
-                 "num_attention_heads": 4, "intermediate_size": 128, "drop_path_rate": 0.05}  # fmt: skip
+    recipe = yaml.safe_load((Path(__file__).parent.parent / "recipes" / "full_finetune" / "digits.yaml").read_text())
+    overrides = {**recipe["model_overrides"], "hidden_size": 64, "intermediate_size": 128}  # the run's, two changed
     result = _train(run, "--model_overrides", json.dumps(overrides), "--resume_from_checkpoint",
                     str(run / "checkpoint-4"))  # fmt: skip
     assert_one_line(result, f"vit-ft train: {run / 'checkpoint-4' / 'config.json'} has hidden_size 96, "

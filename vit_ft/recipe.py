@@ -1,13 +1,13 @@
 """Reading a recipe: a YAML file of argument fields, overridden by `--field value` flags, parsed by HfArgumentParser
 into one argument group per feature and checked as a whole before any data or checkpoint is opened."""
 
-import argparse
 import difflib
 import enum
 import sys
+import textwrap
 import types
 import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
@@ -112,74 +112,59 @@ COMMON_TRAINER_FIELDS = (
 
 
 class RecipeParser(HfArgumentParser):
-    """
-    HfArgumentParser with one argument group per recipe group, whose errors are one line (a ValueError) instead of the
-    usage text and an exit. `trainer_fields` limits the inherited TrainingArguments fields it takes (for the help).
-    `recipe_class` is `Recipe` (`vit-ft train`) or another dataclass of argument groups (`vit-ft pretrain`).
-    """
+    """HfArgumentParser over a recipe's groups (`Recipe`, or `vit-ft pretrain`'s), whose errors are one line (a
+    ValueError) instead of the usage text and an exit."""
 
-    def __init__(self, trainer_fields: tuple[str, ...] | None = None, recipe_class: type = Recipe, **kwargs):
-        self._trainer_fields = trainer_fields  # read while super().__init__ adds the fields
-        groups = recipe_groups(recipe_class)
-        self._group_names = {dtype: group.name for dtype, group in zip(groups, fields(recipe_class))}
-        super().__init__(groups, **kwargs)
-
-    def _add_dataclass_arguments(self, dtype):
-        # HfArgumentParser's own, with the groups `_argument_group_name` would make, plus one: the fields a
-        # TrainingArguments subclass inherits go in a group of their own, after the subclass's.
-        own_group, trainer_group = self.add_argument_group(GROUP_TITLES[self._group_names[dtype]]), None
-        hints = typing.get_type_hints(dtype)
-        for field in fields(dtype):
-            inherited = field.name in _INHERITED_FIELDS and dtype is ViTTrainingArguments
-            if not field.init or (inherited and self._trainer_fields is not None
-                                  and field.name not in self._trainer_fields):  # fmt: skip
-                continue
-            if inherited and trainer_group is None:
-                trainer_group = self.add_argument_group(TRAINER_GROUP)
-            field.type = hints[field.name]
-            self._parse_dataclass_field(trainer_group if inherited else own_group, field)
+    def __init__(self, recipe_class: type = Recipe, **kwargs):
+        super().__init__(recipe_groups(recipe_class), **kwargs)
 
     def error(self, message: str):
         raise ValueError(f"the command line: {message}. See `vit-ft train --help` for the fields.")
 
 
 TRAIN_USAGE = "vit-ft train RECIPE.yaml [--field value ...]"
+_HELP_WIDTH, _NAME_WIDTH = 80, 32  # the terminal's usual width; the longest field name fits before its help
 
 
 def recipe_help(full: bool = False, recipe_class: type = Recipe, usage: str = TRAIN_USAGE) -> str:
     """
     `vit-ft train --help`: the fields of each recipe group, vit-ft's first, each with its help; the most used of
     transformers' TrainingArguments after them, or all of them when `full` (`--help_all`). `recipe_class` and `usage`
-    give another command's (`vit-ft pretrain`).
+    give another command's (`vit-ft pretrain`). Written from the dataclasses' fields, one name per field.
     """
-    parser = RecipeParser(trainer_fields=None if full else COMMON_TRAINER_FIELDS, recipe_class=recipe_class,
-                          usage=usage, formatter_class=_HelpFormatter, add_help=False)  # fmt: skip
-    parser.description = ("The fields a recipe sets (field: value), by group. A flag (--field value) after the recipe "
-                          "overrides its value; --field None unsets it. --help lists the most used of transformers' "
-                          "TrainingArguments, --help_all every one.")  # fmt: skip
+    description = ("The fields a recipe sets (field: value), by group. A flag (--field value) after the recipe "
+                   "overrides its value; --field None unsets it. --help lists the most used of transformers' "
+                   "TrainingArguments, --help_all every one.")  # fmt: skip
+    sections = [f"usage: {usage}", textwrap.fill(description, _HELP_WIDTH)]
+    for group, dtype in zip(fields(recipe_class), recipe_groups(recipe_class)):
+        trainer = dtype is ViTTrainingArguments
+        own = [field for field in fields(dtype) if field.init and not (trainer and field.name in _INHERITED_FIELDS)]
+        sections.append(_help_section(GROUP_TITLES[group.name], own))
+        if trainer:
+            shown = _INHERITED_FIELDS if full else COMMON_TRAINER_FIELDS
+            sections.append(_help_section(TRAINER_GROUP, [field for field in fields(dtype) if field.name in shown]))
     if not full:
         hidden = len(_INHERITED_FIELDS) - len(COMMON_TRAINER_FIELDS)
-        command = usage.split(" RECIPE", 1)[0]
-        parser.epilog = f"{hidden} more fields of transformers' TrainingArguments: {command} --help_all."
-    return parser.format_help()
+        sections.append(f"{hidden} more fields of transformers' TrainingArguments: {usage.split(' RECIPE', 1)[0]} "
+                        "--help_all.")  # fmt: skip
+    return "\n\n".join(sections) + "\n"
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """One name per field (not its dashed alias or `--no_` twin), and no `(default: None)`."""
-
-    def __init__(self, prog: str):
-        super().__init__(prog, max_help_position=32)  # the longest field name fits before its help
-
-    def add_argument(self, action):
-        if action.option_strings and action.option_strings[0] == f"--no_{action.dest}":
-            return
-        super().add_argument(action)
-
-    def _format_action_invocation(self, action):
-        return action.option_strings[0] if action.option_strings else super()._format_action_invocation(action)
-
-    def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
+def _help_section(title: str, group_fields: list) -> str:
+    """`title:` and one entry per field: `--name`, then its help and default, wrapped beside it."""
+    lines = [f"{title}:"]
+    for field in group_fields:
+        text = " ".join(field.metadata.get("help", "").split())
+        default = field.default.value if isinstance(field.default, enum.Enum) else field.default
+        if default is not MISSING and default is not None:
+            text = f"{text} (default: {default})".strip()
+        name = f"  --{field.name}"
+        if len(name) >= _NAME_WIDTH:  # a name too long to share its line with the help
+            lines.append(name)
+            name = ""
+        wrapped = textwrap.wrap(text, _HELP_WIDTH - _NAME_WIDTH) or [""]
+        lines += [name.ljust(_NAME_WIDTH) + wrapped[0], *(" " * _NAME_WIDTH + line for line in wrapped[1:])]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def read_recipe(
