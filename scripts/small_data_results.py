@@ -7,9 +7,10 @@ without their labels; the test images stay unseen) runs once and serves that see
 validation split is carved, as `vit-ft train` draws them; K = `all`: the whole pool left after that split):
 
 - `scratch`: `vit-ft train` of the data set's from-scratch recipe (`recipes/full_finetune/digits.yaml`, ...);
-- `scratch_class_token`: the same with the class token as the classifier's input in place of the recipes' mean
-  pooling, which wins on the whole data over the recipe's epochs but learns slower in a short run;
 - `pretrained`: `vit-ft train` of its `*_from_mae.yaml`, fine-tuning the seed's MAE encoder;
+- `scratch_class_token`, `pretrained_class_token`: the same two with the class token as the classifier's input in
+  place of the recipes' mean pooling, which wins on the whole data over the recipe's epochs but learns slower in a
+  short run;
 - `linear_probe`: `vit-ft train` of its `*_linear_probe.yaml` on the seed's MAE encoder, frozen;
 - `knn`: `vit-ft knn` (k = min(20, K x classes), T = 0.07) on the seed's MAE encoder, frozen;
 - `svc`, `logistic`: scikit-learn's SVC and LogisticRegression on the grey pixels (`DataSet`).
@@ -51,9 +52,12 @@ from vit_ft.data.datasets import load_image_datasets  # noqa: E402
 from vit_ft.data.transforms import decode_image  # noqa: E402
 from vit_ft.output_dir import ALL_RESULTS, RECIPE  # noqa: E402
 
-METHODS = ("scratch", "scratch_class_token", "pretrained", "linear_probe", "knn", "svc", "logistic")
+METHODS = ("scratch", "scratch_class_token", "pretrained", "pretrained_class_token", "linear_probe", "knn", "svc",
+           "logistic")  # fmt: skip
+CLASS_TOKEN = "_class_token"  # a method's suffix: its recipe's run, the classifier reading the class token
 FINE_TUNING = ("scratch", "pretrained", "linear_probe")  # the methods with a `vit-ft train` recipe of their own
-ENCODER_METHODS = ("pretrained", "linear_probe", "knn")  # the methods that need the seed's MAE encoder
+# the methods that need the seed's MAE encoder
+ENCODER_METHODS = ("pretrained", "pretrained_class_token", "linear_probe", "knn")
 PIXEL_METHODS = ("svc", "logistic")  # scikit-learn on the pixels: one data load serves both
 ALL = "all"
 
@@ -165,12 +169,12 @@ def run_vit(method: str, data_set: DataSet, k: str, seed: int, work: Path, encod
     if method == "knn":
         return knn(data_set, encoder, work / f"knn_k{k}_seed{seed}.json", k, seed, classes)
     output_dir = work / f"{method}_k{k}_seed{seed}"
-    if method == "scratch_class_token":
-        class_token = {**data_set.recipe("scratch")["model_overrides"], "pooling": "cls"}
-        return fine_tune(data_set.recipes["scratch"], output_dir, k, seed, steps, "--model_overrides",
-                         json.dumps(class_token))  # fmt: skip
-    extra = [] if method == "scratch" else ["--model_name_or_path", encoder]
-    return fine_tune(data_set.recipes[method], output_dir, k, seed, steps, *extra)
+    recipe = method.removesuffix(CLASS_TOKEN)
+    extra = [] if recipe == "scratch" else ["--model_name_or_path", encoder]
+    if method.endswith(CLASS_TOKEN):
+        class_token = {**data_set.recipe(recipe)["model_overrides"], "pooling": "cls"}
+        extra += ["--model_overrides", json.dumps(class_token)]
+    return fine_tune(data_set.recipes[recipe], output_dir, k, seed, steps, *extra)
 
 
 def table(accuracy: dict[str, dict[str, dict[str, float]]], ks: list[str]) -> str:

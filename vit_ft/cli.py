@@ -10,6 +10,7 @@ from dataclasses import fields
 from transformers import HfArgumentParser
 
 from .data.arguments import DataArguments
+from .evaluation.attention_maps import DEFAULT_METHOD, METHODS
 from .export import DEFAULT_OPSET, QUANTIZATIONS, MissingExtraError
 from .output_dir import SplitMetrics
 
@@ -175,10 +176,26 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _explain(args: argparse.Namespace) -> None:
+    if args.faithfulness:
+        from .evaluation.faithfulness import faithfulness
+
+        if args.images:
+            raise ValueError(f"--faithfulness scores a data set, not image files ({args.images[0]}, ...): name it "
+                             "with --dataset_name or --train_dir/--test_dir, as for vit-ft evaluate.")  # fmt: skip
+        methods = list(METHODS) if args.method in (None, "all") else args.method.split(",")
+        data_args = DataArguments(**{field.name: getattr(args, field.name) for field in fields(DataArguments)})
+        results = faithfulness(args.model, data_args, methods, args.split, seed=args.seed, batch_size=args.batch_size,
+                               output_file=args.output, overwrite=args.overwrite, base_model=args.base_model,
+                               trust_remote_code=args.trust_remote_code)  # fmt: skip
+        print(json.dumps(results, indent=2))
+        return
     from .evaluation.explain import explain_images
 
-    for path in explain_images(args.model, args.images, args.output, args.method, args.label, args.top_k,
-                               args.base_model, args.trust_remote_code):  # fmt: skip
+    if not args.images or args.output is None:
+        raise ValueError("give image files and --output FOLDER for their heat maps, or --faithfulness and a data set "
+                         "for deletion curves.")  # fmt: skip
+    for path in explain_images(args.model, args.images, args.output, args.method or DEFAULT_METHOD, args.label,
+                               args.top_k, args.base_model, args.trust_remote_code):  # fmt: skip
         print(f"Wrote {path}")
 
 
@@ -309,18 +326,39 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(handler=_predict)
 
     explain = commands.add_parser(
-        "explain", help="Heat maps of where a saved model looks in image files: one PNG per image."
+        "explain",
+        help="Heat maps of what a saved model relies on in image files, one PNG per image; with --faithfulness, how "
+        "fast its probability falls as the maps' patches are removed from a data set's images.",
+        parents=[data_options],
     )
     explain.add_argument("--model", required=True, help="vit_ft model or LoRA adapter directory.")
     explain.add_argument("--base_model", help=_BASE_MODEL_HELP)
-    explain.add_argument("images", nargs="+", help="Image files to explain.")
-    explain.add_argument("--output", required=True, help="Folder to write the PNGs to.")
+    explain.add_argument("images", nargs="*", help="Image files to explain.")
+    explain.add_argument(
+        "--output",
+        help="Folder to write the PNGs to; with --faithfulness the JSON file (default: "
+        "MODEL/faithfulness_SPLIT.json).",
+    )
     # Checked by the library, not by argparse `choices`: an unknown method then stops in one line, as other errors.
     explain.add_argument(
-        "--method", default="rollout", help="rollout (default), gradient_rollout (class-specific) or last_layer."
+        "--method",
+        help=f"{DEFAULT_METHOD} (default: evidence for a class), transformer_attribution and gradient_rollout "
+        "(class-specific too), rollout or last_layer (where information flows). With --faithfulness: several "
+        "separated by commas, or all (default).",
     )
-    explain.add_argument("--label", help="Class name to explain with gradient_rollout (default: the predicted one).")
+    explain.add_argument("--label", help="Class name the class-specific methods explain (default: the predicted one).")
     explain.add_argument("--top_k", type=int, default=3, help="Predicted classes to list per image (default: 3).")
+    explain.add_argument(
+        "--faithfulness", action="store_true",
+        help="Deletion curves on a data split instead of pictures: the predicted class's probability as each map's "
+        "patches are replaced by the image's mean colour, most relevant first, against a random order.",
+    )  # fmt: skip
+    explain.add_argument("--split", default="test", help="With --faithfulness: train, validation or test (default).")
+    explain.add_argument("--seed", type=int, default=0, help="With --faithfulness: seed of the random order.")
+    explain.add_argument("--batch_size", type=int, default=32, help="With --faithfulness: images per batch (32).")
+    explain.add_argument(
+        "--overwrite", action="store_true", help="With --faithfulness: replace an earlier result in --output."
+    )
     explain.add_argument("--trust_remote_code", action="store_true", help=_TRUST_REMOTE_CODE_HELP)
     explain.set_defaults(handler=_explain)
 

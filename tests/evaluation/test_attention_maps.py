@@ -1,5 +1,6 @@
-"""Attention maps: the three methods against hand computations from `output_attentions`, prefix tokens, image sizes,
-inference mode, fused attention, LoRA, remote code without vit-ft, and `vit-ft explain`."""
+"""Heat maps: every method against a hand computation (from `output_attentions`, or a block written out with AttnLRP's
+rules), prefix tokens, image sizes, inference mode, fused attention, LoRA, remote code without vit-ft, and
+`vit-ft explain`."""
 
 import functools
 import logging
@@ -14,7 +15,7 @@ from tests.conftest import run_without_vit_ft, tiny_config
 from vit_ft import ViTForImageClassification
 from vit_ft.cli import main
 from vit_ft.evaluation import attention_maps as attention_module
-from vit_ft.evaluation.attention_maps import METHODS, attention_maps
+from vit_ft.evaluation.attention_maps import CLASS_SPECIFIC, DEFAULT_METHOD, METHODS, attention_maps
 from vit_ft.transformers_internals import attention_implementation
 
 PIXELS = (2, 3, 32, 32)
@@ -82,6 +83,85 @@ def test_gradient_rollout_matches_chefer_rule_and_is_class_specific():
     assert all(parameter.grad is None for parameter in model.parameters())
 
 
+def _one_block_with_lrp_rules(model, pixel_values, label: int):
+    """
+    A one-block vit_ft model's forward written out, with AttnLRP's rules as gradients: the LayerNorms' standard
+    deviation held constant, the activation's gradient output / input, half the gradient through each factor of
+    the two attention products. Returns the explained logits, the block's input tokens and its attention (both
+    kept for their gradients).
+    """
+
+    def layer_norm(norm, x):
+        deviation = (x.var(-1, unbiased=False, keepdim=True) + norm.eps).sqrt().detach()
+        return (x - x.mean(-1, keepdim=True)) / deviation * norm.weight + norm.bias
+
+    def half(x):  # the value, with half its gradient
+        return 0.5 * x + 0.5 * x.detach()
+
+    vit = model.vit
+    block, heads = vit.layers[0], model.config.num_attention_heads
+    tokens = vit.embeddings(pixel_values).detach().requires_grad_(True)  # (batch, tokens, hidden)
+    batch, length, hidden = tokens.shape
+    normed = layer_norm(block.layernorm_before, tokens)
+    split = (batch, length, heads, hidden // heads)
+    query, key = (half(projection(normed)).view(split).transpose(1, 2)
+                  for projection in (block.attention.q_proj, block.attention.k_proj))  # fmt: skip
+    value = block.attention.v_proj(normed).view(split).transpose(1, 2)
+    attention = (query @ key.transpose(-1, -2) * block.attention.scaling).softmax(-1)  # (batch, heads, tokens, tokens)
+    attention.retain_grad()
+    mixed = half(attention @ value).transpose(1, 2).reshape(batch, length, hidden)
+    states = tokens + block.attention.o_proj(mixed)
+    inner = block.mlp.fc1(layer_norm(block.layernorm_after, states))
+    activated = block.mlp.activation_fn(inner)
+    identity = inner * (activated / inner).detach() + (activated - inner * (activated / inner)).detach()
+    states = states + block.mlp.fc2(identity)
+    logits = model.classifier(layer_norm(vit.layernorm, states)[:, 0])
+    return logits[:, label], tokens, attention
+
+
+def test_attnlrp_and_transformer_attribution_match_the_rules_by_hand():
+    model = _model(num_hidden_layers=1)
+    pixel_values = torch.randn(PIXELS)
+    explained, tokens, attention = _one_block_with_lrp_rules(model, pixel_values, 2)
+    explained.sum().backward()
+    relevance = (tokens * tokens.grad).sum(-1)[:, 1:].clamp(min=0).reshape(2, 8, 8)  # gradient times input
+    torch.testing.assert_close(attention_maps(model, pixel_values, "attnlrp", labels=2).patches, _scaled(relevance))
+    # Chefer et al. 2021 (CVPR), one layer: R = I + mean_heads((plain gradient * A * LRP gradient)+), class-token row.
+    plain = pixel_values.clone().requires_grad_(True)
+    outputs = model(plain, output_attentions=True)
+    (gradient,) = torch.autograd.grad(outputs.logits[:, 2].sum(), outputs.attentions)
+    weighted = (gradient * attention * attention.grad).clamp(min=0).mean(dim=1)[:, 0, 1:].reshape(2, 8, 8)
+    maps = attention_maps(model, pixel_values, "transformer_attribution", labels=2)
+    torch.testing.assert_close(maps.patches, _scaled(weighted))
+
+
+@pytest.mark.parametrize("method", CLASS_SPECIFIC)
+def test_class_specific_methods_depend_on_the_class_and_leave_no_gradients(method):
+    model = _model()
+    pixel_values = torch.randn(PIXELS)
+    maps = attention_maps(model, pixel_values, method, labels=torch.tensor([1, 3]))
+    assert maps.labels.tolist() == [1, 3]
+    other = attention_maps(model, pixel_values, method, labels=torch.tensor([2, 0]))
+    assert (other.patches - maps.patches).abs().max() > 0.05
+    predicted = attention_maps(model, pixel_values, method)
+    assert predicted.labels.tolist() == maps.logits.argmax(-1).tolist()
+    assert all(parameter.grad is None for parameter in model.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(maps.logits, model(pixel_values).logits)  # the LRP rules keep every value
+
+
+def test_relevance_methods_name_the_modules_a_model_lacks():
+    model = _model()
+    mlp = model.vit.layers[1].mlp
+    del mlp.activation_fn
+    mlp.activation_fn = torch.nn.functional.gelu  # a function: the same forward, no module to hook
+    for method in ("attnlrp", "transformer_attribution"):
+        with pytest.raises(ValueError, match=r"^ViTForImageClassification has fewer modules named activation_fn than "
+                                             r"its 2 layers: the relevance methods need"):  # fmt: skip
+            attention_maps(model, torch.randn(PIXELS), method)
+    assert attention_maps(model, torch.randn(PIXELS), "gradient_rollout").patches.shape == (2, 8, 8)
+
+
 @pytest.mark.parametrize(
     ("overrides", "rows"),
     [
@@ -103,7 +183,8 @@ def test_prefix_tokens_are_not_image_positions(overrides, rows):
     by_hand = last[:, rows, prefix:].mean(dim=1).reshape(2, 8, 8)
     torch.testing.assert_close(attention_maps(model, pixel_values, "last_layer").patches, _scaled(by_hand))
     for method in METHODS:
-        assert attention_maps(model, pixel_values, method).patches.shape == (2, 8, 8)
+        patches = attention_maps(model, pixel_values, method).patches
+        assert patches.shape == (2, 8, 8) and patches.flatten(1).amax(1).tolist() == [1.0, 1.0], method
 
 
 def test_any_image_size_the_positions_interpolate_to():
@@ -239,6 +320,12 @@ def test_explain_writes_one_png_per_image(saved_model, tmp_path, capsys):
         assert picture.size == (1200, 400)
 
 
+def test_explain_uses_the_default_method_unless_told(saved_model, tmp_path, capsys):
+    main(["explain", "--model", saved_model, _image(tmp_path / "a.png"), "--output", str(tmp_path / "maps")])
+    assert capsys.readouterr().out == f"Wrote {tmp_path / 'maps' / f'a_{DEFAULT_METHOD}.png'}\n"
+    assert DEFAULT_METHOD in CLASS_SPECIFIC
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -247,7 +334,7 @@ def test_explain_writes_one_png_per_image(saved_model, tmp_path, capsys):
          "vit-ft explain: --label 'wolf' is not a class of {model}; its classes are: cat, dog, fox, owl, yak."),
         (["{image}", "--method", "saliency"],
          "vit-ft explain: Unknown attention-map method 'saliency': choose among rollout, gradient_rollout, "
-         "last_layer."),
+         "last_layer, attnlrp, transformer_attribution."),
     ],
 )  # fmt: skip
 def test_explain_errors_in_one_line(saved_model, tmp_path, arguments, message):

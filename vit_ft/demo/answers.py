@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 from ..data.arguments import CORRUPTIONS
 from ..data.corruptions import corrupt
 from ..data.transforms import build_eval_transform, display_image
-from ..evaluation.attention_maps import attention_maps
+from ..evaluation.attention_maps import DEFAULT_METHOD, attention_maps
 from ..evaluation.predict import class_scores
 from ..evaluation.predictor import Predictor, TorchPredictor, load_predictor
 
@@ -65,7 +65,8 @@ class DemoModel:
         return Answer(top, enlarged(picture), note)
 
     def _logits_and_map(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-        maps = attention_maps(self.predictor.model, pixel_values.to(self.predictor.device))  # its default method
+        # The method `vit-ft explain` uses, of the predicted class.
+        maps = attention_maps(self.predictor.model, pixel_values.to(self.predictor.device), DEFAULT_METHOD)
         return maps.logits.cpu(), maps.pixels[0].cpu().numpy()
 
 

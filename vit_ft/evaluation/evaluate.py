@@ -85,7 +85,7 @@ def evaluate_model(
     plot_file = output_file.with_suffix(".png") if corruptions and len(severities) > 1 else None
     check_result_file(output_file, EVALUATION_FIELDS, "evaluate", overwrite, plot_file)
     predictor = load_predictor(model_dir, base_model, onnx_file, trust_remote_code)
-    data, label_names, carving = _load_split(model_dir, data_args, split)
+    data, label_names, carving = load_split(model_dir, data_args, split)
     advice = "Evaluate on data with the model's classes in the same order, or fine-tune on this data."
     match_labels(predictor.id2label, label_names, "model", model_dir, advice, label_matching, "--label_matching")
 
@@ -142,7 +142,7 @@ _DATA_IDENTITY_FIELDS = ("dataset_name", "dataset_config_name", "train_dir", "va
                          "label_column_name")  # fmt: skip
 
 
-def _load_split(model_dir: str, data_args: DataArguments, split: str) -> tuple[DatasetDict, list[str], dict | None]:
+def load_split(model_dir: str, data_args: DataArguments, split: str) -> tuple[DatasetDict, list[str], dict | None]:
     """
     The data, its label names and, for a train or validation split carved from the data's train split, the run's
     carving (`train_val_split`, `seed` and the sample caps, read from the run's recipe). Without a validation split of

@@ -1,4 +1,4 @@
-"""`vit-ft explain`: where a saved model looks in image files, as heat maps; and the attention-map grid of a run."""
+"""`vit-ft explain`: what a saved model relies on in image files, as heat maps; and the heat-map grid of a run."""
 
 import logging
 from pathlib import Path
@@ -9,7 +9,7 @@ from datasets import Dataset
 
 from ..checkpoints.loading import load_model, load_processor
 from ..data.transforms import build_eval_transform, display_image
-from .attention_maps import attention_maps, check_method
+from .attention_maps import DEFAULT_METHOD, attention_maps, check_method
 from .plots import plot_attention_grid, plot_explanation
 from .predict import read_image
 
@@ -22,7 +22,7 @@ def explain_images(
     model_dir: str,
     image_paths: list[str],
     output_dir: str,
-    method: str = "rollout",
+    method: str = DEFAULT_METHOD,
     label: str | None = None,
     top_k: int = 3,
     base_model: str | None = None,
@@ -31,8 +31,8 @@ def explain_images(
     """
     Writes one PNG per image file to `output_dir`, `<stem>_<method>.png`: the image as the model sees it (resized
     and cropped by its image processor), its heat map by `method` (see `attention_maps`) over it, and the `top_k`
-    predicted labels with their probabilities. The map explains the predicted class, or `label` (a class name of the
-    model) for `gradient_rollout`. The model in `model_dir` is a vit_ft model or a LoRA adapter (on `base_model` or
+    predicted labels with their probabilities. A class-specific map explains the predicted class, or `label` (a class
+    name of the model). The model in `model_dir` is a vit_ft model or a LoRA adapter (on `base_model` or
     the base it names); a folder that asks for code other than vit_ft's is refused unless `trust_remote_code`. All
     files are read before the model is loaded. Returns the paths written.
     """
@@ -87,7 +87,7 @@ def _spread(length: int, count: int) -> list[int]:
 
 def write_attention_grid(
     model_dir: str | Path, dataset: Dataset, path: str | Path, device: torch.device, count: int = 8,
-    method: str = "rollout", scanned: int = 256,
+    method: str = DEFAULT_METHOD, scanned: int = 256,
 ) -> Path | None:
     """
     Writes `path`: `count` images of `dataset` (transformed examples: `pixel_values`, `labels`) with their maps by

@@ -102,7 +102,7 @@ def plot_attention_grid(
         color = "tab:green" if true == predicted else "tab:red"
         axes[0, column].set_title(f"true {true}\npredicted {predicted}", color=color, fontsize=9)
         _heat_overlay(axes[1, column], image, heat)
-    figure.suptitle(f"Where the model looks ({method}); red titles are wrong predictions")
+    figure.suptitle(f"Heat maps ({method}); red titles are wrong predictions")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -32,7 +32,7 @@ RECIPE = "vit_ft_recipe.yaml"  # every field of the run, resolved
 ALL_RESULTS = "all_results.json"  # the Trainer's: every split's metrics, merged
 TRAINING_CURVES = "training_curves.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
-ATTENTION_MAPS = "attention_maps.png"  # test images with their attention maps
+ATTENTION_MAPS = "attention_maps.png"  # test images with their heat maps (`vit-ft explain`'s default method)
 RECONSTRUCTIONS = "reconstructions.png"  # `vit-ft pretrain`: held-out images, masked and rebuilt
 PLOTS = (TRAINING_CURVES, CONFUSION_MATRIX, ATTENTION_MAPS, RECONSTRUCTIONS)
 CARD = "README.md"
@@ -103,6 +103,15 @@ def knn_file(split: str) -> str:
 
 # The fields every `vit-ft knn` result holds: a file without them is another's, never overwritten by knn.
 KNN_FIELDS = ("model", "split", "k", "temperature", "accuracy")
+
+
+def faithfulness_file(split: str) -> str:
+    """`vit-ft explain --faithfulness`' results on `split`: the deletion curve of each heat-map method."""
+    return f"faithfulness_{split}.json"
+
+
+# The fields every faithfulness result holds: a file without them is never overwritten by `explain --faithfulness`.
+FAITHFULNESS_FIELDS = ("model", "split", "examples", "deletion_auc")
 # The fields every `vit-ft evaluate` result holds: a file without them is another's, never overwritten by evaluate.
 EVALUATION_FIELDS = ("model", "split", "examples", "clean")
 
@@ -117,6 +126,7 @@ RUN_PATTERNS = (
     MODEL_CONFIG, MODEL_WEIGHTS, MODEL_WEIGHTS_INDEX, MODEL_WEIGHT_SHARDS, PROCESSOR_CONFIG, *REMOTE_CODE,
     TRAINING_ARGS, ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_RECORD, RECIPE, ALL_RESULTS, results_file("*"),
     robustness_file("*"), robustness_plot("*"), eval_file("*"), *PLOTS, TRAIN_SUBSET, knn_file("*"),
+    faithfulness_file("*"),
 )  # fmt: skip
 # Removed with a run, once the folder holds one. ONNX_FOLDER too: ONNX files of the run's model (`vit-ft push
 # --with_onnx`) would be another model's once the run is replaced; so would its set-aside checkpoints.
