@@ -93,6 +93,21 @@ def wait_for_scores(page, other_than: dict | None = None) -> dict[str, float]:
     return scores
 
 
+def wait_until_idle(page) -> None:
+    """Waits until no output of the page shows Gradio's progress (an answer still on its way)."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=status-tracker]')]"
+        ".every(tracker => tracker.classList.contains('hide'))",
+        timeout=ANSWER_SECONDS * 1000,
+    )
+
+
+def screenshot(page, path: Path) -> None:
+    """The whole page once idle, transitions finished (Gradio fades an output while its answer is on its way)."""
+    wait_until_idle(page)
+    page.screenshot(path=str(path), full_page=True, animations="disabled")
+
+
 def wait_for_picture(page, width: int) -> None:
     """Waits until the page has drawn the picture of the answer, `width` pixels wide."""
     page.wait_for_function(

@@ -14,6 +14,7 @@ from tests.conftest import import_blocker
 from tests.demo.browser import (
     browser_page,
     free_port,
+    screenshot,
     served,
     server_environment,
     shown_scores,
@@ -74,7 +75,7 @@ def test_the_demo_answers_in_a_browser_and_stops_on_ctrl_c(digits_model, digit_i
             page.keyboard.press("Home")  # and to 1
             at_one = wait_for_scores(page, other_than=at_five)
             assert at_one not in (at_three, at_five)
-            page.screenshot(path=tmp_path / "demo.png", full_page=True)
+            screenshot(page, tmp_path / "demo.png")
             assert Image.open(tmp_path / "demo.png").size[0] == 1280
 
             # A bad upload gets its reason in the page, and the app keeps serving.
@@ -116,5 +117,5 @@ def test_the_space_answers_in_a_browser_without_vit_ft(digits_model, digit_image
             expected, _, _ = respond(load_demo_model(str(digits_model)), {"path": str(digit_images[3])}, "none", 3)
             assert top_label(page) == next(iter(expected))
             assert list(scores.values()) == pytest.approx(list(expected.values()), abs=1e-4)
-            page.screenshot(path=tmp_path / "space.png", full_page=True)
+            screenshot(page, tmp_path / "space.png")
     assert (tmp_path / "space.png").stat().st_size > 0
