@@ -13,8 +13,16 @@ from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless and offline: no sandbox (CI runs as root), no GPU, and none of the browser's own calls home.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 LOCAL_URL = re.compile(r"http://127\.0\.0\.1:\d+/?")
 STARTUP_SECONDS = 180  # loading torch, transformers and Gradio on two busy cores
 ANSWER_SECONDS = 60
@@ -120,5 +128,10 @@ def wait_for_picture(page, width: int) -> None:
 
 def server_environment(pythonpath: Path) -> dict:
     """The environment of a served app: offline, one thread, vit_ft from this checkout, Gradio not calling home."""
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(pythonpath),
-            "GRADIO_ANALYTICS_ENABLED": "False"}  # fmt: skip
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(pythonpath),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }

@@ -37,8 +37,16 @@ PICTURE_WIDTH = 256  # the digits model sees 16x16: drawn 16 times as large
 def digits_model(tmp_path_factory) -> Path:
     """A digits model from a short run of the quickstart recipe: it keeps the recipe, so the demo has examples."""
     output = tmp_path_factory.mktemp("runs") / "digits"
-    command = [sys.executable, "-m", "vit_ft.cli", "train", str(REPO / "recipes/full_finetune/digits.yaml"),
-               *SHORT_TRAINING, "--output_dir", str(output)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "vit_ft.cli",
+        "train",
+        str(REPO / "recipes/full_finetune/digits.yaml"),
+        *SHORT_TRAINING,
+        "--output_dir",
+        str(output),
+    ]
     result = subprocess.run(command, env=server_environment(REPO), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return output
@@ -107,8 +115,12 @@ def test_the_space_answers_in_a_browser_without_vit_ft(digits_model, digit_image
         runpy.run_path("app.py", run_name="__main__")
         """
     )
-    environment = {**server_environment(space), "MODEL_ID": str(digits_model), "GRADIO_SERVER_PORT": str(free_port()),
-                   "HF_MODULES_CACHE": str(tmp_path / "modules")}  # fmt: skip
+    environment = {
+        **server_environment(space),
+        "MODEL_ID": str(digits_model),
+        "GRADIO_SERVER_PORT": str(free_port()),
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+    }
     with served([sys.executable, "-c", program], space, environment) as (_, url, _):
         with browser_page(url) as page:
             upload(page, digit_images[3])

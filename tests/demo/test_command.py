@@ -27,14 +27,23 @@ def model_dir(tmp_path_factory) -> str:
 
 def _demo(*arguments: str, before: str = "") -> subprocess.CompletedProcess:
     """`vit-ft demo ARGUMENTS` in a fresh interpreter (after the code `before`), as run from a terminal."""
-    program = "import sys\n" + before + textwrap.dedent(
-        """
+    program = (
+        "import sys\n"
+        + before
+        + textwrap.dedent(
+            """
         from vit_ft.cli import main
         main(["demo", *sys.argv[1:]])
         """
+        )
     )
-    return subprocess.run([sys.executable, "-c", program, *arguments], env=server_environment(REPO),
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", program, *arguments],
+        env=server_environment(REPO),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _one_line(result: subprocess.CompletedProcess) -> str:
@@ -46,8 +55,10 @@ def _one_line(result: subprocess.CompletedProcess) -> str:
 
 def test_without_gradio_the_demo_says_how_to_install_it(model_dir):
     line = _one_line(_demo("--model", model_dir, before=import_blocker("gradio")))
-    assert line == ("vit-ft demo: gradio is not installed (vit-ft demo needs it): pip install 'vit-ft[demo]' (in a "
-                    "clone: pip install -e \".[demo]\")")  # fmt: skip
+    assert line == (
+        "vit-ft demo: gradio is not installed (vit-ft demo needs it): pip install 'vit-ft[demo]' (in a "
+        'clone: pip install -e ".[demo]")'
+    )
 
 
 def test_a_model_folder_that_does_not_exist_is_named(tmp_path):

@@ -40,9 +40,13 @@ def test_push_with_demo_pushes_a_gradio_space_that_the_card_links(fake_hub, tiny
     main(["push", "--model", str(tiny_model), "--repo_id", "tiny", "--with_demo"])
 
     endpoint = fake_hub.repos["tester/tiny"]["endpoint"]
-    assert fake_hub.repos["tester/tiny-demo"] == {"private": None, "endpoint": endpoint,
-                                                  "authorization": "Bearer hf_fake_token_for_tests",
-                                                  "repo_type": "space", "space_sdk": "gradio"}  # fmt: skip
+    assert fake_hub.repos["tester/tiny-demo"] == {
+        "private": None,
+        "endpoint": endpoint,
+        "authorization": "Bearer hf_fake_token_for_tests",
+        "repo_type": "space",
+        "space_sdk": "gradio",
+    }
     space = fake_hub.files("tester/tiny-demo")
     assert {path.name for path in space.iterdir()} == SPACE_FILES
     front_matter = _front_matter((space / "README.md").read_text())
@@ -85,10 +89,21 @@ def test_the_space_app_answers_without_vit_ft(tiny_model, tmp_path):
                           "vit_ft": [name for name in sys.modules if name.startswith("vit_ft")]}))
         """
     )
-    environment = {"MODEL_ID": str(tiny_model), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                   "HF_MODULES_CACHE": str(tmp_path / "modules"), "GRADIO_ANALYTICS_ENABLED": "False"}  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", code, str(space), str(tmp_path / "red.png")], cwd=tmp_path,
-                            env=environment, capture_output=True, text=True, timeout=300)  # fmt: skip
+    environment = {
+        "MODEL_ID": str(tiny_model),
+        "HF_HUB_OFFLINE": "1",
+        "PATH": "/usr/bin:/bin",
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(space), str(tmp_path / "red.png")],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(answer["labels"]) == 5 and set(answer["labels"]) <= {f"class_{i}" for i in range(5)}

@@ -22,8 +22,10 @@ CORRUPTION_CHOICES = (NO_CORRUPTION, *CORRUPTIONS)
 PICTURE_WIDTH = 256
 # How much of the picture shows through the heat map's colours.
 IMAGE_SHARE = 0.5
-NO_MAP_NOTE = ("This is an ONNX export: it gives scores only, so there is no attention map. Serve the PyTorch model's "
-               "folder to see where the model looks.")  # fmt: skip
+NO_MAP_NOTE = (
+    "This is an ONNX export: it gives scores only, so there is no attention map. Serve the PyTorch model's "
+    "folder to see where the model looks."
+)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The Gradio app of `vit-ft demo`, and serving it until Ctrl-C. The only module of vit_ft that imports Gradio.
 
-    vit-ft demo --model outputs/digits [--port 7860] [--host 127.0.0.1]
+vit-ft demo --model outputs/digits [--port 7860] [--host 127.0.0.1]
 """
 
 import importlib
@@ -55,15 +55,23 @@ def build_app(model: DemoModel, title: str, examples: list[Path]):
     gr = import_gradio()
 
     with gr.Blocks(title=title, analytics_enabled=False) as app:
-        gr.Markdown(f"# {title}\nDrop an image in, paste one or take one with the webcam: the model's top classes "
-                    "and where it looked. Pick a corruption to see how the answer holds up on a lower-quality copy "
-                    "of the same image.")  # fmt: skip
+        gr.Markdown(
+            f"# {title}\nDrop an image in, paste one or take one with the webcam: the model's top classes "
+            "and where it looked. Pick a corruption to see how the answer holds up on a lower-quality copy "
+            "of the same image."
+        )
         with gr.Row():
             with gr.Column():
-                image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard", "webcam"],
-                                 height=256, elem_id="image")  # fmt: skip
-                corruption = gr.Dropdown(list(CORRUPTION_CHOICES), value=NO_CORRUPTION, label="Corruption",
-                                         elem_id="corruption")  # fmt: skip
+                image = gr.Image(
+                    label="Image",
+                    type="filepath",
+                    sources=["upload", "clipboard", "webcam"],
+                    height=256,
+                    elem_id="image",
+                )
+                corruption = gr.Dropdown(
+                    list(CORRUPTION_CHOICES), value=NO_CORRUPTION, label="Corruption", elem_id="corruption"
+                )
                 severity = gr.Slider(1, 5, value=3, step=1, label="Severity (1 mild, 5 strong)", elem_id="severity")
                 if examples:
                     gr.Examples([[str(path)] for path in examples], inputs=[image], label="Test images of the run")
@@ -75,8 +83,9 @@ def build_app(model: DemoModel, title: str, examples: list[Path]):
         for control in controls:
             # preprocess=False: Gradio would open the file with PIL first, and a file that is not an image would
             # fail there with PIL's message; `read_upload` says what is wrong with it instead.
-            control.change(lambda *values: respond(model, *values), controls, [scores, picture, note],
-                           preprocess=False)  # fmt: skip
+            control.change(
+                lambda *values: respond(model, *values), controls, [scores, picture, note], preprocess=False
+            )
     return app
 
 
@@ -87,8 +96,10 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise OSError(f"--port {port}: cannot listen on {host}:{port} ({error.strerror}): stop what uses it, or "
-                          "choose another port with --port.") from None  # fmt: skip
+            raise OSError(
+                f"--port {port}: cannot listen on {host}:{port} ({error.strerror}): stop what uses it, or "
+                "choose another port with --port."
+            ) from None
 
 
 def serve_demo(
@@ -113,8 +124,17 @@ def serve_demo(
         app = build_app(model, f"vit-ft demo: {Path(model_source).name}", examples)
         app.queue(default_concurrency_limit=1)  # one model, one image at a time
         theme = gr.themes.Default(font=_FONTS, font_mono=_MONO_FONTS)
-        app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, show_error=True,
-                   ssr_mode=False, allowed_paths=[examples_dir], theme=theme, css=_CSS)  # fmt: skip
+        app.launch(
+            server_name=host,
+            server_port=port,
+            prevent_thread_lock=True,
+            quiet=True,
+            show_error=True,
+            ssr_mode=False,
+            allowed_paths=[examples_dir],
+            theme=theme,
+            css=_CSS,
+        )
         print(f"vit-ft demo: serving {model_source} at {app.local_url} (Ctrl-C stops it)", flush=True)
         try:
             threading.Event().wait()  # the server runs in its own threads until Ctrl-C

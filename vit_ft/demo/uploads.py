@@ -16,8 +16,14 @@ MIN_SIDE = 4
 MAX_PIXELS = 40_000_000
 # PIL modes the note explains, since the picture the model sees is not the file as it was.
 _SIXTEEN_BIT = "16-bit, scaled to 8 bits"
-_CONVERSIONS = {"CMYK": "CMYK, converted to RGB", "I;16": _SIXTEEN_BIT, "I;16B": _SIXTEEN_BIT, "I;16L": _SIXTEEN_BIT,
-                "I": "32-bit, scaled to 8 bits", "F": "floating point, scaled to 8 bits"}  # fmt: skip
+_CONVERSIONS = {
+    "CMYK": "CMYK, converted to RGB",
+    "I;16": _SIXTEEN_BIT,
+    "I;16B": _SIXTEEN_BIT,
+    "I;16L": _SIXTEEN_BIT,
+    "I": "32-bit, scaled to 8 bits",
+    "F": "floating point, scaled to 8 bits",
+}
 
 
 class ImageRefused(ValueError):
@@ -42,20 +48,26 @@ def read_upload(path: str | Path, name: str | None = None) -> Upload:
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)  # MAX_PIXELS is checked below
             image = PILImage.open(path)
     except PILImage.DecompressionBombError as error:
-        raise ImageRefused(f"{name} is too large to decode ({error}): downscale it below "
-                           f"{MAX_PIXELS // 1_000_000} megapixels.") from error  # fmt: skip
+        raise ImageRefused(
+            f"{name} is too large to decode ({error}): downscale it below {MAX_PIXELS // 1_000_000} megapixels."
+        ) from error
     except (UnidentifiedImageError, OSError) as error:
-        raise ImageRefused(f"{name} is not an image file PIL can read: upload a PNG, JPEG, WebP, BMP, GIF or TIFF "
-                           "image.") from error  # fmt: skip
+        raise ImageRefused(
+            f"{name} is not an image file PIL can read: upload a PNG, JPEG, WebP, BMP, GIF or TIFF image."
+        ) from error
     with image:
         width, height = image.size
         if min(width, height) < MIN_SIDE:
-            raise ImageRefused(f"{name} is {width}x{height} pixels, too small to show anything: upload an image at "
-                               f"least {MIN_SIDE} pixels on each side.")  # fmt: skip
+            raise ImageRefused(
+                f"{name} is {width}x{height} pixels, too small to show anything: upload an image at "
+                f"least {MIN_SIDE} pixels on each side."
+            )
         if width * height > MAX_PIXELS:
-            raise ImageRefused(f"{name} is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), more "
-                               f"than the demo's {MAX_PIXELS // 1_000_000}: downscale it first (the model sees a "
-                               "few hundred pixels a side at most).")  # fmt: skip
+            raise ImageRefused(
+                f"{name} is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), more "
+                f"than the demo's {MAX_PIXELS // 1_000_000}: downscale it first (the model sees a "
+                "few hundred pixels a side at most)."
+            )
         try:
             image.load()
         except OSError as error:  # a header that PIL reads over pixels it cannot: a truncated or damaged file

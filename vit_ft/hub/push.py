@@ -63,8 +63,10 @@ def _retry_hint(model_dir: str | Path, command: str) -> Iterator[None]:
     # huggingface_hub raises HTTP errors, connection errors, ValueError for metadata the Hub refuses, and hf_xet
     # its own: all mean the same to the user, who needs the command that tries again.
     except Exception as error:
-        raise PushError(f"Pushing {model_dir} to the Hub failed: {type(error).__name__}: {error}\nThe local files "
-                        f"are all still in {model_dir}. Retry with:\n  {command}") from error  # fmt: skip
+        raise PushError(
+            f"Pushing {model_dir} to the Hub failed: {type(error).__name__}: {error}\nThe local files "
+            f"are all still in {model_dir}. Retry with:\n  {command}"
+        ) from error
 
 
 def push_model(
@@ -90,21 +92,35 @@ def push_model(
     check_model_dir(model_dir)
     read_run(model_dir)  # the files the card is written from: a damaged one fails here, before any request
     if with_onnx and (Path(model_dir) / ADAPTER_CONFIG).is_file():
-        raise ValueError(f"{model_dir} is a LoRA adapter: --with_onnx exports models. Merge it first (vit-ft "
-                         "merge-lora --adapter DIR --output MERGED) and push the merged model with "
-                         "--with_onnx.")  # fmt: skip
+        raise ValueError(
+            f"{model_dir} is a LoRA adapter: --with_onnx exports models. Merge it first (vit-ft "
+            "merge-lora --adapter DIR --output MERGED) and push the merged model with "
+            "--with_onnx."
+        )
     if with_demo and (Path(model_dir) / ADAPTER_CONFIG).is_file():
-        raise ValueError(f"{model_dir} is a LoRA adapter: the --with_demo Space loads a model with transformers "
-                         "alone. Merge it first (vit-ft merge-lora --adapter DIR --output MERGED) and push the merged "
-                         "model with --with_demo.")  # fmt: skip
+        raise ValueError(
+            f"{model_dir} is a LoRA adapter: the --with_demo Space loads a model with transformers "
+            "alone. Merge it first (vit-ft merge-lora --adapter DIR --output MERGED) and push the merged "
+            "model with --with_demo."
+        )
     check_repo_id(repo_id, "--repo_id")
     if with_demo:
         space_repo_id(repo_id)  # checked before any request: a model id near the length limit has no room for -demo
     if get_token() is None:
-        raise ValueError("vit-ft push needs a Hub token with write access, and none was found: set the HF_TOKEN "
-                         "environment variable or run `hf auth login`.")  # fmt: skip
-    command = retry_command(model_dir, repo_id, private=private, revision=revision, commit_message=commit_message,
-                            license=license, with_onnx=with_onnx, with_demo=with_demo)  # fmt: skip
+        raise ValueError(
+            "vit-ft push needs a Hub token with write access, and none was found: set the HF_TOKEN "
+            "environment variable or run `hf auth login`."
+        )
+    command = retry_command(
+        model_dir,
+        repo_id,
+        private=private,
+        revision=revision,
+        commit_message=commit_message,
+        license=license,
+        with_onnx=with_onnx,
+        with_demo=with_demo,
+    )
     if with_onnx:
         add_onnx_models(model_dir)  # before any request: an export that fails leaves the Hub untouched
     api = HfApi()
@@ -134,8 +150,12 @@ def _push_space(api: HfApi, space_id: str, model_repo_id: str, private: bool | N
         write_space(folder, model_repo_id)
         with _retry_hint(model_dir, command):
             api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-            api.upload_folder(repo_id=space_id, repo_type="space", folder_path=folder,
-                              commit_message="Gradio demo of the model, from vit-ft push --with_demo")  # fmt: skip
+            api.upload_folder(
+                repo_id=space_id,
+                repo_type="space",
+                folder_path=folder,
+                commit_message="Gradio demo of the model, from vit-ft push --with_demo",
+            )
 
 
 def push_trained_model(trainer: "Trainer", with_demo: bool = False) -> None:
@@ -149,8 +169,9 @@ def push_trained_model(trainer: "Trainer", with_demo: bool = False) -> None:
     if not args.push_to_hub:
         return
     repo_id = trainer.hub_model_id or args.hub_model_id or Path(args.output_dir).absolute().name
-    command = retry_command(args.output_dir, repo_id, private=args.hub_private_repo, revision=args.hub_revision,
-                            with_demo=with_demo)  # fmt: skip
+    command = retry_command(
+        args.output_dir, repo_id, private=args.hub_private_repo, revision=args.hub_revision, with_demo=with_demo
+    )
     if with_demo:
         trainer.demo_space = space_repo_id(repo_id)  # before the push, which writes the card that links it
     with _retry_hint(args.output_dir, command):

@@ -43,13 +43,19 @@ def write_space(folder: str | Path, model_repo_id: str) -> Path:
     requirements.txt and README.md. Returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    template = jinja2.Template(SPACE_APP_TEMPLATE.read_text(encoding="utf-8"), undefined=jinja2.StrictUndefined,
-                               keep_trailing_newline=True)  # fmt: skip
+    template = jinja2.Template(
+        SPACE_APP_TEMPLATE.read_text(encoding="utf-8"), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
     (folder / "app.py").write_text(template.render(repo_id=model_repo_id), encoding="utf-8")
     (folder / "attention_maps.py").write_bytes(ATTENTION_MAPS_CODE.read_bytes())
     (folder / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n", encoding="utf-8")
-    card_data = SpaceCardData(title=f"{model_repo_id.split('/')[-1]} demo", sdk="gradio",
-                              sdk_version=_gradio_version(), app_file="app.py", models=[model_repo_id])  # fmt: skip
+    card_data = SpaceCardData(
+        title=f"{model_repo_id.split('/')[-1]} demo",
+        sdk="gradio",
+        sdk_version=_gradio_version(),
+        app_file="app.py",
+        models=[model_repo_id],
+    )
     card = SpaceCard.from_template(card_data, template_str=_SPACE_CARD, title=card_data.title, model_id=model_repo_id)
     card.save(folder / "README.md")
     return folder
