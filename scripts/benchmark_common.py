@@ -28,8 +28,14 @@ SEED = 0
 ATTN_IMPLEMENTATION = "sdpa"
 # Preset fields transformers' ViTConfig and ViTMAEConfig can express; other presets (registers, distillation token,
 # mean pooling) have no transformers equivalent of identical architecture.
-_PLAIN_VIT_FIELDS = {"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size",
-                     "image_size"}  # fmt: skip
+_PLAIN_VIT_FIELDS = {
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "patch_size",
+    "image_size",
+}
 
 Step = Callable[[], None]
 

@@ -52,11 +52,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _trainer(
-    args: argparse.Namespace, student, output_dir: str, teacher: Teacher | None = None,
+    args: argparse.Namespace,
+    student,
+    output_dir: str,
+    teacher: Teacher | None = None,
     distillation: DistillationArguments | None = None,
-) -> ViTTrainer:  # fmt: skip
-    training_args = ViTTrainingArguments(output_dir=output_dir, use_cpu=args.device == "cpu", bf16=args.bf16,
-                                         report_to="none")  # fmt: skip
+) -> ViTTrainer:
+    training_args = ViTTrainingArguments(
+        output_dir=output_dir, use_cpu=args.device == "cpu", bf16=args.bf16, report_to="none"
+    )
     trainer = ViTTrainer(model=student, args=training_args, teacher=teacher, distillation=distillation)
     trainer.model.to(training_args.device).train()
     trainer.create_optimizer()
@@ -73,8 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     # The loss settings a recipe's distillation group gives; no teacher path, the teacher is built here.
     distillation = DistillationArguments(distillation_type=args.distillation_type, teacher_dtype=args.teacher_dtype)
     teacher = Teacher(teacher_model, teacher_processor, processor, distillation.teacher_dtype)
-    inputs = {"pixel_values": torch.randn(args.batch_size, 3, size, size, device=device),
-              "labels": torch.randint(0, args.num_labels, (args.batch_size,), device=device)}  # fmt: skip
+    inputs = {
+        "pixel_values": torch.randn(args.batch_size, 3, size, size, device=device),
+        "labels": torch.randint(0, args.num_labels, (args.batch_size,), device=device),
+    }
     with tempfile.TemporaryDirectory() as output_dir:
         plain = _trainer(args, student, output_dir)
         distilled = _trainer(args, copy.deepcopy(student), output_dir, teacher, distillation)
@@ -92,16 +98,29 @@ def main(argv: list[str] | None = None) -> None:
                     times[name].append(seconds)
     medians = {name: statistics.median(values) for name, values in times.items()}
     ratio = medians["distillation"] / medians["plain"]
-    print(f"student {args.student}, teacher {args.teacher} ({args.teacher_dtype}), batch {args.batch_size}, "
-          f"{args.device}{' bf16' if args.bf16 else ''}, {args.distillation_type} distillation; median of "
-          f"{args.steps} steps after {args.warmup} warm-up")  # fmt: skip
+    print(
+        f"student {args.student}, teacher {args.teacher} ({args.teacher_dtype}), batch {args.batch_size}, "
+        f"{args.device}{' bf16' if args.bf16 else ''}, {args.distillation_type} distillation; median of "
+        f"{args.steps} steps after {args.warmup} warm-up"
+    )
     for name, seconds in medians.items():
         print(f"{name:<16} {seconds:8.3f} s")
     print(f"distillation_step_over_plain_step: {ratio:.3f}")
     print(f"teacher_forward_share_of_distillation_step: {medians['teacher_forward'] / medians['distillation']:.3f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine_info(device), "args": vars(args), "times": times,
-                                               "medians": medians, "ratio": ratio}, indent=2) + "\n")  # fmt: skip
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "machine": machine_info(device),
+                    "args": vars(args),
+                    "times": times,
+                    "medians": medians,
+                    "ratio": ratio,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -112,8 +112,9 @@ def benchmark(
         pixel_values = torch.randn(batch, 3, size, size)
         for run in runners.values():  # warm-up: compilation, ONNX Runtime's first-call allocations
             run(pixel_values)
-        call_counts = {runtime: _calls_lasting(runners[runtime], pixel_values, calls, min_seconds)
-                       for runtime in runtimes}  # fmt: skip
+        call_counts = {
+            runtime: _calls_lasting(runners[runtime], pixel_values, calls, min_seconds) for runtime in runtimes
+        }
         seconds = {runtime: [] for runtime in runtimes}
         for round_index in range(rounds):
             # Each round starts one runtime later, so that each runtime follows each of the others in turn: whatever
@@ -125,15 +126,22 @@ def benchmark(
                 time.sleep(SETTLE_SECONDS)
                 seconds[runtime].append(_time(runners[runtime], pixel_values, call_counts[runtime]))
         median = {runtime: statistics.median(times) for runtime, times in seconds.items()}
-        rows.append({
-            "model": name, "batch": batch, "seconds": seconds, "calls": call_counts,
-            "images_per_s": {runtime: batch / value for runtime, value in median.items()},
-            "latency_ms": {runtime: value * 1000 for runtime, value in median.items()},
-            "ratio_to_eager": {runtime: median["eager"] / value for runtime, value in median.items()},
-            # Each round's eager time over its control's: the spread a ratio must clear to be a difference.
-            "control_spread": [min(ratios := [e / c for e, c in zip(seconds["eager"], seconds["eager_control"])]),
-                               max(ratios)],
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "batch": batch,
+                "seconds": seconds,
+                "calls": call_counts,
+                "images_per_s": {runtime: batch / value for runtime, value in median.items()},
+                "latency_ms": {runtime: value * 1000 for runtime, value in median.items()},
+                "ratio_to_eager": {runtime: median["eager"] / value for runtime, value in median.items()},
+                # Each round's eager time over its control's: the spread a ratio must clear to be a difference.
+                "control_spread": [
+                    min(ratios := [e / c for e, c in zip(seconds["eager"], seconds["eager_control"])]),
+                    max(ratios),
+                ],
+            }
+        )
     return rows
 
 
@@ -142,8 +150,10 @@ def _table(rows: list[dict]) -> str:
     header = "| model | batch | " + " | ".join(f"{r} img/s (ms, x eager)" for r in runtimes) + " | control spread |"
     lines = [header, "|" + "---|" * (3 + len(runtimes))]
     for row in rows:
-        cells = [f"{row['images_per_s'][r]:.1f} ({row['latency_ms'][r]:.1f}, {row['ratio_to_eager'][r]:.2f}x)"
-                 for r in runtimes]  # fmt: skip
+        cells = [
+            f"{row['images_per_s'][r]:.1f} ({row['latency_ms'][r]:.1f}, {row['ratio_to_eager'][r]:.2f}x)"
+            for r in runtimes
+        ]
         spread = "{:.2f}-{:.2f}".format(*row["control_spread"])
         lines.append(f"| {row['model']} | {row['batch']} | " + " | ".join(cells) + f" | {spread} |")
     return "\n".join(lines)
@@ -157,10 +167,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="Interleaved rounds; the median is reported.")
     parser.add_argument("--calls", type=int, default=10, help="Calls timed together in a round, at the least.")
     parser.add_argument("--min_seconds", type=float, help="Shortest timing, more calls if needed (1; --smoke: 0).")
-    parser.add_argument("--without_compile", action="store_true",
-                        help="Leave torch.compile out: eager then runs in a process that never compiled (see docs).")
-    parser.add_argument("--with_plain_export", action="store_true",
-                        help="Also time the export without graph rewrites (onnx_*_plain): what the rewrites gain.")
+    parser.add_argument(
+        "--without_compile",
+        action="store_true",
+        help="Leave torch.compile out: eager then runs in a process that never compiled (see docs).",
+    )
+    parser.add_argument(
+        "--with_plain_export",
+        action="store_true",
+        help="Also time the export without graph rewrites (onnx_*_plain): what the rewrites gain.",
+    )
     parser.add_argument("--smoke", action="store_true", help="One tiny model, batch 1 and 2, one round.")
     parser.add_argument("--output", help="JSON file for every timing.")
     args = parser.parse_args()
@@ -177,9 +193,21 @@ def main() -> None:
         else:
             models = {preset: _save_preset(preset, work / preset, {}) for preset in args.presets}
         models.update({Path(folder).name: folder for folder in args.model_dirs})
-        rows = [row for name, folder in models.items()
-                for row in benchmark(folder, name, args.batch_sizes, args.rounds, args.calls, work,
-                                     not args.without_compile, args.min_seconds, args.with_plain_export)]  # fmt: skip
+        rows = [
+            row
+            for name, folder in models.items()
+            for row in benchmark(
+                folder,
+                name,
+                args.batch_sizes,
+                args.rounds,
+                args.calls,
+                work,
+                not args.without_compile,
+                args.min_seconds,
+                args.with_plain_export,
+            )
+        ]
     print(_table(rows))
     if args.output:
         Path(args.output).write_text(json.dumps({"threads": threads, "rows": rows}, indent=2) + "\n")

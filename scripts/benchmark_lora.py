@@ -65,12 +65,14 @@ def _reset_peak_rss() -> None:
 def _trainer(args: argparse.Namespace, mode: str, output_dir: str) -> ViTTrainer:
     model, _ = preset_model(args.preset, args.num_labels)
     if mode == "lora":
-        lora = LoraArguments(peft_method="lora", lora_r=args.lora_r, lora_alpha=args.lora_r,
-                             lora_target=args.lora_target)  # fmt: skip
+        lora = LoraArguments(
+            peft_method="lora", lora_r=args.lora_r, lora_alpha=args.lora_r, lora_target=args.lora_target
+        )
         # The adapter is never saved: the base it would record is the preset the model was built from.
         model = add_lora(model, lora, base_model=args.preset)
-    training_args = ViTTrainingArguments(output_dir=output_dir, use_cpu=args.device == "cpu", bf16=args.bf16,
-                                         report_to="none", learning_rate=1e-4)  # fmt: skip
+    training_args = ViTTrainingArguments(
+        output_dir=output_dir, use_cpu=args.device == "cpu", bf16=args.bf16, report_to="none", learning_rate=1e-4
+    )
     trainer = ViTTrainer(model=model, args=training_args)
     trainer.model.to(training_args.device)
     trainer.create_optimizer()
@@ -90,8 +92,10 @@ def run_probe(args: argparse.Namespace) -> dict:
         trainer = _trainer(args, args.probe, output_dir)
         model, optimizer = trainer.model, trainer.optimizer
         size = model.config.image_size
-        inputs = {"pixel_values": torch.randn(args.batch_size, 3, size, size, device=device),
-                  "labels": torch.randint(0, args.num_labels, (args.batch_size,), device=device)}  # fmt: skip
+        inputs = {
+            "pixel_values": torch.randn(args.batch_size, 3, size, size, device=device),
+            "labels": torch.randint(0, args.num_labels, (args.batch_size,), device=device),
+        }
         model.train()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -110,9 +114,15 @@ def run_probe(args: argparse.Namespace) -> dict:
         else:
             peak = _peak_rss_mib() - before
     total, trainable = parameter_counts(model)
-    return {"mode": args.probe, "step_seconds": statistics.median(times), "step_seconds_all": times,
-            "optimizer_state_mib": state_mib, "peak_memory_mib": peak, "trainable_parameters": trainable,
-            "parameters": total}  # fmt: skip
+    return {
+        "mode": args.probe,
+        "step_seconds": statistics.median(times),
+        "step_seconds_all": times,
+        "optimizer_state_mib": state_mib,
+        "peak_memory_mib": peak,
+        "trainable_parameters": trainable,
+        "parameters": total,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,12 +136,16 @@ def main(argv: list[str] | None = None) -> None:
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results[mode] = json.loads(next(line for line in output.splitlines() if line.startswith("PROBE "))[6:])
     full, lora = results["full"], results["lora"]
-    print(f"{args.preset}, batch {args.batch_size}, {args.device}{' bf16' if args.bf16 else ''}, LoRA r={args.lora_r} "
-          f"on {args.lora_target}; median of {args.steps} steps after {args.warmup} warm-up")  # fmt: skip
+    print(
+        f"{args.preset}, batch {args.batch_size}, {args.device}{' bf16' if args.bf16 else ''}, LoRA r={args.lora_r} "
+        f"on {args.lora_target}; median of {args.steps} steps after {args.warmup} warm-up"
+    )
     print(f"{'mode':<6} {'step s':>8} {'peak MiB':>9} {'optimizer MiB':>14} {'trainable':>12}")
     for row in (full, lora):
-        print(f"{row['mode']:<6} {row['step_seconds']:>8.3f} {row['peak_memory_mib']:>9.0f} "
-              f"{row['optimizer_state_mib']:>14.1f} {row['trainable_parameters']:>12,}")  # fmt: skip
+        print(
+            f"{row['mode']:<6} {row['step_seconds']:>8.3f} {row['peak_memory_mib']:>9.0f} "
+            f"{row['optimizer_state_mib']:>14.1f} {row['trainable_parameters']:>12,}"
+        )
     ratios = {
         "step_time_lora_over_full": lora["step_seconds"] / full["step_seconds"],
         "peak_memory_lora_over_full": lora["peak_memory_mib"] / full["peak_memory_mib"],
@@ -141,8 +155,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: {value:.3f}")
     if args.json:
         device = torch.device(args.device)
-        Path(args.json).write_text(json.dumps({"machine": machine_info(device), "args": vars(args),
-                                               "results": results, "ratios": ratios}, indent=2) + "\n")  # fmt: skip
+        Path(args.json).write_text(
+            json.dumps(
+                {"machine": machine_info(device), "args": vars(args), "results": results, "ratios": ratios}, indent=2
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

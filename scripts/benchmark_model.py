@@ -142,8 +142,10 @@ class Row:
             return
         for phase in _phases(self):
             flops = flops_per_image(self.model, training=phase == "train")
-            mfu = {impl: value * flops / (peak_tflops * 1e12) for impl, value in
-                   getattr(self, f"{phase}_images_per_s").items()}  # fmt: skip
+            mfu = {
+                impl: value * flops / (peak_tflops * 1e12)
+                for impl, value in getattr(self, f"{phase}_images_per_s").items()
+            }
             setattr(self, f"{phase}_mfu", mfu)
 
     def __post_init__(self) -> None:
@@ -161,29 +163,48 @@ class Row:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="vit_tiny_patch16_224,vit_small_patch16_224",
-                        help="Comma-separated vit_ft presets (timm names).")  # fmt: skip
+    parser.add_argument(
+        "--models",
+        default="vit_tiny_patch16_224,vit_small_patch16_224",
+        help="Comma-separated vit_ft presets (timm names).",
+    )
     parser.add_argument("--batch-sizes", default="8,32", help="Comma-separated batch sizes.")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                        help="bfloat16: autocast around forward and loss, weights stay float32.")  # fmt: skip
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="bfloat16: autocast around forward and loss, weights stay float32.",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile each model after creation.")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
     parser.add_argument("--repeats", type=int, default=7, help="Rounds; the median round is reported.")
     parser.add_argument("--steps", type=int, default=3, help="Steps per model in each round.")
     parser.add_argument("--warmup", type=int, default=3, help="Untimed steps per model, batch size and phase.")
-    parser.add_argument("--cpu-memory", action="store_true",
-                        help="On CPU, measure each training step's peak RSS increase in a subprocess.")  # fmt: skip
+    parser.add_argument(
+        "--cpu-memory",
+        action="store_true",
+        help="On CPU, measure each training step's peak RSS increase in a subprocess.",
+    )
     parser.add_argument("--phases", default="train,infer", help="Comma-separated: train, infer or both.")
-    parser.add_argument("--control", action="store_true",
-                        help="Add a second timm model: timm/timm_control shows the noise of the ratios.")  # fmt: skip
-    parser.add_argument("--isolate-inference", action="store_true",
-                        help="On CPU, time inference in a fresh process per model and round, as a process that "
-                             "only serves predictions: the allocator's state is the model's own.")  # fmt: skip
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="Add a second timm model: timm/timm_control shows the noise of the ratios.",
+    )
+    parser.add_argument(
+        "--isolate-inference",
+        action="store_true",
+        help="On CPU, time inference in a fresh process per model and round, as a process that "
+        "only serves predictions: the allocator's state is the model's own.",
+    )
     parser.add_argument("--fused-adamw", action="store_true", help="AdamW(fused=True) for every model.")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="The chip's peak TFLOP/s for MFU (default: the datasheet's dense bf16 for "
-                             "H100/H200).")  # fmt: skip
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="The chip's peak TFLOP/s for MFU (default: the datasheet's dense bf16 for H100/H200).",
+    )
     parser.add_argument("--output", default=None, help="Write the results as JSON to this path.")
     # Internal: set when the script re-invokes itself to measure one model's RSS in a fresh process.
     parser.add_argument("--memory-probe", choices=IMPLEMENTATIONS, default=None, help=argparse.SUPPRESS)
@@ -358,9 +379,24 @@ def run_infer_probe(args: argparse.Namespace) -> None:
 def run_probe(args: argparse.Namespace, name: str, batch: int, probe: str, impl: str) -> dict:
     """Runs this script again as `--{probe}-probe impl` for one preset and batch size; returns its result."""
     builder = "timm" if impl == CONTROL else impl  # a fresh process has no second model to tell apart
-    command = [sys.executable, os.path.abspath(__file__), "--device", "cpu", "--models", name,
-               "--batch-sizes", str(batch), "--dtype", args.dtype, f"--{probe}-probe", builder,
-               "--steps", str(args.steps), "--warmup", str(args.warmup)]  # fmt: skip
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--device",
+        "cpu",
+        "--models",
+        name,
+        "--batch-sizes",
+        str(batch),
+        "--dtype",
+        args.dtype,
+        f"--{probe}-probe",
+        builder,
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+    ]
     if args.compile:
         command.append("--compile")
     if args.threads is not None:
@@ -390,9 +426,14 @@ def measure_isolated_inference(
 
 
 def measure_memory(
-    args: argparse.Namespace, name: str, batch: int, train_steps: dict[str, Step], infer_steps: dict[str, Step],
-    models: dict[str, nn.Module], device: torch.device,
-) -> tuple[dict[str, float] | None, dict[str, float] | None]:  # fmt: skip
+    args: argparse.Namespace,
+    name: str,
+    batch: int,
+    train_steps: dict[str, Step],
+    infer_steps: dict[str, Step],
+    models: dict[str, nn.Module],
+    device: torch.device,
+) -> tuple[dict[str, float] | None, dict[str, float] | None]:
     if device.type == "cuda":
         set_mode(models, True)
         train = {impl: cuda_peak_increase_mib(step, device) for impl, step in train_steps.items()}
@@ -405,12 +446,18 @@ def measure_memory(
 
 
 def benchmark_batch(
-    args: argparse.Namespace, name: str, batch: int, models: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer], device: torch.device,
-) -> Row:  # fmt: skip
+    args: argparse.Namespace,
+    name: str,
+    batch: int,
+    models: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    device: torch.device,
+) -> Row:
     pixels, labels = make_inputs(name, batch, device)
-    train_steps = {impl: make_train_step(models[impl], optimizers[impl], pixels, labels, args.dtype)
-                   for impl in args.implementations}  # fmt: skip
+    train_steps = {
+        impl: make_train_step(models[impl], optimizers[impl], pixels, labels, args.dtype)
+        for impl in args.implementations
+    }
     infer_steps = {impl: make_infer_step(models[impl], pixels, args.dtype) for impl in args.implementations}
 
     train_times, train_faults, infer_times, infer_faults = {}, {}, {}, {}
@@ -426,9 +473,18 @@ def benchmark_batch(
         infer_times, infer_faults = measure_interleaved(infer_steps, args.repeats, args.steps, device)
 
     train_memory, infer_memory = measure_memory(args, name, batch, train_steps, infer_steps, models, device)
-    return Row(name, batch, args.dtype, "compile" if args.compile else "eager", train_times, infer_times,
-               train_memory_mib=train_memory, infer_memory_mib=infer_memory, train_page_faults=train_faults,
-               infer_page_faults=infer_faults)  # fmt: skip
+    return Row(
+        name,
+        batch,
+        args.dtype,
+        "compile" if args.compile else "eager",
+        train_times,
+        infer_times,
+        train_memory_mib=train_memory,
+        infer_memory_mib=infer_memory,
+        train_page_faults=train_faults,
+        infer_page_faults=infer_faults,
+    )
 
 
 def _ratio_names(row: Row) -> list[str]:
@@ -458,8 +514,17 @@ def format_row(row: Row) -> str:
 def markdown_tables(rows: list[Row]) -> str:
     implementations = list(rows[0].train_step_s or rows[0].infer_step_s)
     ratio_names = _ratio_names(rows[0])
-    header = ["model", "batch", "dtype", "mode", "phase", *(f"{impl} img/s" for impl in implementations),
-              *ratio_names, "page faults per step", "MFU"]  # fmt: skip
+    header = [
+        "model",
+        "batch",
+        "dtype",
+        "mode",
+        "phase",
+        *(f"{impl} img/s" for impl in implementations),
+        *ratio_names,
+        "page faults per step",
+        "MFU",
+    ]
     speed = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     memory_header = ["model", "batch", "dtype", "mode", "phase", *(f"{impl} MiB" for impl in implementations)]
     memory = ["| " + " | ".join(memory_header) + " |", "|" + "---|" * len(memory_header)]
@@ -509,8 +574,12 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + markdown_tables(rows))
     if args.output:
         settings = {key: value for key, value in vars(args).items() if not key.endswith("_probe")}
-        result = {"hardware": hardware, "settings": settings, "parameters": parameters,
-                  "rows": [asdict(row) for row in rows]}  # fmt: skip
+        result = {
+            "hardware": hardware,
+            "settings": settings,
+            "parameters": parameters,
+            "rows": [asdict(row) for row in rows],
+        }
         with open(args.output, "w") as output:
             json.dump(result, output, indent=2)
         print(f"\nWrote {args.output}")

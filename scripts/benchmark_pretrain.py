@@ -85,11 +85,27 @@ RATIOS = {
 }
 GOALS = {"vit_ft/transformers": ">= 1.0 within the control's spread", f"pretraining/{FINE_TUNING}": ">= 2.5"}
 # vit_ft config fields that transformers' ViTMAEConfig has under the same name and meaning.
-_SHARED_CONFIG_FIELDS = ("image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
-                         "num_attention_heads", "intermediate_size", "hidden_act", "qkv_bias", "layer_norm_eps",
-                         "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "mask_ratio",
-                         "decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",
-                         "decoder_intermediate_size", "norm_pix_loss")  # fmt: skip
+_SHARED_CONFIG_FIELDS = (
+    "image_size",
+    "patch_size",
+    "num_channels",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "qkv_bias",
+    "layer_norm_eps",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "initializer_range",
+    "mask_ratio",
+    "decoder_hidden_size",
+    "decoder_num_hidden_layers",
+    "decoder_num_attention_heads",
+    "decoder_intermediate_size",
+    "norm_pix_loss",
+)
 _CHECK_BATCH = 2  # images in the forward that checks tokens and losses before timing
 
 
@@ -107,10 +123,15 @@ class Result:
     def __post_init__(self) -> None:
         self.images_per_s = {name: self.batch / statistics.median(times) for name, times in self.step_s.items()}
         for ratio, (first, second) in RATIOS.items():
-            rounds = [second_s / first_s for first_s, second_s in zip(self.step_s[first], self.step_s[second],
-                                                                      strict=True)]  # fmt: skip
-            self.ratios[ratio] = {"value": self.images_per_s[first] / self.images_per_s[second], "rounds": rounds,
-                                  "min": min(rounds), "max": max(rounds)}  # fmt: skip
+            rounds = [
+                second_s / first_s for first_s, second_s in zip(self.step_s[first], self.step_s[second], strict=True)
+            ]
+            self.ratios[ratio] = {
+                "value": self.images_per_s[first] / self.images_per_s[second],
+                "rounds": rounds,
+                "min": min(rounds),
+                "max": max(rounds),
+            }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -122,12 +143,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decoder-num-hidden-layers", type=int, default=method.decoder_num_hidden_layers)
     parser.add_argument("--decoder-num-attention-heads", type=int, default=method.decoder_num_attention_heads)
     parser.add_argument("--decoder-intermediate-size", type=int, default=method.decoder_intermediate_size)
-    parser.add_argument("--norm-pix-loss", action=argparse.BooleanOptionalAction, default=method.norm_pix_loss,
-                        help="Normalised-pixel targets (MAE's default).")  # fmt: skip
+    parser.add_argument(
+        "--norm-pix-loss",
+        action=argparse.BooleanOptionalAction,
+        default=method.norm_pix_loss,
+        help="Normalised-pixel targets (MAE's default).",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="Images per step, for every model.")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                        help="bfloat16: autocast around forward and loss, weights stay float32.")  # fmt: skip
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="bfloat16: autocast around forward and loss, weights stay float32.",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
     parser.add_argument("--rounds", type=int, default=5, help="Rounds; the median round is reported.")
     parser.add_argument("--steps", type=int, default=2, help="Steps per model in each round.")
@@ -148,11 +177,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def masked_autoencoding(args: argparse.Namespace) -> MaskedAutoencodingArguments:
     return MaskedAutoencodingArguments(
-        mask_ratio=args.mask_ratio, decoder_hidden_size=args.decoder_hidden_size,
+        mask_ratio=args.mask_ratio,
+        decoder_hidden_size=args.decoder_hidden_size,
         decoder_num_hidden_layers=args.decoder_num_hidden_layers,
         decoder_num_attention_heads=args.decoder_num_attention_heads,
-        decoder_intermediate_size=args.decoder_intermediate_size, norm_pix_loss=args.norm_pix_loss,
-    )  # fmt: skip
+        decoder_intermediate_size=args.decoder_intermediate_size,
+        norm_pix_loss=args.norm_pix_loss,
+    )
 
 
 def build_vit_ft(args: argparse.Namespace) -> ViTForMaskedAutoencoding:
@@ -187,8 +218,12 @@ def build_fine_tuning(args: argparse.Namespace, source: ViTForMaskedAutoencoding
 def build_models(args: argparse.Namespace, device: torch.device) -> dict[str, nn.Module]:
     vit_ft = build_vit_ft(args)
     reference = build_transformers(vit_ft)
-    models = {"vit_ft": vit_ft, "transformers": reference, CONTROL: copy.deepcopy(reference),
-              FINE_TUNING: build_fine_tuning(args, vit_ft)}  # fmt: skip
+    models = {
+        "vit_ft": vit_ft,
+        "transformers": reference,
+        CONTROL: copy.deepcopy(reference),
+        FINE_TUNING: build_fine_tuning(args, vit_ft),
+    }
     for name, model in models.items():
         check_attention(model, name)
         model.to(device).train()
@@ -254,29 +289,35 @@ def forward_flops_per_image(config: ViTConfig) -> dict[str, float]:
     decoder_width = config.decoder_hidden_size
     embedding = patches * pixels * width
     encoder = (config.num_hidden_layers, config.intermediate_size)
-    decoder = ((1 + kept) * width * decoder_width  # decoder_embed
-               + blocks_macs(1 + patches, decoder_width, config.decoder_num_hidden_layers,
-                             config.decoder_intermediate_size)
-               + patches * decoder_width * pixels)  # decoder_pred  # fmt: skip
+    decoder = (
+        (1 + kept) * width * decoder_width  # decoder_embed
+        + blocks_macs(1 + patches, decoder_width, config.decoder_num_hidden_layers, config.decoder_intermediate_size)
+        + patches * decoder_width * pixels
+    )  # decoder_pred
     pretraining = embedding + blocks_macs(1 + kept, width, *encoder) + decoder
     fine_tuning = embedding + blocks_macs(1 + patches, width, *encoder) + width * NUM_LABELS
     return {"pretraining": 2.0 * pretraining, FINE_TUNING: 2.0 * fine_tuning}
 
 
-def make_steps(models: dict[str, nn.Module], inputs: dict[str, dict[str, torch.Tensor]], dtype: str,
-               device: torch.device) -> dict[str, Step]:  # fmt: skip
+def make_steps(
+    models: dict[str, nn.Module], inputs: dict[str, dict[str, torch.Tensor]], dtype: str, device: torch.device
+) -> dict[str, Step]:
     def loss_of(model: nn.Module, model_inputs: dict[str, torch.Tensor]):
         return lambda: model(**model_inputs).loss  # each model's own loss
 
-    return {name: make_training_step(make_optimizer(model), loss_of(model, inputs[name]), device, dtype == "bfloat16")
-            for name, model in models.items()}  # fmt: skip
+    return {
+        name: make_training_step(make_optimizer(model), loss_of(model, inputs[name]), device, dtype == "bfloat16")
+        for name, model in models.items()
+    }
 
 
 def describe(args: argparse.Namespace) -> str:
-    return (f"{args.preset}, mask ratio {args.mask_ratio}, decoder {args.decoder_hidden_size} wide x "
-            f"{args.decoder_num_hidden_layers} blocks, {args.decoder_num_attention_heads} heads, MLP "
-            f"{args.decoder_intermediate_size}, norm_pix_loss {args.norm_pix_loss}; batch {args.batch_size}, "
-            f"{args.dtype}, {args.device}; {args.rounds} rounds of {args.steps} steps")  # fmt: skip
+    return (
+        f"{args.preset}, mask ratio {args.mask_ratio}, decoder {args.decoder_hidden_size} wide x "
+        f"{args.decoder_num_hidden_layers} blocks, {args.decoder_num_attention_heads} heads, MLP "
+        f"{args.decoder_intermediate_size}, norm_pix_loss {args.norm_pix_loss}; batch {args.batch_size}, "
+        f"{args.dtype}, {args.device}; {args.rounds} rounds of {args.steps} steps"
+    )
 
 
 def markdown_table(result: Result) -> str:
@@ -292,8 +333,10 @@ def ratio_lines(result: Result, flops: dict[str, float]) -> list[str]:
     for name, ratio in result.ratios.items():
         goal = f" (goal {GOALS[name]})" if name in GOALS else " (control: the noise of a ratio)"
         lines.append(f"{name}: {ratio['value']:.3f}, rounds {ratio['min']:.3f}-{ratio['max']:.3f}{goal}")
-    lines.append(f"forward GFLOPs per image: pretraining {flops['pretraining'] / 1e9:.2f}, fine-tuning "
-                 f"{flops[FINE_TUNING] / 1e9:.2f}; ratio {flops[FINE_TUNING] / flops['pretraining']:.3f}")  # fmt: skip
+    lines.append(
+        f"forward GFLOPs per image: pretraining {flops['pretraining'] / 1e9:.2f}, fine-tuning "
+        f"{flops[FINE_TUNING] / 1e9:.2f}; ratio {flops[FINE_TUNING] / flops['pretraining']:.3f}"
+    )
     return lines
 
 
@@ -323,8 +366,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{describe(args)}\n\n{markdown_table(result)}\n")
     print("\n".join(ratio_lines(result, flops)))
     if args.output:
-        output = {"hardware": hardware, "settings": vars(args), "parameters": parameters,
-                  "forward_flops_per_image": flops, "result": asdict(result)}  # fmt: skip
+        output = {
+            "hardware": hardware,
+            "settings": vars(args),
+            "parameters": parameters,
+            "forward_flops_per_image": flops,
+            "result": asdict(result),
+        }
         with open(args.output, "w") as file:
             json.dump(output, file, indent=2)
         print(f"\nWrote {args.output}")

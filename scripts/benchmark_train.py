@@ -109,12 +109,14 @@ class Summary:
     def __post_init__(self) -> None:
         for name in ("model_only", "end_to_end"):
             for statistic in ("median", "mean"):
-                per_round = [self.batch / getattr(statistics, statistic)(getattr(r, f"{name}_step_s"))
-                             for r in self.rounds]  # fmt: skip
+                per_round = [
+                    self.batch / getattr(statistics, statistic)(getattr(r, f"{name}_step_s")) for r in self.rounds
+                ]
                 self.images_per_s[f"{name}_{statistic}_step"] = statistics.median(per_round)
         for statistic in ("median", "mean"):
-            self.ratios[f"{statistic}_step"] = (self.images_per_s[f"end_to_end_{statistic}_step"]
-                                                / self.images_per_s[f"model_only_{statistic}_step"])  # fmt: skip
+            self.ratios[f"{statistic}_step"] = (
+                self.images_per_s[f"end_to_end_{statistic}_step"] / self.images_per_s[f"model_only_{statistic}_step"]
+            )
         self.decode_images_per_s_per_core = statistics.median(r.decode_images_per_s for r in self.rounds)
         self.workers_needed = self.images_per_s["model_only_median_step"] / self.decode_images_per_s_per_core
 
@@ -124,16 +126,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preset", default="vit_small_patch16_224", help="vit_ft preset (timm name).")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=None, help="Default: 32 on CPU, 256 on CUDA.")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="Timed steps per measurement and round. Default: 12 on CPU, 100 on CUDA.")  # fmt: skip
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="Timed steps per measurement and round. Default: 12 on CPU, 100 on CUDA.",
+    )
     parser.add_argument("--warmup", type=int, default=3, help="Untimed steps before them (at least 1).")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="dataloader_num_workers. Default: 2 on CPU, usable CPUs - 2 on CUDA.")  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=None, help="dataloader_num_workers. Default: 2 on CPU, usable CPUs - 2 on CUDA."
+    )
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (TrainingArguments.bf16); weights fp32.")
-    parser.add_argument("--auto-augment", choices=("randaugment", "trivialaugment"), default=None,
-                        help="Add this to the training transform.")  # fmt: skip
-    parser.add_argument("--images", type=int, default=None,
-                        help=f"JPEGs to write. Default: one epoch per round, >= {MIN_IMAGES}.")  # fmt: skip
+    parser.add_argument(
+        "--auto-augment",
+        choices=("randaugment", "trivialaugment"),
+        default=None,
+        help="Add this to the training transform.",
+    )
+    parser.add_argument(
+        "--images", type=int, default=None, help=f"JPEGs to write. Default: one epoch per round, >= {MIN_IMAGES}."
+    )
     parser.add_argument("--data-dir", default=None, help="Write (or reuse) the image folder here, not in a temp dir.")
     parser.add_argument("--rounds", type=int, default=2, help="Model-only then end-to-end, this many times.")
     parser.add_argument("--output", default=None, help="Write the results as JSON to this path.")
@@ -182,8 +194,9 @@ def write_image_folder(root: Path, count: int) -> float:
     if len(existing) == count:
         return statistics.mean(path.stat().st_size for path in existing)
     if existing:
-        raise ValueError(f"{root} holds {len(existing)} images, not {count}: pass --images {len(existing)} or "
-                         "an empty --data-dir.")  # fmt: skip
+        raise ValueError(
+            f"{root} holds {len(existing)} images, not {count}: pass --images {len(existing)} or an empty --data-dir."
+        )
     for label in range(NUM_CLASSES):
         (root / f"class_{label}").mkdir(parents=True, exist_ok=True)
     tasks = [(str(root / f"class_{i % NUM_CLASSES}" / f"{i:06d}.jpg"), SEED + i) for i in range(count)]
@@ -271,8 +284,10 @@ def run_model_only(args: argparse.Namespace, recipe: Recipe) -> list[float]:
     trainer.create_optimizer()  # the optimizer `trainer.train()` would build: class, kwargs and parameter groups
     device = trainer.args.device
     size = trainer.model.config.image_size
-    inputs = {"pixel_values": torch.randn(args.batch_size, 3, size, size, device=device),
-              "labels": torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)}  # fmt: skip
+    inputs = {
+        "pixel_values": torch.randn(args.batch_size, 3, size, size, device=device),
+        "labels": torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device),
+    }
     stamps = []
     for _ in range(args.warmup + args.steps):
         training_step(trainer, inputs, args.bf16, trainer.args.max_grad_norm)
@@ -313,11 +328,14 @@ def markdown_table(summary: Summary) -> str:
     speed = summary.images_per_s
 
     def per_round(name: str) -> str:
-        return ", ".join(f"{summary.batch / statistics.median(getattr(r, f'{name}_step_s')):.1f}"
-                         for r in summary.rounds)  # fmt: skip
+        return ", ".join(
+            f"{summary.batch / statistics.median(getattr(r, f'{name}_step_s')):.1f}" for r in summary.rounds
+        )
 
-    ratio_rounds = ", ".join(f"{statistics.median(r.model_only_step_s) / statistics.median(r.end_to_end_step_s):.3f}"
-                             for r in summary.rounds)  # fmt: skip
+    ratio_rounds = ", ".join(
+        f"{statistics.median(r.model_only_step_s) / statistics.median(r.end_to_end_step_s):.3f}"
+        for r in summary.rounds
+    )
     lines = [
         "| measurement | from median step | from mean step (wall clock) | per round (median step) |",
         "|---|---|---|---|",
@@ -328,9 +346,10 @@ def markdown_table(summary: Summary) -> str:
         f"| end-to-end / model-only (goal >= 0.90) | {summary.ratios['median_step']:.3f} "
         f"| {summary.ratios['mean_step']:.3f} | {ratio_rounds} |",
         f"| decode+augment images/s, 1 core | {summary.decode_images_per_s_per_core:.1f} | | "
-        + ", ".join(f"{r.decode_images_per_s:.1f}" for r in summary.rounds) + " |",
+        + ", ".join(f"{r.decode_images_per_s:.1f}" for r in summary.rounds)
+        + " |",
         f"| workers needed = model-only / per-core decode | {summary.workers_needed:.3g} | | |",
-    ]  # fmt: skip
+    ]
     return "\n".join(lines)
 
 
@@ -352,9 +371,12 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> tuple[Summary, float]
         end_to_end, train = run_end_to_end(args, recipe)
         free_memory()
         rounds.append(Round(model_only, end_to_end, measure_decode(train, args.batch_size)))
-        print(f"round {index + 1}/{args.rounds}: median step model-only {statistics.median(model_only):.4f} s, "
-              f"end-to-end {statistics.median(end_to_end):.4f} s; decode {rounds[-1].decode_images_per_s:.1f} "
-              "images/s on 1 core", flush=True)  # fmt: skip
+        print(
+            f"round {index + 1}/{args.rounds}: median step model-only {statistics.median(model_only):.4f} s, "
+            f"end-to-end {statistics.median(end_to_end):.4f} s; decode {rounds[-1].decode_images_per_s:.1f} "
+            "images/s on 1 core",
+            flush=True,
+        )
     return Summary(args.batch_size, rounds), mean_bytes
 
 
@@ -364,26 +386,38 @@ def main(argv: list[str] | None = None) -> None:
     datasets.disable_progress_bars()
     device = torch.device(args.device)
     hardware = machine_info(
-        device, torchvision=torchvision.__version__, transformers=transformers.__version__,
-        datasets=datasets.__version__, pillow=PIL.__version__,
-    )  # fmt: skip
+        device,
+        torchvision=torchvision.__version__,
+        transformers=transformers.__version__,
+        datasets=datasets.__version__,
+        pillow=PIL.__version__,
+    )
     print(json.dumps(hardware, indent=2), flush=True)
     with tempfile.TemporaryDirectory(prefix="vit_ft_benchmark_train_") as work_dir:
         summary, mean_bytes = benchmark(args, Path(work_dir))
     if hasattr(os, "getloadavg"):
         hardware["load_average_end"] = os.getloadavg()
 
-    print(f"\n{args.preset}, batch {args.batch_size}, {'bf16' if args.bf16 else 'fp32'}, {args.device}, "
-          f"{args.workers} workers, {args.images} JPEGs of {mean_bytes / 1e3:.1f} KB on average\n")  # fmt: skip
+    print(
+        f"\n{args.preset}, batch {args.batch_size}, {'bf16' if args.bf16 else 'fp32'}, {args.device}, "
+        f"{args.workers} workers, {args.images} JPEGs of {mean_bytes / 1e3:.1f} KB on average\n"
+    )
     print(markdown_table(summary))
-    print(f"\nend-to-end / model-only: {summary.ratios['median_step']:.3f} from median steps, "
-          f"{summary.ratios['mean_step']:.3f} from mean steps (goal >= 0.90)")  # fmt: skip
-    print(f"workers needed on this {hardware['device_name']}: {summary.images_per_s['model_only_median_step']:.1f}"
-          f" / {summary.decode_images_per_s_per_core:.1f} = {summary.workers_needed:.3g} -> "
-          f"{math.ceil(summary.workers_needed)} (plus cores for the main process)")  # fmt: skip
+    print(
+        f"\nend-to-end / model-only: {summary.ratios['median_step']:.3f} from median steps, "
+        f"{summary.ratios['mean_step']:.3f} from mean steps (goal >= 0.90)"
+    )
+    print(
+        f"workers needed on this {hardware['device_name']}: {summary.images_per_s['model_only_median_step']:.1f}"
+        f" / {summary.decode_images_per_s_per_core:.1f} = {summary.workers_needed:.3g} -> "
+        f"{math.ceil(summary.workers_needed)} (plus cores for the main process)"
+    )
     if args.output:
-        result = {"hardware": hardware, "settings": {**vars(args), "mean_jpeg_bytes": mean_bytes},
-                  "summary": asdict(summary)}  # fmt: skip
+        result = {
+            "hardware": hardware,
+            "settings": {**vars(args), "mean_jpeg_bytes": mean_bytes},
+            "summary": asdict(summary),
+        }
         with open(args.output, "w") as output:
             json.dump(result, output, indent=2)
         print(f"\nWrote {args.output}")

@@ -52,8 +52,16 @@ from vit_ft.data.datasets import load_image_datasets  # noqa: E402
 from vit_ft.data.transforms import decode_image  # noqa: E402
 from vit_ft.output_dir import ALL_RESULTS, RECIPE  # noqa: E402
 
-METHODS = ("scratch", "scratch_class_token", "pretrained", "pretrained_class_token", "linear_probe", "knn", "svc",
-           "logistic")  # fmt: skip
+METHODS = (
+    "scratch",
+    "scratch_class_token",
+    "pretrained",
+    "pretrained_class_token",
+    "linear_probe",
+    "knn",
+    "svc",
+    "logistic",
+)
 CLASS_TOKEN = "_class_token"  # a method's suffix: its recipe's run, the classifier reading the class token
 FINE_TUNING = ("scratch", "pretrained", "linear_probe")  # the methods with a `vit-ft train` recipe of their own
 # the methods that need the seed's MAE encoder
@@ -80,9 +88,11 @@ class DataSet:
         """The fine-tuning recipes' train_val_split: the K images per class come from the rest."""
         shares = {method: self.recipe(method)["train_val_split"] for method in FINE_TUNING}
         if len(set(shares.values())) != 1:
-            raise ValueError(f"The {self.name} recipes carve different validation splits ({shares}): the "
-                             "methods would draw their K images from different pools. Give them one "
-                             "train_val_split.")  # fmt: skip
+            raise ValueError(
+                f"The {self.name} recipes carve different validation splits ({shares}): the "
+                "methods would draw their K images from different pools. Give them one "
+                "train_val_split."
+            )
         return shares["scratch"]
 
 
@@ -90,23 +100,41 @@ DATASETS = {
     data.name: data
     for data in (
         # SVC(gamma=0.001, C=10): scikit-learn's digits example (98.89% trained on our split's 1,437 training images).
-        DataSet("digits", {"scratch": "recipes/full_finetune/digits.yaml",
-                           "pretrained": "recipes/full_finetune/digits_from_mae.yaml",
-                           "linear_probe": "recipes/full_finetune/digits_linear_probe.yaml",
-                           "pretrain": "recipes/pretrain/digits_mae.yaml"}, 16, {"gamma": 0.001, "C": 10}),
+        DataSet(
+            "digits",
+            {
+                "scratch": "recipes/full_finetune/digits.yaml",
+                "pretrained": "recipes/full_finetune/digits_from_mae.yaml",
+                "linear_probe": "recipes/full_finetune/digits_linear_probe.yaml",
+                "pretrain": "recipes/pretrain/digits_mae.yaml",
+            },
+            16,
+            {"gamma": 0.001, "C": 10},
+        ),
         # SVC's defaults (gamma="scale", C=1): no published setting for these images to borrow; not tuned.
-        DataSet("lfw_faces", {"scratch": "recipes/full_finetune/lfw_faces.yaml",
-                              "pretrained": "recipes/full_finetune/lfw_faces_from_mae.yaml",
-                              "linear_probe": "recipes/full_finetune/lfw_faces_linear_probe.yaml",
-                              "pretrain": "recipes/pretrain/lfw_faces_mae.yaml"}, None),
+        DataSet(
+            "lfw_faces",
+            {
+                "scratch": "recipes/full_finetune/lfw_faces.yaml",
+                "pretrained": "recipes/full_finetune/lfw_faces_from_mae.yaml",
+                "linear_probe": "recipes/full_finetune/lfw_faces_linear_probe.yaml",
+                "pretrain": "recipes/pretrain/lfw_faces_mae.yaml",
+            },
+            None,
+        ),
     )
-}  # fmt: skip
+}
 
 
 def vit_ft(*args: str) -> None:
     environment = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "vit_ft.cli", *map(str, args)], cwd=REPO, env=environment,
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "vit_ft.cli", *map(str, args)],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"vit-ft {' '.join(map(str, args))} failed:\n{result.stderr[-3000:]}")
 
@@ -118,21 +146,27 @@ def few_shot(k: str) -> list[str]:
 
 def pixels(dataset, levels: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(images, pixels) grey values, 0..1 or rounded to 0..`levels`, and the labels."""
-    grey = np.stack([np.asarray(decode_image(image).convert("L"), dtype=np.float64).reshape(-1) / 255
-                     for image in dataset["image"]])  # fmt: skip
+    grey = np.stack(
+        [
+            np.asarray(decode_image(image).convert("L"), dtype=np.float64).reshape(-1) / 255
+            for image in dataset["image"]
+        ]
+    )
     return (grey if levels is None else np.round(grey * levels)), np.asarray(dataset["label"])
 
 
 def pixel_baselines(data_set: DataSet, k: str, seed: int) -> dict[str, float]:
     per_class = None if k == ALL else int(k)
-    args = DataArguments(dataset_name=data_set.name, train_val_split=data_set.validation_share,
-                         train_samples_per_class=per_class)  # fmt: skip
+    args = DataArguments(
+        dataset_name=data_set.name, train_val_split=data_set.validation_share, train_samples_per_class=per_class
+    )
     data, _ = load_image_datasets(args, seed)
     train_x, train_y = pixels(data["train"], data_set.pixel_levels)
     test_x, test_y = pixels(data["test"], data_set.pixel_levels)
     models = {"svc": SVC(**data_set.svc), "logistic": LogisticRegression(max_iter=5000)}
-    return {name: float((model.fit(train_x, train_y).predict(test_x) == test_y).mean())
-            for name, model in models.items()}  # fmt: skip
+    return {
+        name: float((model.fit(train_x, train_y).predict(test_x) == test_y).mean()) for name, model in models.items()
+    }
 
 
 def pretrain(data_set: DataSet, output_dir: Path, seed: int, epochs: int | None) -> float:
@@ -146,21 +180,62 @@ def pretrain(data_set: DataSet, output_dir: Path, seed: int, epochs: int | None)
         if all(done.get(key) == value for key, value in wanted.items()):
             return 0.0
     started = time.monotonic()
-    vit_ft("pretrain", data_set.recipes["pretrain"], "--output_dir", output_dir, "--seed", seed, "--num_train_epochs",
-           wanted["num_train_epochs"], "--overwrite_output_dir", "true")  # fmt: skip
+    vit_ft(
+        "pretrain",
+        data_set.recipes["pretrain"],
+        "--output_dir",
+        output_dir,
+        "--seed",
+        seed,
+        "--num_train_epochs",
+        wanted["num_train_epochs"],
+        "--overwrite_output_dir",
+        "true",
+    )
     return time.monotonic() - started
 
 
 def fine_tune(recipe: str, output_dir: Path, k: str, seed: int, steps: int, *extra: str) -> float:
-    vit_ft("train", recipe, *few_shot(k), "--seed", seed, "--max_steps", steps, "--eval_strategy", "no",
-           "--save_strategy", "no", "--output_dir", output_dir, "--overwrite_output_dir", "true", *extra)  # fmt: skip
+    vit_ft(
+        "train",
+        recipe,
+        *few_shot(k),
+        "--seed",
+        seed,
+        "--max_steps",
+        steps,
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--output_dir",
+        output_dir,
+        "--overwrite_output_dir",
+        "true",
+        *extra,
+    )
     return json.loads((output_dir / ALL_RESULTS).read_text())["test_accuracy"]
 
 
 def knn(data_set: DataSet, encoder: Path, output: Path, k: str, seed: int, classes: int) -> float:
     neighbours = 20 if k == ALL else min(20, classes * int(k))
-    vit_ft("knn", "--model", encoder, "--dataset_name", data_set.name, "--train_val_split", data_set.validation_share,
-           *few_shot(k), "--seed", seed, "--k", neighbours, "--output", output, "--overwrite")  # fmt: skip
+    vit_ft(
+        "knn",
+        "--model",
+        encoder,
+        "--dataset_name",
+        data_set.name,
+        "--train_val_split",
+        data_set.validation_share,
+        *few_shot(k),
+        "--seed",
+        seed,
+        "--k",
+        neighbours,
+        "--output",
+        output,
+        "--overwrite",
+    )
     return json.loads(output.read_text())["accuracy"]
 
 
@@ -181,8 +256,10 @@ def table(accuracy: dict[str, dict[str, dict[str, float]]], ks: list[str]) -> st
     """Methods by K, mean +- population std over the seeds, in percent."""
     lines = ["| method | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
     for method, by_k in accuracy.items():
-        cells = [f"{100 * statistics.mean(v):.2f} ± {100 * statistics.pstdev(v):.2f}"
-                 for v in (list(by_k[k].values()) for k in ks)]  # fmt: skip
+        cells = [
+            f"{100 * statistics.mean(v):.2f} ± {100 * statistics.pstdev(v):.2f}"
+            for v in (list(by_k[k].values()) for k in ks)
+        ]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -231,8 +308,9 @@ def main() -> None:
                 result = run_vit(method, data_set, k, seed, work, encoder, args.steps, len(names))
                 accuracy[method][k][str(seed)] = result
                 seconds[method] += time.monotonic() - started
-            print(f"K={k} seed={seed}: " + ", ".join(f"{m} {accuracy[m][k][str(seed)]:.4f}" for m in methods),
-                  flush=True)  # fmt: skip
+            print(
+                f"K={k} seed={seed}: " + ", ".join(f"{m} {accuracy[m][k][str(seed)]:.4f}" for m in methods), flush=True
+            )
 
     print(f"\n{data_set.name}: test accuracy (%), mean ± std over seeds {args.seeds}\n")
     print(table(accuracy, ks))
@@ -240,11 +318,22 @@ def main() -> None:
     pretraining = ", ".join(f"seed {seed} {value:.0f}" for seed, value in seconds["pretrain"].items())
     print(f"\nseconds: {spent}; pretraining: {pretraining or 'none'}")
     if args.output:
-        summary = {method: {k: {"mean": statistics.mean(list(by_seed.values())),
-                                "std": statistics.pstdev(list(by_seed.values()))} for k, by_seed in by_k.items()}
-                   for method, by_k in accuracy.items()}  # fmt: skip
-        result = {"dataset": data_set.name, "ks": ks, "seeds": seeds, "settings": vars(args), "accuracy": accuracy,
-                  "summary": summary, "seconds": seconds}  # fmt: skip
+        summary = {
+            method: {
+                k: {"mean": statistics.mean(list(by_seed.values())), "std": statistics.pstdev(list(by_seed.values()))}
+                for k, by_seed in by_k.items()
+            }
+            for method, by_k in accuracy.items()
+        }
+        result = {
+            "dataset": data_set.name,
+            "ks": ks,
+            "seeds": seeds,
+            "settings": vars(args),
+            "accuracy": accuracy,
+            "summary": summary,
+            "seconds": seconds,
+        }
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
 
 

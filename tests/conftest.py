@@ -17,6 +17,7 @@ TINY = dict(
     image_size=32, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
 )
 
+
 def import_blocker(package: str) -> str:
     """Code to put before the code of a fresh interpreter: importing `package` (or any module in it) then fails."""
     return textwrap.dedent(
@@ -118,8 +119,12 @@ def fake_hub(tmp_path, monkeypatch) -> FakeHub:
     # With hf_xet installed, upload_folder streams files through its own pipeline; without it, it sends them in one
     # create_commit, the boundary this fake intercepts. What is uploaded is chosen the same way in both.
     monkeypatch.setattr(huggingface_hub.hf_api, "is_xet_available", lambda: False)
-    for name, fake in (("create_repo", hub.create_repo), ("create_branch", hub.create_branch),
-                       ("create_commit", hub.create_commit), ("_validate_yaml", hub.validate_yaml)):  # fmt: skip
+    for name, fake in (
+        ("create_repo", hub.create_repo),
+        ("create_branch", hub.create_branch),
+        ("create_commit", hub.create_commit),
+        ("_validate_yaml", hub.validate_yaml),
+    ):
         monkeypatch.setattr(HfApi, name, lambda api, *args, _fake=fake, **kwargs: _fake(api, *args, **kwargs))
     return hub
 

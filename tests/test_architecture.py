@@ -97,13 +97,19 @@ def _wrong_way(path: Path) -> list[str]:
     if source in TOP:
         return []
     allowed = ALLOWED[source] | {source}
-    return [f"{path.relative_to(PACKAGE.parent)}:{line} ({source}) imports {target}"
-            for line, target in _imported_modules(path) if _part(target) not in allowed]  # fmt: skip
+    return [
+        f"{path.relative_to(PACKAGE.parent)}:{line} ({source}) imports {target}"
+        for line, target in _imported_modules(path)
+        if _part(target) not in allowed
+    ]
 
 
 def test_every_part_of_the_package_has_a_layer():
-    parts = {path.stem if path.is_file() else path.name for path in PACKAGE.iterdir()
-             if path.suffix == ".py" or (path / "__init__.py").is_file()}  # fmt: skip
+    parts = {
+        path.stem if path.is_file() else path.name
+        for path in PACKAGE.iterdir()
+        if path.suffix == ".py" or (path / "__init__.py").is_file()
+    }
     assert parts == set(ALLOWED) | TOP
 
 

@@ -24,8 +24,10 @@ def test_benchmark_inference_times_every_runtime_against_eager(tmp_path):
     # The numbers themselves are not asserted (tests never assert timings): what the script reports and measures is.
     result, stdout = _run_smoke(tmp_path)
     assert result["threads"] == 1 and "CPU threads (torch and ONNX Runtime): 1" in stdout
-    assert [(row["model"], row["batch"]) for row in result["rows"]] == [("vit_tiny_2_layers_32", 1),
-                                                                          ("vit_tiny_2_layers_32", 2)]  # fmt: skip
+    assert [(row["model"], row["batch"]) for row in result["rows"]] == [
+        ("vit_tiny_2_layers_32", 1),
+        ("vit_tiny_2_layers_32", 2),
+    ]
     for row in result["rows"]:
         assert list(row["seconds"]) == ["eager", "compile", "onnx_float32", "onnx_int8", "eager_control"]
         assert all(min(times) > 0 for times in row["seconds"].values())
@@ -58,6 +60,12 @@ def test_benchmark_inference_times_each_runtime_for_at_least_min_seconds(tmp_pat
 def test_benchmark_inference_with_plain_export_times_the_export_without_graph_rewrites(tmp_path):
     result, stdout = _run_smoke(tmp_path, "--without_compile", "--with_plain_export")
     for row in result["rows"]:
-        assert list(row["seconds"]) == ["eager", "onnx_float32", "onnx_int8", "onnx_float32_plain", "onnx_int8_plain",
-                                        "eager_control"]  # fmt: skip
+        assert list(row["seconds"]) == [
+            "eager",
+            "onnx_float32",
+            "onnx_int8",
+            "onnx_float32_plain",
+            "onnx_int8_plain",
+            "eager_control",
+        ]
     assert "onnx_int8_plain img/s" in stdout

@@ -13,9 +13,26 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_model.py"
 def test_benchmark_model_reports_every_model_with_the_control_and_isolated_inference(tmp_path):
     # The numbers themselves are not asserted (tests never assert timings): what the script reports and measures is.
     output = tmp_path / "result.json"
-    command = [sys.executable, str(SCRIPT), "--device", "cpu", "--models", "vit_tiny_patch16_224",
-               "--batch-sizes", "1", "--repeats", "2", "--steps", "1", "--warmup", "0", "--control",
-               "--isolate-inference", "--output", str(output)]  # fmt: skip
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "--device",
+        "cpu",
+        "--models",
+        "vit_tiny_patch16_224",
+        "--batch-sizes",
+        "1",
+        "--repeats",
+        "2",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--control",
+        "--isolate-inference",
+        "--output",
+        str(output),
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=SCRIPT.parent)
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(output.read_text())

@@ -43,8 +43,16 @@ class _RandomImages(torch.utils.data.Dataset):
 def plain_run(tmp_path_factory) -> Path:
     """checkpoint-1 and checkpoint-2 of the plain transformers Trainer (no vit-ft callback: no checksums)."""
     folder = tmp_path_factory.mktemp("plain")
-    args = TrainingArguments(output_dir=str(folder), max_steps=2, save_steps=1, per_device_train_batch_size=4,
-                             use_cpu=True, report_to="none", disable_tqdm=True, seed=0)  # fmt: skip
+    args = TrainingArguments(
+        output_dir=str(folder),
+        max_steps=2,
+        save_steps=1,
+        per_device_train_batch_size=4,
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+    )
     Trainer(model=ViTForImageClassification(tiny_config()), args=args, train_dataset=_RandomImages()).train()
     return folder
 
@@ -113,9 +121,10 @@ def test_states_the_trainer_cannot_resume_from_are_named(plain_run, tmp_path):
     torch.save({}, checkpoint / "optimizer.pt")
     torch.save([1, 2], checkpoint / "scheduler.pt")
     assert checkpoint_problems(checkpoint) == [
-        "trainer_state.json has no global_step or train_batch_size", "optimizer.pt has no param_groups",
+        "trainer_state.json has no global_step or train_batch_size",
+        "optimizer.pt has no param_groups",
         "scheduler.pt holds a list, not a scheduler state",
-    ]  # fmt: skip
+    ]
     state = json.loads((plain_run / "checkpoint-2" / "trainer_state.json").read_text())
     (checkpoint / "trainer_state.json").write_text(json.dumps({**state, "global_step": "2"}))
     assert checkpoint_problems(checkpoint)[0] == "trainer_state.json has global_step '2', not an integer"
@@ -130,8 +139,9 @@ def test_checksums_find_damage_that_leaves_every_value_finite(plain_run, tmp_pat
     (checkpoint / "rng_state_1.pth").write_bytes(b"another process's, still being written")
     write_checksums(checkpoint, process_index=0)
     listed = json.loads((checkpoint / "vit_ft_checksums.json").read_text())["sha256"]
-    assert sorted(listed) == sorted(path.name for path in checkpoint.iterdir()
-                                    if path.name not in ("vit_ft_checksums.json", "rng_state_1.pth"))  # fmt: skip
+    assert sorted(listed) == sorted(
+        path.name for path in checkpoint.iterdir() if path.name not in ("vit_ft_checksums.json", "rng_state_1.pth")
+    )
     (checkpoint / "rng_state_1.pth").unlink()
     assert checkpoint_problems(checkpoint) == []
     # Small finite values over a weight: only the checksum tells.
@@ -164,10 +174,13 @@ def test_resume_sets_aside_an_incomplete_or_newer_checkpoint_and_keeps_the_rest(
     assert (tmp_path / "_set_aside_checkpoint-2" / "model.safetensors").is_file()
     assert set_aside_checkpoints(tmp_path, tmp_path / "checkpoint-1", save_total_limit=2) == [
         tmp_path / "_set_aside_checkpoint-0"
-    ]  # fmt: skip
+    ]
     assert sorted(path.name for path in tmp_path.iterdir()) == [
-        "_set_aside_checkpoint-0", "_set_aside_checkpoint-2", "_set_aside_checkpoint-999999", "checkpoint-1"
-    ]  # fmt: skip
+        "_set_aside_checkpoint-0",
+        "_set_aside_checkpoint-2",
+        "_set_aside_checkpoint-999999",
+        "checkpoint-1",
+    ]
 
 
 # Through `vit-ft train`: a 6-step digits run with checkpoints 2, 4 and 6, written by vit-ft (with checksums).
@@ -200,14 +213,18 @@ def test_resume_latest_skips_checkpoints_with_random_bytes_inside_and_ends_finit
     result = _train(run, "--resume_from_checkpoint", "latest")
     assert result.returncode == 0, result.stderr
     # Of the 1,024 float32 values these bytes make, 4 are NaN or inf (and the checksum differs, said once).
-    assert (f"Skipping {run / 'checkpoint-6'}: it is incomplete (model.safetensors holds 4 non-finite values (NaN or "
-            "inf), the first in vit.layers.1.mlp.fc2.weight).") in result.stderr  # fmt: skip
+    assert (
+        f"Skipping {run / 'checkpoint-6'}: it is incomplete (model.safetensors holds 4 non-finite values (NaN or "
+        "inf), the first in vit.layers.1.mlp.fc2.weight)."
+    ) in result.stderr
     assert f"Skipping {run / 'checkpoint-4'}: it is incomplete (optimizer.pt is damaged (its part " in result.stderr
     assert _all_finite(run / "model.safetensors")
     history = json.loads((run / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
     assert [entry["step"] for entry in history if "loss" in entry] == [1, 2, 3, 4, 5, 6]
-    assert sorted(path.name for path in run.glob("_set_aside_*")) == ["_set_aside_checkpoint-4",
-                                                                       "_set_aside_checkpoint-6"]  # fmt: skip
+    assert sorted(path.name for path in run.glob("_set_aside_*")) == [
+        "_set_aside_checkpoint-4",
+        "_set_aside_checkpoint-6",
+    ]
 
 
 @pytest.mark.slow
@@ -243,9 +260,11 @@ def test_a_resumed_run_whose_weights_turn_non_finite_stops_without_saving_them(v
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("vit-ft train: training diverged: the weights hold NaN or inf after step 5 (")
-    assert last.endswith(f", in the run resumed from {checkpoint}; nothing of step 5 was saved, and the model in "
-                         "output_dir was not overwritten. Resume from an earlier checkpoint, or lower the learning "
-                         "rate.")  # fmt: skip
+    assert last.endswith(
+        f", in the run resumed from {checkpoint}; nothing of step 5 was saved, and the model in "
+        "output_dir was not overwritten. Resume from an earlier checkpoint, or lower the learning "
+        "rate."
+    )
     assert "Traceback" not in result.stderr
     after = {name: digest for name, digest in files(run).items() if "/" not in name and name != "vit_ft_recipe.yaml"}
     assert after == final  # the earlier run's model, results and plots, byte for byte
@@ -259,10 +278,15 @@ def test_resuming_with_other_model_overrides_names_the_fields_that_differ(vit_ft
     before = files(run)
     recipe = yaml.safe_load((Path(__file__).parent.parent / "recipes" / "full_finetune" / "digits.yaml").read_text())
     overrides = {**recipe["model_overrides"], "hidden_size": 64, "intermediate_size": 128}  # the run's, two changed
-    result = _train(run, "--model_overrides", json.dumps(overrides), "--resume_from_checkpoint",
-                    str(run / "checkpoint-4"))  # fmt: skip
-    assert_one_line(result, f"vit-ft train: {run / 'checkpoint-4' / 'config.json'} has hidden_size 96, "
-                            "intermediate_size 192; the recipe builds hidden_size 64, intermediate_size 128: resume "
-                            "with the run's model_overrides (saved in its vit_ft_recipe.yaml), or start a new run.")
+    result = _train(
+        run, "--model_overrides", json.dumps(overrides), "--resume_from_checkpoint", str(run / "checkpoint-4")
+    )
+    assert_one_line(
+        result,
+        f"vit-ft train: {run / 'checkpoint-4' / 'config.json'} has hidden_size 96, "
+        "intermediate_size 192; the recipe builds hidden_size 64, intermediate_size 128: resume "
+        "with the run's model_overrides (saved in its vit_ft_recipe.yaml), or start a new run.",
+    )
     assert {name: digest for name, digest in files(run).items() if not name.startswith("_")} == {
-        name: digest for name, digest in before.items() if not name.startswith("_")}  # fmt: skip
+        name: digest for name, digest in before.items() if not name.startswith("_")
+    }

@@ -32,8 +32,10 @@ from .conftest import tiny_config
 
 REPO = Path(vit_ft.__file__).resolve().parent.parent
 DIGITS = {i: str(i) for i in range(10)}
-RESTORE = ("Restore it from a copy, write it again (train, download, convert or merge the model again), or use "
-           "another checkpoint.")  # fmt: skip
+RESTORE = (
+    "Restore it from a copy, write it again (train, download, convert or merge the model again), or use "
+    "another checkpoint."
+)
 WEIGHTS = "Download or save the weights again, or use another checkpoint."
 
 
@@ -48,8 +50,11 @@ def vit_ft_cli(*args, cwd: Path, **env: str) -> subprocess.CompletedProcess:
 
 def files(folder: Path) -> dict[str, str]:
     """Every file under `folder` and the hash of its bytes."""
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}  # fmt: skip
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def assert_one_line(result: subprocess.CompletedProcess, message: str, code: int = 1) -> None:
@@ -89,10 +94,15 @@ def _truncated_weights(workdir: Path, command: str) -> tuple[list, str]:
     weights = workdir / "model" / "model.safetensors"
     full = weights.stat().st_size
     _truncate(weights, full // 2)
-    args = ["predict", "--model", "model", "digit.png"] if command == "predict" else \
-        ["evaluate", "--model", "model", "--dataset_name", "digits"]  # fmt: skip
-    return args, f"model/model.safetensors is truncated: {full // 2} bytes of the {full} its header announces. " \
-                 f"{WEIGHTS}"  # fmt: skip
+    args = (
+        ["predict", "--model", "model", "digit.png"]
+        if command == "predict"
+        else ["evaluate", "--model", "model", "--dataset_name", "digits"]
+    )
+    return (
+        args,
+        f"model/model.safetensors is truncated: {full // 2} bytes of the {full} its header announces. {WEIGHTS}",
+    )
 
 
 def _partial_checkpoint(workdir: Path) -> tuple[list, str]:
@@ -105,24 +115,46 @@ def _partial_checkpoint(workdir: Path) -> tuple[list, str]:
 
 def _truncated_config(workdir: Path) -> tuple[list, str]:
     _truncate(workdir / "model" / "config.json", 40)
-    return (["predict", "--model", "model", "digit.png"],
-            "model/config.json is truncated: its JSON stops unfinished after 40 bytes (Unterminated string starting "
-            f"at). {RESTORE}")  # fmt: skip
+    return (
+        ["predict", "--model", "model", "digit.png"],
+        "model/config.json is truncated: its JSON stops unfinished after 40 bytes (Unterminated string starting "
+        f"at). {RESTORE}",
+    )
 
 
 def _refused_pickle(workdir: Path) -> tuple[list, str]:
     torch.save({"cls_token": torch.zeros(1, 1, 192), "where": pathlib.PurePosixPath("x")}, workdir / "vit.pth")
-    args = ["convert", "--from", "timm", "--timm_model", "vit_tiny_patch16_224", "--weights", "vit.pth", "--output",
-            "converted"]  # fmt: skip
-    return args, ("vit.pth was refused by torch.load(weights_only=True): it pickles pathlib.PurePosixPath, which is "
-                  "not a tensor, and unpickling it could run code. If you trust the file, load it with "
-                  "weights_only=False, save its tensors with safetensors.torch.save_file and pass that file instead.")
+    args = [
+        "convert",
+        "--from",
+        "timm",
+        "--timm_model",
+        "vit_tiny_patch16_224",
+        "--weights",
+        "vit.pth",
+        "--output",
+        "converted",
+    ]
+    return args, (
+        "vit.pth was refused by torch.load(weights_only=True): it pickles pathlib.PurePosixPath, which is "
+        "not a tensor, and unpickling it could run code. If you trust the file, load it with "
+        "weights_only=False, save its tensors with safetensors.torch.save_file and pass that file instead."
+    )
 
 
 def _not_safetensors(workdir: Path) -> tuple[list, str]:
     (workdir / "vit.safetensors").write_text('{"this": "is JSON"}')
-    args = ["convert", "--from", "timm", "--timm_model", "vit_tiny_patch16_224", "--weights", "vit.safetensors",
-            "--output", "converted"]  # fmt: skip
+    args = [
+        "convert",
+        "--from",
+        "timm",
+        "--timm_model",
+        "vit_tiny_patch16_224",
+        "--weights",
+        "vit.safetensors",
+        "--output",
+        "converted",
+    ]
     return args, f"vit.safetensors is not a safetensors file (it does not start with a safetensors header). {WEIGHTS}"
 
 
@@ -135,23 +167,30 @@ def _damaged_adapter(workdir: Path) -> tuple[list, str]:
     full = weights.stat().st_size
     _truncate(weights, full - 10)
     args = ["merge-lora", "--adapter", "adapter", "--output", "merged"]
-    return args, f"adapter/adapter_model.safetensors is truncated: {full - 10} bytes of the {full} its header " \
-                 f"announces. {WEIGHTS}"  # fmt: skip
+    return (
+        args,
+        f"adapter/adapter_model.safetensors is truncated: {full - 10} bytes of the {full} its header "
+        f"announces. {WEIGHTS}",
+    )
 
 
 def _truncated_results(workdir: Path) -> tuple[list, str]:
     (workdir / "model" / "all_results.json").write_text('{\n    "eval_accuracy": 0.9,\n    "eval_loss": 0.31')
-    return (["push", "--model", "model", "--repo_id", "tester/tiny"],
-            "model/all_results.json is truncated: its JSON stops unfinished after 49 bytes (Expecting ',' "
-            f"delimiter). {RESTORE}")  # fmt: skip
+    return (
+        ["push", "--model", "model", "--repo_id", "tester/tiny"],
+        "model/all_results.json is truncated: its JSON stops unfinished after 49 bytes (Expecting ',' "
+        f"delimiter). {RESTORE}",
+    )
 
 
 def _malformed_recipe(workdir: Path) -> tuple[list, str]:
     (workdir / "recipe.yaml").write_text("dataset_name: digits\npreset: [vit_tiny\n")
-    return (["train", "recipe.yaml"],
-            'Recipe recipe.yaml is not valid YAML: while parsing a flow sequence in "<unicode string>", line 2, '
-            "column 9: preset: [vit_tiny ^ expected ',' or ']', but got '<stream end>' in \"<unicode string>\", line "
-            "3, column 1: ^")  # fmt: skip
+    return (
+        ["train", "recipe.yaml"],
+        'Recipe recipe.yaml is not valid YAML: while parsing a flow sequence in "<unicode string>", line 2, '
+        "column 9: preset: [vit_tiny ^ expected ',' or ']', but got '<stream end>' in \"<unicode string>\", line "
+        "3, column 1: ^",
+    )
 
 
 DAMAGED = {
@@ -192,21 +231,37 @@ def test_debug_shows_the_traceback(workdir, debug):
 def test_a_path_that_does_not_exist_fails_at_once_without_the_hub(workdir):
     # `outputs/` is a folder here, so `outputs/digits` is a path: the README's example before training.
     (workdir / "outputs").mkdir()
-    result = vit_ft_cli("evaluate", "--model", "outputs/digits", "--dataset_name", "digits", cwd=workdir,
-                        HF_HUB_OFFLINE="0", HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}")  # fmt: skip
-    assert_one_line(result, f"vit-ft evaluate: model='outputs/digits' is not a directory: {workdir}/outputs/digits "
-                            "does not exist (outputs/ is a folder here, so this is a path, not a Hub id). Train or "
-                            "save the model there first, or correct the path.")  # fmt: skip
+    result = vit_ft_cli(
+        "evaluate",
+        "--model",
+        "outputs/digits",
+        "--dataset_name",
+        "digits",
+        cwd=workdir,
+        HF_HUB_OFFLINE="0",
+        HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}",
+    )
+    assert_one_line(
+        result,
+        f"vit-ft evaluate: model='outputs/digits' is not a directory: {workdir}/outputs/digits "
+        "does not exist (outputs/ is a folder here, so this is a path, not a Hub id). Train or "
+        "save the model there first, or correct the path.",
+    )
 
 
 def test_a_teacher_path_that_does_not_exist_stops_the_recipe(workdir):
-    (workdir / "recipe.yaml").write_text("dataset_name: digits\npreset: vit_tiny_patch16_224\nuse_cpu: true\n"
-                                         "teacher_model_name_or_path: ./teachers/big\n")  # fmt: skip
+    (workdir / "recipe.yaml").write_text(
+        "dataset_name: digits\npreset: vit_tiny_patch16_224\nuse_cpu: true\n"
+        "teacher_model_name_or_path: ./teachers/big\n"
+    )
     before = files(workdir)
     result = vit_ft_cli("train", "recipe.yaml", "--output_dir", "run", cwd=workdir)
-    assert_one_line(result, f"vit-ft train: teacher_model_name_or_path='./teachers/big' is not a directory: "
-                            f"{workdir}/teachers/big does not exist. Train or save the model there first, or correct "
-                            "the path.")  # fmt: skip
+    assert_one_line(
+        result,
+        f"vit-ft train: teacher_model_name_or_path='./teachers/big' is not a directory: "
+        f"{workdir}/teachers/big does not exist. Train or save the model there first, or correct "
+        "the path.",
+    )
     assert files(workdir) == before and not (workdir / "run").exists()
 
 
@@ -219,16 +274,36 @@ def _closed_port() -> int:
 
 def test_an_unreachable_hub_is_said_in_one_line(workdir):
     endpoint = f"http://127.0.0.1:{_closed_port()}"
-    result = vit_ft_cli("predict", "--model", "vit-ft-tests/no-such-model", "digit.png", cwd=workdir,
-                        HF_HUB_OFFLINE="0", HF_ENDPOINT=endpoint, HF_HUB_CACHE=str(workdir / "cache"))  # fmt: skip
-    assert_one_line(result, f"vit-ft predict: 'vit-ft-tests/no-such-model' is not a local folder, so it was looked up "
-                            f"on the Hub ({endpoint}), which could not be reached ([Errno 111] Connection refused). "
-                            "Check the network connection and HF_ENDPOINT, or give a local folder.")  # fmt: skip
-    offline = vit_ft_cli("predict", "--model", "vit-ft-tests/no-such-model", "digit.png", cwd=workdir,
-                         HF_HUB_CACHE=str(workdir / "cache"))  # fmt: skip
-    assert_one_line(offline, "vit-ft predict: 'vit-ft-tests/no-such-model' is not a local folder, and HF_HUB_OFFLINE "
-                             f"is set, so it was looked up in the Hub cache ({workdir}/cache), which does not hold "
-                             "it: download it while online, or give a local folder.")  # fmt: skip
+    result = vit_ft_cli(
+        "predict",
+        "--model",
+        "vit-ft-tests/no-such-model",
+        "digit.png",
+        cwd=workdir,
+        HF_HUB_OFFLINE="0",
+        HF_ENDPOINT=endpoint,
+        HF_HUB_CACHE=str(workdir / "cache"),
+    )
+    assert_one_line(
+        result,
+        f"vit-ft predict: 'vit-ft-tests/no-such-model' is not a local folder, so it was looked up "
+        f"on the Hub ({endpoint}), which could not be reached ([Errno 111] Connection refused). "
+        "Check the network connection and HF_ENDPOINT, or give a local folder.",
+    )
+    offline = vit_ft_cli(
+        "predict",
+        "--model",
+        "vit-ft-tests/no-such-model",
+        "digit.png",
+        cwd=workdir,
+        HF_HUB_CACHE=str(workdir / "cache"),
+    )
+    assert_one_line(
+        offline,
+        "vit-ft predict: 'vit-ft-tests/no-such-model' is not a local folder, and HF_HUB_OFFLINE "
+        f"is set, so it was looked up in the Hub cache ({workdir}/cache), which does not hold "
+        "it: download it while online, or give a local folder.",
+    )
 
 
 def test_an_unreachable_hub_fails_within_seconds(monkeypatch, tmp_path):
@@ -246,8 +321,11 @@ def test_a_single_class_folder_names_the_class(workdir):
     (workdir / "test" / "cat").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(workdir / "test" / "cat" / "a.png")
     result = vit_ft_cli("evaluate", "--model", "model", "--test_dir", "test", cwd=workdir)
-    assert_one_line(result, "vit-ft evaluate: test_dir='test': one class only, 'cat'; a classifier needs at least two "
-                            "classes, one sub-folder of images per class.")  # fmt: skip
+    assert_one_line(
+        result,
+        "vit-ft evaluate: test_dir='test': one class only, 'cat'; a classifier needs at least two "
+        "classes, one sub-folder of images per class.",
+    )
 
 
 # Help
@@ -258,8 +336,16 @@ def test_train_help_is_grouped_with_vit_fts_fields_first(tmp_path):
     assert short.returncode == 0 and short.stderr == ""
     text = short.stdout
     assert text.startswith("usage: vit-ft train RECIPE.yaml [--field value ...]\n")
-    titles = ["model (", "data (", "augmentation (", "lora (", "distillation (", "hub (", "training (vit-ft's own",
-              "training (transformers' TrainingArguments)"]  # fmt: skip
+    titles = [
+        "model (",
+        "data (",
+        "augmentation (",
+        "lora (",
+        "distillation (",
+        "hub (",
+        "training (vit-ft's own",
+        "training (transformers' TrainingArguments)",
+    ]
     positions = [text.index(f"\n{title}") for title in titles]
     assert positions == sorted(positions)
     assert positions[-2] < text.index("--layer_decay") < positions[-1] < text.index("--learning_rate")
@@ -273,8 +359,9 @@ def test_train_help_is_grouped_with_vit_fts_fields_first(tmp_path):
 
 def test_train_without_a_recipe_is_one_line_of_usage(tmp_path):
     result = vit_ft_cli("train", cwd=tmp_path)
-    assert_one_line(result, "usage: vit-ft train RECIPE.yaml [--field value ...] (vit-ft train --help lists the "
-                            "fields)", code=2)  # fmt: skip
+    assert_one_line(
+        result, "usage: vit-ft train RECIPE.yaml [--field value ...] (vit-ft train --help lists the fields)", code=2
+    )
     assert result.stdout == ""
 
 
@@ -297,7 +384,7 @@ def test_a_piped_run_logs_plain_lines_and_ends_with_a_metrics_table(tmp_path):
     assert "\x1b[" not in output and "\r" not in output  # no progress bar redraws
     assert "Writing model shards" not in output and "Loading weights" not in output
     assert sum(line.startswith("{'loss': ") for line in output.splitlines()) == 2  # steps 2 and 4
-    table = result.stdout[result.stdout.index("Final metrics (run):\n"):].splitlines()[1:]
+    table = result.stdout[result.stdout.index("Final metrics (run):\n") :].splitlines()[1:]
     assert table[0].split() == ["train", "validation", "test"]
     rows = {line.split()[0]: line.split()[1:] for line in table[1:]}
     results = json.loads((tmp_path / "run" / "all_results.json").read_text())
@@ -354,10 +441,16 @@ def _cli_with_stdin(args: list, cwd: Path, stdin: str | None) -> subprocess.Comp
     environment.pop("VIT_FT_DEBUG", None)
     command = [sys.executable, "-m", "vit_ft.cli", *map(str, args)]
     if stdin is None:
-        return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=120,
-                              preexec_fn=lambda: os.close(0))  # fmt: skip
-    return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=120,
-                          input=stdin)  # fmt: skip
+        return subprocess.run(
+            command,
+            cwd=cwd,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=lambda: os.close(0),
+        )
+    return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=120, input=stdin)
 
 
 @pytest.mark.slow
@@ -369,9 +462,12 @@ def test_foreign_code_is_refused_in_one_line_without_a_prompt(workdir, filename,
     _ask_for_foreign_code(workdir / "model", filename)
     result = _cli_with_stdin(["predict", "--model", "model", "digit.png"], workdir, stdin)
     assert result.stdout == ""  # no prompt, no half a JSON line
-    assert_one_line(result, f"vit-ft predict: model/{filename} asks to run code that is not vit_ft's "
-                            "(foreign.ForeignImageProcessor), which vit-ft does not run: pass --trust_remote_code "
-                            "(trust_remote_code=True in Python) to run it, only if you trust that code.")  # fmt: skip
+    assert_one_line(
+        result,
+        f"vit-ft predict: model/{filename} asks to run code that is not vit_ft's "
+        "(foreign.ForeignImageProcessor), which vit-ft does not run: pass --trust_remote_code "
+        "(trust_remote_code=True in Python) to run it, only if you trust that code.",
+    )
     assert not (workdir / "ran_foreign_code").exists()
 
 
@@ -388,9 +484,12 @@ def test_trust_remote_code_runs_the_folders_code(workdir):
 def test_export_refuses_foreign_code_unless_trusted(workdir):
     _ask_for_foreign_code(workdir / "model", "preprocessor_config.json")
     result = vit_ft_cli("export", "--model", "model", "--output", "export", cwd=workdir)
-    assert_one_line(result, "vit-ft export: model/preprocessor_config.json asks to run code that is not vit_ft's "
-                            "(foreign.ForeignImageProcessor), which vit-ft does not run: pass --trust_remote_code "
-                            "(trust_remote_code=True in Python) to run it, only if you trust that code.")  # fmt: skip
+    assert_one_line(
+        result,
+        "vit-ft export: model/preprocessor_config.json asks to run code that is not vit_ft's "
+        "(foreign.ForeignImageProcessor), which vit-ft does not run: pass --trust_remote_code "
+        "(trust_remote_code=True in Python) to run it, only if you trust that code.",
+    )
     assert not (workdir / "ran_foreign_code").exists() and not (workdir / "export").exists()
     result = vit_ft_cli("export", "--model", "model", "--output", "export", "--trust_remote_code", cwd=workdir)
     assert result.returncode == 0, result.stderr
@@ -403,30 +502,52 @@ def test_export_refuses_foreign_code_unless_trusted(workdir):
 def test_a_fifo_as_an_image_is_refused_at_once(workdir):
     os.mkfifo(workdir / "pipe.png")
     result = vit_ft_cli("predict", "--model", "model", "digit.png", "pipe.png", cwd=workdir)  # a hang: timeout
-    assert_one_line(result, "vit-ft predict: Cannot read image pipe.png: it is a FIFO (named pipe), not a regular "
-                            "file. Give the path of an image file.")  # fmt: skip
+    assert_one_line(
+        result,
+        "vit-ft predict: Cannot read image pipe.png: it is a FIFO (named pipe), not a regular "
+        "file. Give the path of an image file.",
+    )
     (workdir / "folder.png").mkdir()
     result = vit_ft_cli("explain", "--model", "model", "folder.png", "--output", "maps", cwd=workdir)
-    assert_one_line(result, "vit-ft explain: Cannot read image folder.png: it is a folder, not a regular file. Give "
-                            "the path of an image file.")  # fmt: skip
+    assert_one_line(
+        result,
+        "vit-ft explain: Cannot read image folder.png: it is a folder, not a regular file. Give "
+        "the path of an image file.",
+    )
 
 
 def test_a_mistyped_dataset_name_fails_within_seconds_and_suggests_the_built_in_one(workdir):
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     start = time.monotonic()
-    result = vit_ft_cli("evaluate", "--model", "model", "--dataset_name", "digts", cwd=workdir, HF_HUB_OFFLINE="0",
-                        HF_ENDPOINT=endpoint, HF_HOME=str(workdir / "hf"))  # fmt: skip
+    result = vit_ft_cli(
+        "evaluate",
+        "--model",
+        "model",
+        "--dataset_name",
+        "digts",
+        cwd=workdir,
+        HF_HUB_OFFLINE="0",
+        HF_ENDPOINT=endpoint,
+        HF_HOME=str(workdir / "hf"),
+    )
     assert time.monotonic() - start < 20  # the interpreter, the model and one refused connection; datasets took 29 s
-    assert_one_line(result, "vit-ft evaluate: dataset_name='digts' is not a built-in dataset (digits, lfw_faces) "
-                            f"nor a local folder, so it was looked up on the Hub ({endpoint}), which could not be "
-                            "reached ([Errno 111] Connection refused). Check the network connection and HF_ENDPOINT, "
-                            "or set HF_HUB_OFFLINE=1 to use the datasets cache. Did you mean 'digits' (built in, "
-                            "offline)?")  # fmt: skip
-    offline = vit_ft_cli("evaluate", "--model", "model", "--dataset_name", "digts", cwd=workdir,
-                         HF_HOME=str(workdir / "hf"))  # fmt: skip
-    assert_one_line(offline, "vit-ft evaluate: dataset_name='digts' could not be loaded (Couldn't reach 'digts' on "
-                             "the Hub (OfflineModeIsEnabled)): check the name, or the network and HF_HUB_OFFLINE. Did "
-                             "you mean 'digits' (built in, offline)?")  # fmt: skip
+    assert_one_line(
+        result,
+        "vit-ft evaluate: dataset_name='digts' is not a built-in dataset (digits, lfw_faces) "
+        f"nor a local folder, so it was looked up on the Hub ({endpoint}), which could not be "
+        "reached ([Errno 111] Connection refused). Check the network connection and HF_ENDPOINT, "
+        "or set HF_HUB_OFFLINE=1 to use the datasets cache. Did you mean 'digits' (built in, "
+        "offline)?",
+    )
+    offline = vit_ft_cli(
+        "evaluate", "--model", "model", "--dataset_name", "digts", cwd=workdir, HF_HOME=str(workdir / "hf")
+    )
+    assert_one_line(
+        offline,
+        "vit-ft evaluate: dataset_name='digts' could not be loaded (Couldn't reach 'digts' on "
+        "the Hub (OfflineModeIsEnabled)): check the name, or the network and HF_HUB_OFFLINE. Did "
+        "you mean 'digits' (built in, offline)?",
+    )
 
 
 def test_lfw_faces_without_scikit_image_is_one_line(workdir):
@@ -434,8 +555,11 @@ def test_lfw_faces_without_scikit_image_is_one_line(workdir):
     (workdir / "skimage").mkdir()
     (workdir / "skimage" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
     result = vit_ft_cli("evaluate", "--model", "model", "--dataset_name", "lfw_faces", cwd=workdir)
-    assert_one_line(result, "vit-ft evaluate: dataset_name='lfw_faces' needs scikit-image, which is not installed: "
-                            "pip install scikit-image (or pip install 'vit-ft[small-data]').")  # fmt: skip
+    assert_one_line(
+        result,
+        "vit-ft evaluate: dataset_name='lfw_faces' needs scikit-image, which is not installed: "
+        "pip install scikit-image (or pip install 'vit-ft[small-data]').",
+    )
 
 
 # Evaluate on the run's own validation split
@@ -459,8 +583,18 @@ def validated_run(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_evaluate_on_validation_scores_the_runs_own_validation_images(validated_run, tmp_path):
-    result = vit_ft_cli("evaluate", "--model", validated_run, "--dataset_name", "digits", "--split", "validation",
-                        "--output", tmp_path / "validation.json", cwd=tmp_path)  # fmt: skip
+    result = vit_ft_cli(
+        "evaluate",
+        "--model",
+        validated_run,
+        "--dataset_name",
+        "digits",
+        "--split",
+        "validation",
+        "--output",
+        tmp_path / "validation.json",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
     run = json.loads((validated_run / "all_results.json").read_text())
@@ -471,8 +605,18 @@ def test_evaluate_on_validation_scores_the_runs_own_validation_images(validated_
     assert scores["clean"]["accuracy"] == run["eval_accuracy"]
     assert scores["clean"]["loss"] == pytest.approx(run["eval_loss"], rel=1e-5)
     # --split train: the 64 images the run trained on, carved and capped as it did.
-    result = vit_ft_cli("evaluate", "--model", validated_run, "--dataset_name", "digits", "--split", "train",
-                        "--output", tmp_path / "train.json", cwd=tmp_path)  # fmt: skip
+    result = vit_ft_cli(
+        "evaluate",
+        "--model",
+        validated_run,
+        "--dataset_name",
+        "digits",
+        "--split",
+        "train",
+        "--output",
+        tmp_path / "train.json",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["examples"] == 64
     assert json.loads(result.stdout)["carved_from_train"] == carving

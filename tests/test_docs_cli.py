@@ -73,11 +73,19 @@ def test_every_documented_flag_is_in_the_commands_help(command):
 
 def test_dashed_spellings_still_work_with_a_note(capsys):
     argv = ["convert", "--from", "timm", "--timm-model", "vit_tiny_patch16_224", "--image-mean=0.5,0.5,0.5"]
-    assert respell_flags(argv) == ["convert", "--from", "timm", "--timm_model", "vit_tiny_patch16_224",
-                                   "--image_mean=0.5,0.5,0.5"]  # fmt: skip
+    assert respell_flags(argv) == [
+        "convert",
+        "--from",
+        "timm",
+        "--timm_model",
+        "vit_tiny_patch16_224",
+        "--image_mean=0.5,0.5,0.5",
+    ]
     notes = capsys.readouterr().err.splitlines()
-    assert notes == ["vit-ft: --timm-model is deprecated; use --timm_model.",
-                     "vit-ft: --image-mean is deprecated; use --image_mean."]  # fmt: skip
+    assert notes == [
+        "vit-ft: --timm-model is deprecated; use --timm_model.",
+        "vit-ft: --image-mean is deprecated; use --image_mean.",
+    ]
     assert all("-" not in new.removeprefix("--") for new in DEPRECATED_SPELLINGS.values())
 
 

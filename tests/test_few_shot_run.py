@@ -48,8 +48,9 @@ def test_a_few_shot_run_records_its_images_and_evaluate_scores_them(tmp_path):
 
 @pytest.mark.slow
 def test_vit_ft_train_fine_tunes_a_saved_vit_mae_folder(tmp_path):
-    source = _randomised(transformers.ViTMAEForPreTraining(transformers.ViTMAEConfig(**{**MAE_TINY, "image_size": 8,
-                                                                                     "patch_size": 2})))  # fmt: skip
+    source = _randomised(
+        transformers.ViTMAEForPreTraining(transformers.ViTMAEConfig(**{**MAE_TINY, "image_size": 8, "patch_size": 2}))
+    )
     source.save_pretrained(tmp_path / "mae")
     (tmp_path / "mae.yaml").write_text("model_name_or_path: mae\nmodel_overrides: {pooling: mean}\n" + TINY_RUN)
     result = vit_ft_cli("train", "mae.yaml", cwd=tmp_path)
@@ -63,12 +64,25 @@ def test_vit_ft_train_fine_tunes_a_saved_vit_mae_folder(tmp_path):
 
 def test_the_linear_probe_recipe_trains_the_head_alone(tmp_path, monkeypatch):
     (tmp_path / "base").mkdir()
-    source = _randomised(transformers.ViTMAEModel(transformers.ViTMAEConfig(**{**MAE_TINY, "image_size": 8,
-                                                                              "patch_size": 2})))  # fmt: skip
+    source = _randomised(
+        transformers.ViTMAEModel(transformers.ViTMAEConfig(**{**MAE_TINY, "image_size": 8, "patch_size": 2}))
+    )
     source.save_pretrained(tmp_path / "base")
     monkeypatch.chdir(tmp_path)
-    flags = ["--model_name_or_path", "base", "--output_dir", "probe", "--max_steps", "3", "--save_strategy", "no",
-             "--eval_strategy", "no", "--train_samples_per_class", "4"]  # fmt: skip
+    flags = [
+        "--model_name_or_path",
+        "base",
+        "--output_dir",
+        "probe",
+        "--max_steps",
+        "3",
+        "--save_strategy",
+        "no",
+        "--eval_strategy",
+        "no",
+        "--train_samples_per_class",
+        "4",
+    ]
     recipe = read_recipe(ROOT / "recipes" / "full_finetune" / "digits_linear_probe.yaml", flags)
     trainer, data, _ = build_trainer(recipe)
     assert len(data["train"]) == 40

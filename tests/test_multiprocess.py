@@ -24,12 +24,35 @@ def launch(tmp_path: Path, *flags: str) -> dict[int, list[dict]]:
     probe = tmp_path / "probe"
     probe.mkdir()
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-        str(ROOT / "tests" / "multiprocess_probe.py"), "train", str(RECIPE), "--output_dir", str(tmp_path / "out"),
-        "--max_eval_samples", "45", "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16",
-        "--disable_tqdm", "true", *flags,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29517",
+        str(ROOT / "tests" / "multiprocess_probe.py"),
+        "train",
+        str(RECIPE),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--max_eval_samples",
+        "45",
+        "--per_device_train_batch_size",
+        "16",
+        "--per_device_eval_batch_size",
+        "16",
+        "--disable_tqdm",
+        "true",
+        *flags,
+    ]
     env = {**os.environ, "VIT_FT_PROBE_DIR": str(probe), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     subprocess.run(command, check=True, env=env, cwd=tmp_path, timeout=600)
     return {
@@ -39,10 +62,23 @@ def launch(tmp_path: Path, *flags: str) -> dict[int, list[dict]]:
 
 @pytest.mark.slow
 def test_two_processes_shard_train_save_once_and_count_eval_once(tmp_path):
-    events = launch(tmp_path, "--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "4",
-                    "--save_strategy", "no", "--max_train_samples", "256")  # fmt: skip
-    train = {rank: [key for e in events[rank] if e["event"] == "fetch" and e["size"] == 256 for key in e["keys"]]
-             for rank in (0, 1)}  # fmt: skip
+    events = launch(
+        tmp_path,
+        "--max_steps",
+        "4",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "4",
+        "--save_strategy",
+        "no",
+        "--max_train_samples",
+        "256",
+    )
+    train = {
+        rank: [key for e in events[rank] if e["event"] == "fetch" and e["size"] == 256 for key in e["keys"]]
+        for rank in (0, 1)
+    }
     # 4 steps of 16 images per rank, plus the one batch accelerate's loader reads ahead: 80 each, none on both.
     assert len(train[0]) == len(train[1]) == 80
     assert not set(train[0]) & set(train[1])
@@ -57,8 +93,9 @@ def test_two_processes_shard_train_save_once_and_count_eval_once(tmp_path):
         assert [e["labels"] for e in scored] == expected
     results = json.loads((tmp_path / "out" / "all_results.json").read_text())
     assert results["test_accuracy"] == scored[-1]["accuracy"]
-    eval_fetched = Counter(key for rank in (0, 1) for e in events[rank] if e["event"] == "fetch" and e["size"] == 45
-                           for key in e["keys"])  # fmt: skip
+    eval_fetched = Counter(
+        key for rank in (0, 1) for e in events[rank] if e["event"] == "fetch" and e["size"] == 45 for key in e["keys"]
+    )
     assert set(eval_fetched) == set(range(45))
 
 
@@ -67,12 +104,43 @@ def test_sigterm_to_the_launcher_saves_one_checkpoint_of_both_processes_and_one_
     from vit_ft.checkpoint_integrity import checkpoint_problems
 
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29518",
-        "-m", "vit_ft.cli", "train", str(RECIPE), "--output_dir", str(tmp_path / "out"), "--use_cpu", "true",
-        "--max_train_samples", "160", "--per_device_train_batch_size", "16", "--logging_steps", "1",
-        "--disable_tqdm", "true", "--max_steps", "100", "--save_strategy", "no", "--eval_strategy", "no",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29518",
+        "-m",
+        "vit_ft.cli",
+        "train",
+        str(RECIPE),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--use_cpu",
+        "true",
+        "--max_train_samples",
+        "160",
+        "--per_device_train_batch_size",
+        "16",
+        "--logging_steps",
+        "1",
+        "--disable_tqdm",
+        "true",
+        "--max_steps",
+        "100",
+        "--save_strategy",
+        "no",
+        "--eval_strategy",
+        "no",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     log = tmp_path / "stdout.log"
     with open(log, "w") as stdout:
@@ -95,15 +163,46 @@ def test_sigterm_to_the_launcher_saves_one_checkpoint_of_both_processes_and_one_
 
 
 # The same tiny run on 2 machines x 1 process and on 1 machine x 2 processes: world size 2 either way.
-TOPOLOGY_RUN = ["--use_cpu", "true", "--max_train_samples", "160", "--max_eval_samples", "45",
-                "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16", "--disable_tqdm", "true",
-                "--max_steps", "4", "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
+TOPOLOGY_RUN = [
+    "--use_cpu",
+    "true",
+    "--max_train_samples",
+    "160",
+    "--max_eval_samples",
+    "45",
+    "--per_device_train_batch_size",
+    "16",
+    "--per_device_eval_batch_size",
+    "16",
+    "--disable_tqdm",
+    "true",
+    "--max_steps",
+    "4",
+    "--eval_strategy",
+    "no",
+    "--save_strategy",
+    "no",
+]
 
 
 def _launch_command(*launcher_flags: str, output_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "accelerate.commands.launch", *launcher_flags, "--mixed_precision", "no",
-            "--dynamo_backend", "no", "-m", "vit_ft.cli", "train", str(RECIPE), "--output_dir", str(output_dir),
-            *TOPOLOGY_RUN]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        *launcher_flags,
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "vit_ft.cli",
+        "train",
+        str(RECIPE),
+        "--output_dir",
+        str(output_dir),
+        *TOPOLOGY_RUN,
+    ]
 
 
 @pytest.mark.slow
@@ -114,18 +213,49 @@ def test_two_machines_of_one_process_end_as_one_machine_of_two(tmp_path):
     # Two launchers on this machine, as on two machines that share the output folder: the shipped multi-node config,
     # its placeholders overridden as the docs say, over gloo.
     nodes = [
-        subprocess.Popen(_launch_command(
-            "--config_file", str(ROOT / "recipes" / "accelerate" / "multi_node.yaml"), "--num_machines", "2",
-            "--num_processes", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
-            "--main_process_port", "29521", output_dir=tmp_path / "two_machines"),
-            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            _launch_command(
+                "--config_file",
+                str(ROOT / "recipes" / "accelerate" / "multi_node.yaml"),
+                "--num_machines",
+                "2",
+                "--num_processes",
+                "2",
+                "--machine_rank",
+                str(rank),
+                "--main_process_ip",
+                "127.0.0.1",
+                "--main_process_port",
+                "29521",
+                output_dir=tmp_path / "two_machines",
+            ),
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for rank in (0, 1)
-    ]  # fmt: skip
+    ]
     logs = [node.communicate(timeout=600)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], logs
-    one_machine = subprocess.run(_launch_command("--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                                                 "--main_process_port", "29522", output_dir=tmp_path / "one_machine"),
-                                 env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)  # fmt: skip
+    one_machine = subprocess.run(
+        _launch_command(
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--main_process_port",
+            "29522",
+            output_dir=tmp_path / "one_machine",
+        ),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one_machine.returncode == 0, one_machine.stdout + one_machine.stderr  # the launch's log, when it fails
     runs = ("two_machines", "one_machine")
     two, one = (load_file(tmp_path / run / "model.safetensors") for run in runs)

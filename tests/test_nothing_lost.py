@@ -23,9 +23,22 @@ RECIPE = REPO / "recipes" / "full_finetune" / "digits.yaml"
 # Short runs of the digits model: 150 steps (about 28% test accuracy) tell apart from 2 steps (about 10%). They read
 # the class token: the recipe's mean pooling wins over 100 epochs but is still near chance after 150 steps.
 CLASS_TOKEN = {**yaml.safe_load(RECIPE.read_text())["model_overrides"], "pooling": "cls"}
-SHORT = ["--per_device_train_batch_size", "32", "--eval_strategy", "no", "--logging_steps", "10",
-         "--save_strategy", "steps", "--save_steps", "50", "--save_total_limit", "2",
-         "--model_overrides", json.dumps(CLASS_TOKEN)]  # fmt: skip
+SHORT = [
+    "--per_device_train_batch_size",
+    "32",
+    "--eval_strategy",
+    "no",
+    "--logging_steps",
+    "10",
+    "--save_strategy",
+    "steps",
+    "--save_steps",
+    "50",
+    "--save_total_limit",
+    "2",
+    "--model_overrides",
+    json.dumps(CLASS_TOKEN),
+]
 TRAINED_STEPS = 150
 
 
@@ -34,8 +47,9 @@ def vit_ft(*args, cwd: Path, check: bool = False) -> subprocess.CompletedProcess
     environment = {name: value for name, value in os.environ.items() if name != "VIT_FT_DEBUG"}
     environment.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     command = [sys.executable, "-m", "vit_ft.cli", *map(str, args)]
-    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        command, cwd=cwd, env=environment, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600
+    )
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -109,8 +123,9 @@ def test_2_an_export_into_an_earlier_export_is_refused_and_overwrite_replaces_it
 
     # Another model, with four labels: with --overwrite, float32 and int8 both answer from it.
     four = _four_label_model(workdir)
-    vit_ft("export", "--model", four, "--output", "run_onnx", "--quantize", "int8", "--overwrite", cwd=workdir,
-           check=True)  # fmt: skip
+    vit_ft(
+        "export", "--model", four, "--output", "run_onnx", "--quantize", "int8", "--overwrite", cwd=workdir, check=True
+    )
     config_labels = {str(i): str(i) for i in range(4)}
     assert json.loads((workdir / "run_onnx" / "config.json").read_text())["id2label"] == config_labels
     image = _digit_png(workdir)
@@ -131,8 +146,9 @@ def _four_label_model(workdir: Path) -> str:
         "AutoImageProcessor.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])\n"
     )
     environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-c", code, "run", "four"], cwd=workdir, env=environment, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", code, "run", "four"], cwd=workdir, env=environment, check=True, capture_output=True
+    )
     return "four"
 
 
@@ -159,8 +175,9 @@ def test_3_an_export_into_a_training_folder_is_refused(workdir):
 def test_4_a_failed_export_leaves_the_export_it_was_replacing_as_it_was(workdir):
     before = files(workdir / "run_onnx")
     (workdir / "run" / "preprocessor_config.json").write_text('{"do_resize": tr')  # cut short
-    result = vit_ft("export", "--model", "run", "--output", "run_onnx", "--quantize", "int8", "--overwrite",
-                    cwd=workdir)  # fmt: skip
+    result = vit_ft(
+        "export", "--model", "run", "--output", "run_onnx", "--quantize", "int8", "--overwrite", cwd=workdir
+    )
     assert_refused(result, "preprocessor_config.json")
     assert files(workdir / "run_onnx") == before
     assert sorted(path.name for path in workdir.iterdir()) == ["run", "run_onnx"]  # no temporary folder left
@@ -180,8 +197,9 @@ def test_5_content_damage_in_the_newest_checkpoint_is_not_resumed_from(workdir, 
     run = workdir / "run"
     newest = run / f"checkpoint-{TRAINED_STEPS}"
     _damage(newest / damaged)
-    result = train("run", "--max_steps", str(TRAINED_STEPS + 20), "--resume_from_checkpoint", "latest", cwd=workdir,
-                   check=False)  # fmt: skip
+    result = train(
+        "run", "--max_steps", str(TRAINED_STEPS + 20), "--resume_from_checkpoint", "latest", cwd=workdir, check=False
+    )
     assert f"Skipping run/{newest.name}: it is incomplete ({damaged} " in result.stderr, result.stderr
     assert result.returncode == 0, result.stderr  # resumed from checkpoint-100
     weights = load_file(run / "model.safetensors")
@@ -195,8 +213,15 @@ def test_5_an_explicit_resume_from_a_damaged_checkpoint_is_refused_and_changes_n
     newest = run / f"checkpoint-{TRAINED_STEPS}"
     _damage(newest / "model.safetensors")
     before = files(run)
-    result = train("run", "--max_steps", str(TRAINED_STEPS + 20), "--resume_from_checkpoint", str(newest),
-                   cwd=workdir, check=False)  # fmt: skip
+    result = train(
+        "run",
+        "--max_steps",
+        str(TRAINED_STEPS + 20),
+        "--resume_from_checkpoint",
+        str(newest),
+        cwd=workdir,
+        check=False,
+    )
     assert_refused(result, str(newest), "model.safetensors", "checkpoint-100")
     assert files(run) == before
 
@@ -205,8 +230,9 @@ def test_5_an_explicit_resume_from_a_damaged_checkpoint_is_refused_and_changes_n
 def test_6_evaluate_on_validation_scores_the_runs_own_validation_images(workdir):
     train("validated", "--max_steps", "20", "--eval_strategy", "steps", "--eval_steps", "20", cwd=workdir)
     recorded = results(workdir / "validated")
-    scored = evaluated(vit_ft("evaluate", "--model", "validated", "--dataset_name", "digits", "--split",
-                              "validation", cwd=workdir))  # fmt: skip
+    scored = evaluated(
+        vit_ft("evaluate", "--model", "validated", "--dataset_name", "digits", "--split", "validation", cwd=workdir)
+    )
     assert scored["examples"] == 144  # a tenth of the 1,437 training images, as the run carved them
     assert scored["clean"]["accuracy"] == pytest.approx(recorded["eval_accuracy"], abs=1e-6)
     assert scored["clean"]["loss"] == pytest.approx(recorded["eval_loss"], abs=1e-4)
@@ -216,8 +242,17 @@ def test_6_evaluate_on_validation_scores_the_runs_own_validation_images(workdir)
 def test_7_evaluate_never_writes_over_a_models_own_file(workdir):
     before = files(workdir / "run")
     for flags in ([], ["--overwrite"]):
-        result = vit_ft("evaluate", "--model", "run", "--dataset_name", "digits", "--output", "run/config.json",
-                        *flags, cwd=workdir)  # fmt: skip
+        result = vit_ft(
+            "evaluate",
+            "--model",
+            "run",
+            "--dataset_name",
+            "digits",
+            "--output",
+            "run/config.json",
+            *flags,
+            cwd=workdir,
+        )
         assert_refused(result, "run/config.json")
     assert files(workdir / "run") == before
     vit_ft("predict", "--model", "run", _digit_png(workdir), cwd=workdir, check=True)
@@ -229,8 +264,9 @@ def test_8_an_onnx_file_outside_the_export_or_of_another_width_is_refused(workdi
     shutil.copy(workdir / "run_onnx" / "onnx" / "model.onnx", outside)
     image = _digit_png(workdir)
     for onnx_file in (str(outside), "../../elsewhere.onnx"):
-        assert_refused(vit_ft("predict", "--model", "run_onnx", "--onnx_file", onnx_file, image, cwd=workdir),
-                       onnx_file)  # fmt: skip
+        assert_refused(
+            vit_ft("predict", "--model", "run_onnx", "--onnx_file", onnx_file, image, cwd=workdir), onnx_file
+        )
     # An export of a four-class model, its file put into the ten-label export.
     four = _four_label_model(workdir)
     vit_ft("export", "--model", four, "--output", "four_onnx", cwd=workdir, check=True)
@@ -244,8 +280,18 @@ def test_8_an_onnx_file_outside_the_export_or_of_another_width_is_refused(workdi
 def test_9_an_empty_checkpoint_folder_does_not_cost_the_run_its_complete_checkpoint(workdir):
     run = workdir / "run"
     (run / "checkpoint-999999").mkdir()
-    result = train("run", "--max_steps", str(TRAINED_STEPS + 10), "--save_steps", "10", "--save_total_limit", "1",
-                   "--resume_from_checkpoint", "latest", cwd=workdir)  # fmt: skip
+    result = train(
+        "run",
+        "--max_steps",
+        str(TRAINED_STEPS + 10),
+        "--save_steps",
+        "10",
+        "--save_total_limit",
+        "1",
+        "--resume_from_checkpoint",
+        "latest",
+        cwd=workdir,
+    )
     assert "checkpoint-999999" in result.stderr
     checkpoints = sorted(path.name for path in run.glob("checkpoint-*"))
     assert checkpoints == [f"checkpoint-{TRAINED_STEPS + 10}"]
@@ -257,8 +303,18 @@ def test_9_an_empty_checkpoint_folder_does_not_cost_the_run_its_complete_checkpo
 def test_10_evaluations_of_one_export_keep_their_own_files(workdir):
     export = workdir / "run_onnx"
     float32 = evaluated(vit_ft("evaluate", "--model", "run_onnx", "--dataset_name", "digits", cwd=workdir))
-    int8 = evaluated(vit_ft("evaluate", "--model", "run_onnx", "--onnx_file", "model_quantized.onnx",
-                            "--dataset_name", "digits", cwd=workdir))  # fmt: skip
+    int8 = evaluated(
+        vit_ft(
+            "evaluate",
+            "--model",
+            "run_onnx",
+            "--onnx_file",
+            "model_quantized.onnx",
+            "--dataset_name",
+            "digits",
+            cwd=workdir,
+        )
+    )
     written = sorted(path.name for path in export.glob("eval_*.json"))
     assert len(written) == 2, written
     scored_files = {json.loads((export / name).read_text())["model_file"] for name in written}
@@ -268,10 +324,32 @@ def test_10_evaluations_of_one_export_keep_their_own_files(workdir):
     robustness = ["--corruptions", "all", "--severity", "1,2,3,4,5", "--max_eval_samples", "40"]
     vit_ft("evaluate", "--model", "run_onnx", "--dataset_name", "digits", *robustness, cwd=workdir, check=True)
     before = files(export)
-    again = vit_ft("evaluate", "--model", "run_onnx", "--dataset_name", "digits", "--corruptions", "jpeg",
-                   "--max_eval_samples", "40", cwd=workdir)  # fmt: skip
+    again = vit_ft(
+        "evaluate",
+        "--model",
+        "run_onnx",
+        "--dataset_name",
+        "digits",
+        "--corruptions",
+        "jpeg",
+        "--max_eval_samples",
+        "40",
+        cwd=workdir,
+    )
     assert_refused(again, "robustness_test.json", "--overwrite")
     assert files(export) == before
-    vit_ft("evaluate", "--model", "run_onnx", "--dataset_name", "digits", "--corruptions", "jpeg",
-           "--max_eval_samples", "40", "--overwrite", cwd=workdir, check=True)  # fmt: skip
+    vit_ft(
+        "evaluate",
+        "--model",
+        "run_onnx",
+        "--dataset_name",
+        "digits",
+        "--corruptions",
+        "jpeg",
+        "--max_eval_samples",
+        "40",
+        "--overwrite",
+        cwd=workdir,
+        check=True,
+    )
     assert list(json.loads((export / "robustness_test.json").read_text())["corruptions"]) == ["jpeg"]

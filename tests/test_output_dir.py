@@ -58,8 +58,15 @@ def test_the_metrics_code_writes_the_keys_the_record_reads():
     assert None not in (scores.accuracy, scores.top_k_accuracy, scores.f1)
     every = SplitMetrics(accuracy=0.5, top_k_accuracy=0.75, k=3, f1=0.25, loss=1.5, skipped_images=2)
     assert SplitMetrics.from_metrics({**every.as_metrics("eval"), "eval_runtime": 1.0}, "eval") == every
-    facts = TrainingFacts(runtime=65.0, epochs=3.0, processes=2, hardware="CPU", trainable_parameters=10,
-                          total_parameters=20, skipped_images=1)  # fmt: skip
+    facts = TrainingFacts(
+        runtime=65.0,
+        epochs=3.0,
+        processes=2,
+        hardware="CPU",
+        trainable_parameters=10,
+        total_parameters=20,
+        skipped_images=1,
+    )
     assert TrainingFacts.from_results(facts.as_results()) == facts
 
 
@@ -96,7 +103,7 @@ def test_an_atomic_write_leaves_the_old_file_or_the_new_one(tmp_path, monkeypatc
         write_json(path, {"test_accuracy": 0.9})
     assert json.loads(path.read_text()) == {"test_accuracy": 0.1}
     # The new file was whole, beside the old one (os.replace is atomic within a file system), and is cleaned up.
-    (source, target), = replaced
+    ((source, target),) = replaced
     assert source.parent == target.parent == tmp_path and target == path
     assert {p.name for p in tmp_path.iterdir()} == {"all_results.json"}
     monkeypatch.undo()
@@ -111,11 +118,17 @@ def test_an_atomic_write_leaves_the_old_file_or_the_new_one(tmp_path, monkeypatc
 def test_read_json_names_an_empty_truncated_or_invalid_file(tmp_path):
     path = tmp_path / "trainer_state.json"
     assert output_dir.read_json(path) is None  # no file
-    for content, problem in ((b"", "is empty (0 bytes), not JSON"),
-                             (b'{"log_history": [{"loss": 0.5}, {"lo', "is truncated: its JSON stops unfinished after "
-                                                                        "36 bytes (Unterminated string starting at)"),
-                             (b'{"step": 4,\n "epoch": 1,,\n}', "is not valid JSON: Expecting property name enclosed "
-                                                                 "in double quotes at line 2 column 13")):  # fmt: skip
+    for content, problem in (
+        (b"", "is empty (0 bytes), not JSON"),
+        (
+            b'{"log_history": [{"loss": 0.5}, {"lo',
+            "is truncated: its JSON stops unfinished after 36 bytes (Unterminated string starting at)",
+        ),
+        (
+            b'{"step": 4,\n "epoch": 1,,\n}',
+            "is not valid JSON: Expecting property name enclosed in double quotes at line 2 column 13",
+        ),
+    ):
         path.write_bytes(content)
         with pytest.raises(output_dir.DamagedFileError) as error:
             output_dir.read_json(path, advice="Resume from another checkpoint.")
@@ -131,13 +144,13 @@ def test_safetensors_problem_reads_the_header_and_the_size(tmp_path):
     whole = path.read_bytes()
     assert output_dir.safetensors_problem(path) is None
     header = 8 + int.from_bytes(whole[:8], "little")
-    for content, problem in ((whole[:-1], f"is truncated: {len(whole) - 1} bytes of the {len(whole)} its header "
-                                          "announces"),
-                             (whole[:20], f"is truncated: 20 bytes, fewer than its {header - 8}-byte header"),
-                             (whole + b"\0", f"is damaged: {len(whole) + 1} bytes, 1 more than its header announces"),
-                             (b"", "is empty (0 bytes)"),
-                             (b'{"weight": [0, 0]}', "is not a safetensors file (it does not start with a safetensors "
-                                                     "header)")):  # fmt: skip
+    for content, problem in (
+        (whole[:-1], f"is truncated: {len(whole) - 1} bytes of the {len(whole)} its header announces"),
+        (whole[:20], f"is truncated: 20 bytes, fewer than its {header - 8}-byte header"),
+        (whole + b"\0", f"is damaged: {len(whole) + 1} bytes, 1 more than its header announces"),
+        (b"", "is empty (0 bytes)"),
+        (b'{"weight": [0, 0]}', "is not a safetensors file (it does not start with a safetensors header)"),
+    ):
         path.write_bytes(content)
         assert output_dir.safetensors_problem(path) == problem
 
@@ -168,8 +181,10 @@ def test_a_folder_with_a_run_is_refused_unless_overwritten_or_resumed(tmp_path):
     _previous_run(folder)
     (folder / "notes.txt").write_text("mine")
     before = _contents(folder)
-    message = f"output_dir {folder} already holds a run (all_results.json, checkpoint-4, confusion_matrix.png, " \
-              "vit_ft_recipe.yaml): pass --overwrite_output_dir true"  # fmt: skip
+    message = (
+        f"output_dir {folder} already holds a run (all_results.json, checkpoint-4, confusion_matrix.png, "
+        "vit_ft_recipe.yaml): pass --overwrite_output_dir true"
+    )
     with pytest.raises(FileExistsError, match=re.escape(message)):
         with claim_output_dir(folder):
             pytest.fail("a refused claim runs nothing")
@@ -202,8 +217,13 @@ def live_run(tmp_path):
     folder = tmp_path / "live"
     _previous_run(folder)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_HOLD), str(folder)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_HOLD), str(folder)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert holder.stdout.readline() == "claimed\n"
         _previous_run(folder)  # the live run's files: its own claim removed those it found
@@ -249,9 +269,27 @@ def _two_class_flags(tmp_path: Path, folder: Path) -> list[str]:
             Image.new("RGB", (20, 20), tuple(value - 10 * index for value in color)).save(
                 tmp_path / "images" / label / f"{index}.png"
             )
-    return [*QUICK, "--dataset_name", "None", "--train_dir", str(tmp_path / "images"), "--train_val_split", "0.25",
-            "--model_overrides", TINY_OVERRIDES, "--max_steps", "2", "--per_device_train_batch_size", "6",
-            "--eval_strategy", "no", "--save_strategy", "no", "--output_dir", str(folder)]  # fmt: skip
+    return [
+        *QUICK,
+        "--dataset_name",
+        "None",
+        "--train_dir",
+        str(tmp_path / "images"),
+        "--train_val_split",
+        "0.25",
+        "--model_overrides",
+        TINY_OVERRIDES,
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "6",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--output_dir",
+        str(folder),
+    ]
 
 
 @pytest.mark.slow
@@ -259,9 +297,12 @@ def test_a_run_into_a_previous_runs_folder_is_refused_before_any_data_is_loaded(
     folder = Path(shutil.copytree(ten_class_run, tmp_path / "run"))
     before = _contents(folder)
     monkeypatch.setattr("vit_ft.train.load_image_datasets", pytest.fail)
-    with pytest.raises(FileExistsError, match=rf"output_dir {re.escape(str(folder))} already holds a run \(.*\): "
-                                              r"pass --overwrite_output_dir true to remove it first, choose another "
-                                              r"output_dir, or pass --resume_from_checkpoint"):  # fmt: skip
+    with pytest.raises(
+        FileExistsError,
+        match=rf"output_dir {re.escape(str(folder))} already holds a run \(.*\): "
+        r"pass --overwrite_output_dir true to remove it first, choose another "
+        r"output_dir, or pass --resume_from_checkpoint",
+    ):
         run_training(read_recipe(RECIPE, _two_class_flags(tmp_path, folder)))
     assert _contents(folder) == before
 
@@ -274,12 +315,18 @@ def test_overwriting_a_ten_class_run_with_a_two_class_one_leaves_no_stale_result
     old = json.loads((folder / "all_results.json").read_text())
     assert "test_accuracy" in old and (folder / "confusion_matrix.png").is_file()
     assert (folder / "robustness_test.json").is_file() and (folder / "checkpoint-4").is_dir()
-    results = run_training(read_recipe(RECIPE, [*_two_class_flags(tmp_path, folder), "--overwrite_output_dir",
-                                                 "true"]))  # fmt: skip
+    results = run_training(
+        read_recipe(RECIPE, [*_two_class_flags(tmp_path, folder), "--overwrite_output_dir", "true"])
+    )
 
     files = {path.name for path in folder.iterdir()}
-    assert not files & {"test_results.json", "confusion_matrix.png", "robustness_test.json", "checkpoint-2",
-                        "checkpoint-4"}  # fmt: skip
+    assert not files & {
+        "test_results.json",
+        "confusion_matrix.png",
+        "robustness_test.json",
+        "checkpoint-2",
+        "checkpoint-4",
+    }
     assert "notes.txt" in files
     all_results = json.loads((folder / "all_results.json").read_text())
     assert not any(key.startswith("test_") for key in all_results)

@@ -83,8 +83,10 @@ def test_sigterm_saves_a_checkpoint_whose_printed_resume_command_ends_as_an_unin
     assert last.endswith(f" --resume_from_checkpoint {checkpoint}")
     # Stopped: no evaluation, no test, no final model.
     assert sorted(path.name for path in (tmp_path / "run").iterdir()) == [
-        "_vit_ft_run.lock", f"checkpoint-{step}", "vit_ft_recipe.yaml"
-    ]  # fmt: skip
+        "_vit_ft_run.lock",
+        f"checkpoint-{step}",
+        "vit_ft_recipe.yaml",
+    ]
     assert checkpoint_problems(checkpoint) == []
     assert all((checkpoint / name).is_file() for name in (*CHECKPOINT_FILES, "ema.safetensors"))
     assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == step
@@ -93,8 +95,9 @@ def test_sigterm_saves_a_checkpoint_whose_printed_resume_command_ends_as_an_unin
 
     resume = shlex.split(last.split("Resume with: ", 1)[1])
     assert resume[:2] == ["vit-ft", "train"]
-    subprocess.run([sys.executable, "-m", "vit_ft.cli", *resume[1:]], check=True, capture_output=True,
-                   env=_environment())  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "vit_ft.cli", *resume[1:]], check=True, capture_output=True, env=_environment()
+    )
     subprocess.run(_command(tmp_path / "whole", *PREEMPTED), check=True, capture_output=True, env=_environment())
     _assert_same_weights(tmp_path / "run" / "model.safetensors", tmp_path / "whole" / "model.safetensors")
 
@@ -150,8 +153,11 @@ def test_checkpoint_problems_name_each_missing_or_damaged_file(whole_run, tmp_pa
     (damaged / "optimizer.pt").unlink()
     _truncate(damaged / "rng_state.pth")
     assert checkpoint_problems(damaged) == [
-        "model.safetensors is damaged", "trainer_state.json is damaged", "no optimizer.pt", "rng_state.pth is damaged"
-    ]  # fmt: skip
+        "model.safetensors is damaged",
+        "trainer_state.json is damaged",
+        "no optimizer.pt",
+        "rng_state.pth is damaged",
+    ]
     # A DeepSpeed checkpoint holds the optimizer states in the engine's global_step<N> folder instead.
     (damaged / "global_step4").mkdir()
     assert "no optimizer.pt" not in checkpoint_problems(damaged)
@@ -176,17 +182,21 @@ def test_latest_skips_incomplete_checkpoints_and_explicit_incomplete_ones_are_re
     ]
     with pytest.raises(ValueError) as error:
         resolve_resume_checkpoint(tmp_path, str(tmp_path / "checkpoint-6"))
-    assert str(error.value) == (f"resume_from_checkpoint {tmp_path / 'checkpoint-6'} is incomplete (no optimizer.pt): "
-                                f"the newest complete one is {tmp_path / 'checkpoint-2'}.")  # fmt: skip
+    assert str(error.value) == (
+        f"resume_from_checkpoint {tmp_path / 'checkpoint-6'} is incomplete (no optimizer.pt): "
+        f"the newest complete one is {tmp_path / 'checkpoint-2'}."
+    )
     assert resolve_resume_checkpoint(tmp_path, str(tmp_path / "checkpoint-2")) == str(tmp_path / "checkpoint-2")
     assert resolve_resume_checkpoint(tmp_path, None) is None
     shutil.rmtree(tmp_path / "checkpoint-2")
     assert latest_checkpoint(tmp_path) is None
     with pytest.raises(ValueError) as error:
         resolve_resume_checkpoint(tmp_path, "latest")
-    assert str(error.value) == (f"resume_from_checkpoint latest: {tmp_path} holds no complete checkpoint-* folder to "
-                                "resume from: start without --resume_from_checkpoint, or give the output_dir that "
-                                "holds the run's checkpoints.")  # fmt: skip
+    assert str(error.value) == (
+        f"resume_from_checkpoint latest: {tmp_path} holds no complete checkpoint-* folder to "
+        "resume from: start without --resume_from_checkpoint, or give the output_dir that "
+        "holds the run's checkpoints."
+    )
 
 
 @pytest.mark.slow
@@ -196,8 +206,12 @@ def test_resume_from_latest_skips_a_damaged_newest_checkpoint_and_ends_as_the_wh
     for step in (2, 4):
         shutil.copytree(whole_run / f"checkpoint-{step}", resumed / f"checkpoint-{step}")
     _truncate(resumed / "checkpoint-4" / "model.safetensors")
-    run = subprocess.run(_command(resumed, *LATEST, "--resume_from_checkpoint", "latest"), capture_output=True,
-                         text=True, env=_environment())  # fmt: skip
+    run = subprocess.run(
+        _command(resumed, *LATEST, "--resume_from_checkpoint", "latest"),
+        capture_output=True,
+        text=True,
+        env=_environment(),
+    )
     assert run.returncode == 0, run.stderr
     assert f"Skipping {resumed / 'checkpoint-4'}: it is incomplete (model.safetensors is damaged)." in run.stderr
     history = json.loads((resumed / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
@@ -224,8 +238,15 @@ def test_resuming_the_cli_from_a_damaged_checkpoint_is_one_line_that_names_the_c
         shutil.copytree(whole_run / f"checkpoint-{step}", run / f"checkpoint-{step}")
     _truncate(run / "checkpoint-4" / "model.safetensors")
     before = files(run)
-    result = subprocess.run(_command(run, *LATEST, "--resume_from_checkpoint", str(run / "checkpoint-4")),
-                            capture_output=True, text=True, env=_environment())  # fmt: skip
-    assert_one_line(result, f"vit-ft train: resume_from_checkpoint {run / 'checkpoint-4'} is incomplete "
-                            f"(model.safetensors is damaged): the newest complete one is {run / 'checkpoint-2'}.")
+    result = subprocess.run(
+        _command(run, *LATEST, "--resume_from_checkpoint", str(run / "checkpoint-4")),
+        capture_output=True,
+        text=True,
+        env=_environment(),
+    )
+    assert_one_line(
+        result,
+        f"vit-ft train: resume_from_checkpoint {run / 'checkpoint-4'} is incomplete "
+        f"(model.safetensors is damaged): the newest complete one is {run / 'checkpoint-2'}.",
+    )
     assert files(run) == before

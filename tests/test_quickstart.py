@@ -31,19 +31,35 @@ def as_run_here(command: str) -> str:
 
 def test_the_quickstart_lists_train_samples_predict_explain_and_export():
     programs = [" ".join(command.split()[:2]) for command in quickstart_commands()]
-    assert programs == ["vit-ft train", "python scripts/write_sample_images.py", "vit-ft predict", "vit-ft explain",
-                        "vit-ft export", "vit-ft predict"]  # fmt: skip
+    assert programs == [
+        "vit-ft train",
+        "python scripts/write_sample_images.py",
+        "vit-ft predict",
+        "vit-ft explain",
+        "vit-ft export",
+        "vit-ft predict",
+    ]
 
 
 @pytest.mark.slow
 def test_the_readme_quickstart_runs_as_written(tmp_path):
     bin_dir = str(Path(sys.executable).parent)  # `vit-ft` and `python` of the environment the tests run in
-    environment = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
-                   "OMP_NUM_THREADS": "1"}  # fmt: skip
+    environment = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     outputs = []
     for command in quickstart_commands():
-        result = subprocess.run(["bash", "-c", as_run_here(command)], cwd=tmp_path, env=environment,
-                                capture_output=True, text=True, timeout=600)  # fmt: skip
+        result = subprocess.run(
+            ["bash", "-c", as_run_here(command)],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 0, (command, result.stderr[-2000:])
         outputs.append(result.stdout)
 
@@ -66,8 +82,9 @@ def test_the_own_data_recipe_trains_on_class_folders(tmp_path):
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
     checkpoint = tmp_path / "tiny-vit"
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64)  # fmt: skip
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
     ViTForImageClassification(config).save_pretrained(checkpoint)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(checkpoint)
     for split, count in (("train", 6), ("test", 2)):
@@ -83,8 +100,14 @@ def test_the_own_data_recipe_trains_on_class_folders(tmp_path):
         f"--model_name_or_path {checkpoint} --dataloader_num_workers 0"
     )
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "vit_ft.cli", *command.split()[1:]], cwd=tmp_path,
-                            env=environment, capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "vit_ft.cli", *command.split()[1:]],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     model = tmp_path / "outputs" / "my_model"
     assert json.loads((model / "config.json").read_text())["id2label"] == {"0": "cat", "1": "dog"}

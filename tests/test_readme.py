@@ -15,5 +15,13 @@ def test_ci_runs_the_readme_test_command():
 
 def test_the_readme_sections_come_in_a_users_order():
     headings = re.findall(r"^## (.+)$", (ROOT / "README.md").read_text(), re.M)
-    assert headings == ["Requirements", "Install", "Quickstart", "Fine-tune on your own data", "Recipes",
-                        "What else it does", "Results", "Run the tests"]  # fmt: skip
+    assert headings == [
+        "Requirements",
+        "Install",
+        "Quickstart",
+        "Fine-tune on your own data",
+        "Recipes",
+        "What else it does",
+        "Results",
+        "Run the tests",
+    ]

@@ -38,9 +38,16 @@ def _in_an_empty_folder(tmp_path, monkeypatch):
 
 def test_the_recipes_are_found():
     names = {str(p.relative_to(ROOT / "recipes")) for p in TRAINING_RECIPES}
-    assert {"full_finetune/digits.yaml", "full_finetune/vit_base_in21k_cifar10.yaml", "lora/digits_low_quality.yaml",
-            "full_finetune/digits_low_quality.yaml", "lora/vit_base_in21k_food101.yaml", "distill/digits_tiny.yaml",
-            "distill/deit_base_to_tiny.yaml", "full_finetune/digits_from_mae.yaml"} <= names  # fmt: skip
+    assert {
+        "full_finetune/digits.yaml",
+        "full_finetune/vit_base_in21k_cifar10.yaml",
+        "lora/digits_low_quality.yaml",
+        "full_finetune/digits_low_quality.yaml",
+        "lora/vit_base_in21k_food101.yaml",
+        "distill/digits_tiny.yaml",
+        "distill/deit_base_to_tiny.yaml",
+        "full_finetune/digits_from_mae.yaml",
+    } <= names
     assert {p.name for p in PRETRAINING_RECIPES} >= {"digits_mae.yaml"}
     assert {p.stem for p in ACCELERATE_CONFIGS} == {"single_gpu", "multi_gpu", "multi_node", "fsdp", "deepspeed_zero2"}
 
@@ -158,8 +165,13 @@ def test_a_value_of_the_wrong_type_is_one_line_naming_file_field_and_type(tmp_pa
 
 
 def test_yaml_booleans_and_numbers_become_what_the_user_meant(tmp_path):
-    recipe = read_recipe(_recipe(tmp_path, "eval_strategy: no\nsave_strategy: off\nlearning_rate: 1e-3\n"
-                                           "per_device_train_batch_size: 32.0\ndataset_config_name: 2017\n"))
+    recipe = read_recipe(
+        _recipe(
+            tmp_path,
+            "eval_strategy: no\nsave_strategy: off\nlearning_rate: 1e-3\n"
+            "per_device_train_batch_size: 32.0\ndataset_config_name: 2017\n",
+        )
+    )
     assert (recipe.training.eval_strategy.value, recipe.training.save_strategy.value) == ("no", "no")
     assert recipe.training.learning_rate == 0.001  # YAML 1.1 reads 1e-3 as text
     assert recipe.training.per_device_train_batch_size == 32 and recipe.data.dataset_config_name == "2017"
@@ -172,18 +184,21 @@ def test_a_bad_flag_value_is_one_line(tmp_path, capsys, no_io):
     assert "\n" not in message and capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("length", [["--num_train_epochs", "-1"], ["--num_train_epochs", "0"],
-                                    ["--max_steps", "0"], ["--max_steps", "-5"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "length", [["--num_train_epochs", "-1"], ["--num_train_epochs", "0"], ["--max_steps", "0"], ["--max_steps", "-5"]]
+)
 def test_a_run_that_trains_needs_a_positive_length(tmp_path, no_io, length):
     assert f"{length[0][2:]}=" in _train(_recipe(tmp_path, ""), *length)
 
 
 def test_model_overrides_is_a_mapping_or_json_and_unknown_keys_name_the_closest_field(tmp_path):
     mapping = read_recipe(_recipe(tmp_path, "model_overrides: {image_size: 16, patch_size: 2}\n"))
-    json_text = read_recipe(_recipe(tmp_path, "model_overrides: '{\"image_size\": 16, \"patch_size\": 2}'\n"))
+    json_text = read_recipe(_recipe(tmp_path, 'model_overrides: \'{"image_size": 16, "patch_size": 2}\'\n'))
     assert mapping.model.model_overrides == json_text.model.model_overrides == {"image_size": 16, "patch_size": 2}
-    with pytest.raises(ValueError, match="model_overrides sets 'drop_path', which is not a ViTConfig field. Did you "
-                                         "mean 'drop_path_rate'"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match="model_overrides sets 'drop_path', which is not a ViTConfig field. Did you mean 'drop_path_rate'",
+    ):
         read_recipe(_recipe(tmp_path, "model_overrides: {drop_path: 0.1}\n"))
 
 
@@ -198,8 +213,19 @@ def test_model_overrides_is_a_mapping_or_json_and_unknown_keys_name_the_closest_
         (["--student_from_teacher", "true"], "student_from_teacher needs teacher_model_name_or_path"),
         (["--model_name_or_path", "org/model"], "Set one of model_name_or_path"),
         (["--preset", "vit_tiny_patch16"], "preset='vit_tiny_patch16' is not a known architecture. Did you mean"),
-        (["--ema_decay", "0.99", "--load_best_model_at_end", "true", "--eval_strategy", "epoch", "--save_strategy",
-          "epoch"], "ema_decay with load_best_model_at_end"),
+        (
+            [
+                "--ema_decay",
+                "0.99",
+                "--load_best_model_at_end",
+                "true",
+                "--eval_strategy",
+                "epoch",
+                "--save_strategy",
+                "epoch",
+            ],
+            "ema_decay with load_best_model_at_end",
+        ),
         (["--image_corruptions", "fog"], "image_corruptions='fog', corruption_severity=3: Unknown corruption 'fog'"),
         (["--model_overrides", '{"hidden": 3}'], "Did you mean 'hidden_act'"),
     ],
@@ -218,7 +244,8 @@ def test_a_recipe_saved_before_the_feature_groups_still_parses():
     recipe = read_recipe(Path(__file__).parent / "fixtures" / "recipe_saved_at_ef602b1.yaml", ["--use_cpu", "true"])
     assert recipe.model.model_overrides["hidden_size"] == 48 and recipe.lora.lora_target == "attention"
     assert (recipe.distillation.teacher_model_name_or_path, recipe.distillation.distillation_type) == (
-        "outputs/digits", "hard"
+        "outputs/digits",
+        "hard",
     )
 
 

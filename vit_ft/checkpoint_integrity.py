@@ -65,8 +65,13 @@ def write_checksums(checkpoint: str | Path, process_index: int = 0) -> Path:
     """
     folder = Path(checkpoint)
     own_rng_states = {"rng_state.pth", f"rng_state_{process_index}.pth"}
-    names = sorted(path.name for path in folder.iterdir() if path.is_file() and path.name != CHECKSUMS
-                   and (path.name in own_rng_states or not fnmatch.fnmatch(path.name, RNG_STATES)))  # fmt: skip
+    names = sorted(
+        path.name
+        for path in folder.iterdir()
+        if path.is_file()
+        and path.name != CHECKSUMS
+        and (path.name in own_rng_states or not fnmatch.fnmatch(path.name, RNG_STATES))
+    )
     return write_json(folder / CHECKSUMS, {"sha256": {name: _sha256(folder / name) for name in names}})
 
 
@@ -128,8 +133,9 @@ def _weight_files(folder: Path) -> tuple[list[Path], dict[str, str]]:
             shards = sorted(set((read_json(index) or {}).get("weight_map", {}).values()))
         except (DamagedFileError, AttributeError):
             return [], {MODEL_WEIGHTS_INDEX: f"{MODEL_WEIGHTS_INDEX} is damaged"}
-        missing = {name: f"no {name} (listed in {MODEL_WEIGHTS_INDEX})" for name in shards
-                   if not (folder / name).is_file()}  # fmt: skip
+        missing = {
+            name: f"no {name} (listed in {MODEL_WEIGHTS_INDEX})" for name in shards if not (folder / name).is_file()
+        }
         return [folder / name for name in shards if name not in missing], missing
     weights = [folder / name for name in (MODEL_WEIGHTS, ADAPTER_WEIGHTS) if (folder / name).is_file()]
     if not weights:
@@ -139,8 +145,12 @@ def _weight_files(folder: Path) -> tuple[list[Path], dict[str, str]]:
 
 # The fields of trainer_state.json the Trainer's resume reads and the types it needs them to have
 # (Trainer._inner_training_loop, compare_trainer_and_checkpoint_args, _load_callback_state).
-_TRAINER_STATE_TYPES = {"global_step": (int, "an integer"), "train_batch_size": (int, "an integer"),
-                        "log_history": (list, "a list"), "stateful_callbacks": (dict, "an object")}  # fmt: skip
+_TRAINER_STATE_TYPES = {
+    "global_step": (int, "an integer"),
+    "train_batch_size": (int, "an integer"),
+    "log_history": (list, "a list"),
+    "stateful_callbacks": (dict, "an object"),
+}
 _REQUIRED_TRAINER_STATE = ("global_step", "train_batch_size")
 
 
@@ -166,8 +176,10 @@ def _trainer_state_problem(path: Path) -> str | None:
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             return f"{TRAINER_STATE} has {name} {value!r}, not {words}"
     if state["global_step"] < 0 or state["train_batch_size"] < 1:
-        return f"{TRAINER_STATE} has global_step {state['global_step']} and train_batch_size "  \
-               f"{state['train_batch_size']}: a step count and a batch size cannot be negative or zero"  # fmt: skip
+        return (
+            f"{TRAINER_STATE} has global_step {state['global_step']} and train_batch_size "
+            f"{state['train_batch_size']}: a step count and a batch size cannot be negative or zero"
+        )
     return None
 
 
@@ -300,19 +312,24 @@ def resolve_resume_checkpoint(output_dir: str | Path, resume_from_checkpoint: st
     if resume_from_checkpoint is True or resume_from_checkpoint in LATEST_CHECKPOINT:
         latest = latest_checkpoint(output_dir)
         if latest is None:
-            raise ValueError(f"resume_from_checkpoint {resume_from_checkpoint}: {output_dir} holds no complete "
-                             f"{CHECKPOINT_PATTERN} folder to resume from: start without --resume_from_checkpoint, or "
-                             "give the output_dir that holds the run's checkpoints.")  # fmt: skip
+            raise ValueError(
+                f"resume_from_checkpoint {resume_from_checkpoint}: {output_dir} holds no complete "
+                f"{CHECKPOINT_PATTERN} folder to resume from: start without --resume_from_checkpoint, or "
+                "give the output_dir that holds the run's checkpoints."
+            )
         return str(latest)
     if not Path(resume_from_checkpoint).is_dir():
-        raise ValueError(f"resume_from_checkpoint {resume_from_checkpoint} is not a folder: give a checkpoint-<step> "
-                         "folder of a run, or `latest` for the newest complete one in output_dir.")  # fmt: skip
+        raise ValueError(
+            f"resume_from_checkpoint {resume_from_checkpoint} is not a folder: give a checkpoint-<step> "
+            "folder of a run, or `latest` for the newest complete one in output_dir."
+        )
     problems = checkpoint_problems(resume_from_checkpoint)
     if problems:
         latest = latest_checkpoint(output_dir)
         instead = f"the newest complete one is {latest}" if latest else f"{output_dir} holds no complete one"
-        raise ValueError(f"resume_from_checkpoint {resume_from_checkpoint} is incomplete ({'; '.join(problems)}): "
-                         f"{instead}.")  # fmt: skip
+        raise ValueError(
+            f"resume_from_checkpoint {resume_from_checkpoint} is incomplete ({'; '.join(problems)}): {instead}."
+        )
     return str(resume_from_checkpoint)
 
 
@@ -342,8 +359,10 @@ def set_aside_checkpoints(
         checkpoint.rename(target)
         moved[target] = f"{checkpoint.name} ({why}) to {target.name}"
     if moved:
-        logger.warning(f"Resuming from {resumed_from.name}: set aside in {output_dir}, so that the Trainer neither "
-                       f"saves among nor deletes by them: {', '.join(moved.values())}.")  # fmt: skip
+        logger.warning(
+            f"Resuming from {resumed_from.name}: set aside in {output_dir}, so that the Trainer neither "
+            f"saves among nor deletes by them: {', '.join(moved.values())}."
+        )
     return list(moved)
 
 
@@ -359,8 +378,17 @@ def _free_name(path: Path) -> Path:
 # The model a resumed run builds, against the checkpoint's.
 
 # Fields a saved config.json writes that do not describe the architecture.
-_BOOKKEEPING_FIELDS = {"transformers_version", "architectures", "auto_map", "_name_or_path", "dtype", "torch_dtype",
-                       "problem_type", "id2label", "label2id"}  # fmt: skip
+_BOOKKEEPING_FIELDS = {
+    "transformers_version",
+    "architectures",
+    "auto_map",
+    "_name_or_path",
+    "dtype",
+    "torch_dtype",
+    "problem_type",
+    "id2label",
+    "label2id",
+}
 
 
 def check_checkpoint_fits(checkpoint: str | Path, model: torch.nn.Module) -> None:
@@ -374,20 +402,28 @@ def check_checkpoint_fits(checkpoint: str | Path, model: torch.nn.Module) -> Non
         return
     shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     with safe_open(folder / MODEL_WEIGHTS, framework="pt") as file:
-        mismatched = [(name, tuple(file.get_slice(name).get_shape()), shapes[name]) for name in file.keys()
-                      if name in shapes and tuple(file.get_slice(name).get_shape()) != shapes[name]]  # fmt: skip
+        mismatched = [
+            (name, tuple(file.get_slice(name).get_shape()), shapes[name])
+            for name in file.keys()
+            if name in shapes and tuple(file.get_slice(name).get_shape()) != shapes[name]
+        ]
     if not mismatched:
         return
     saved, built = read_json(folder / MODEL_CONFIG) or {}, model.config.to_dict()
     saved["num_labels"], built["num_labels"] = len(saved.get("id2label") or {}), len(built.get("id2label") or {})
-    differ = [name for name in sorted(saved) if name in built and name not in _BOOKKEEPING_FIELDS
-              and saved[name] != built[name]]  # fmt: skip
+    differ = [
+        name
+        for name in sorted(saved)
+        if name in built and name not in _BOOKKEEPING_FIELDS and saved[name] != built[name]
+    ]
     if differ:
         found = ", ".join(f"{name} {saved[name]!r}" for name in differ)
         wanted = ", ".join(f"{name} {built[name]!r}" for name in differ)
         what = f"{folder / MODEL_CONFIG} has {found}; the recipe builds {wanted}"
     else:
         name, saved_shape, built_shape = mismatched[0]
-        what = f"{folder / MODEL_WEIGHTS} holds {name} of shape {list(saved_shape)}; the recipe builds " \
-               f"{list(built_shape)}"  # fmt: skip
+        what = (
+            f"{folder / MODEL_WEIGHTS} holds {name} of shape {list(saved_shape)}; the recipe builds "
+            f"{list(built_shape)}"
+        )
     raise ValueError(f"{what}: resume with the run's model_overrides (saved in its {RECIPE}), or start a new run.")

@@ -18,8 +18,12 @@ from .output_dir import SplitMetrics
 DEBUG_VARIABLE = "VIT_FT_DEBUG"
 # Every flag is spelt with underscores, as the recipe fields it shares the command line with; these dashed spellings
 # of earlier releases still work, with a one-line note.
-DEPRECATED_SPELLINGS = {"--timm-model": "--timm_model", "--image-mean": "--image_mean", "--image-std": "--image_std",
-                        "--help-all": "--help_all"}  # fmt: skip
+DEPRECATED_SPELLINGS = {
+    "--timm-model": "--timm_model",
+    "--image-mean": "--image_mean",
+    "--image-std": "--image_std",
+    "--help-all": "--help_all",
+}
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -50,8 +54,9 @@ def _train(args: argparse.Namespace) -> None:
 def _pretrain(args: argparse.Namespace) -> None:
     from .pretrain import PRETRAIN_USAGE, PretrainingRecipe, read_pretraining_recipe, run_pretraining
 
-    results, recipe = _run_recipe(args, "pretrain", PRETRAIN_USAGE, PretrainingRecipe, read_pretraining_recipe,
-                                  run_pretraining)  # fmt: skip
+    results, recipe = _run_recipe(
+        args, "pretrain", PRETRAIN_USAGE, PretrainingRecipe, read_pretraining_recipe, run_pretraining
+    )
     if recipe is not None and recipe.training.process_index == 0:
         losses = {key: value for key, value in results.items() if key in ("train_loss", "eval_loss")}
         print(f"Pretrained ({recipe.training.output_dir}): {json.dumps(losses)}")
@@ -107,9 +112,11 @@ def results_table(results: dict) -> str:
     test: those it has), a row per metric.
     """
     splits = (("train", "train"), ("validation", "eval"), ("test", "test"))
-    columns = {name: {**SplitMetrics.from_metrics(results, prefix).as_metrics(),
-                      "runtime (s)": results[f"{prefix}_runtime"]}
-               for name, prefix in splits if f"{prefix}_runtime" in results}  # fmt: skip
+    columns = {
+        name: {**SplitMetrics.from_metrics(results, prefix).as_metrics(), "runtime (s)": results[f"{prefix}_runtime"]}
+        for name, prefix in splits
+        if f"{prefix}_runtime" in results
+    }
     # The rows in SplitMetrics' order, taken from the split with the most of them.
     rows = dict.fromkeys(row for metrics in sorted(columns.values(), key=len, reverse=True) for row in metrics)
     cells = [["", *columns], *([row, *(_format(metrics.get(row)) for metrics in columns.values())] for row in rows)]
@@ -126,8 +133,10 @@ def _format(value) -> str:
 def _stopped_message(stop, recipe: str, overrides: list[str], subcommand: str = "train") -> str:
     """The one line a run stopped by a signal ends with: where its checkpoint is, and the command that resumes it."""
     if stop.checkpoint is None:
-        return (f"stopped by {stop.signal_name} after its last step ({stop.step}); the trained model is saved in "
-                f"{stop.output_dir}, not evaluated.")  # fmt: skip
+        return (
+            f"stopped by {stop.signal_name} after its last step ({stop.step}); the trained model is saved in "
+            f"{stop.output_dir}, not evaluated."
+        )
     flags, skip = [], False
     for flag in overrides:  # the run's own flags, less any earlier --resume_from_checkpoint
         if skip:
@@ -137,8 +146,10 @@ def _stopped_message(stop, recipe: str, overrides: list[str], subcommand: str = 
         elif not flag.startswith("--resume_from_checkpoint="):
             flags.append(flag)
     command = shlex.join(["vit-ft", subcommand, recipe, *flags, "--resume_from_checkpoint", str(stop.checkpoint)])
-    return (f"stopped by {stop.signal_name} after step {stop.step}; checkpoint saved in {stop.checkpoint}. "
-            f"Resume with: {command}")  # fmt: skip
+    return (
+        f"stopped by {stop.signal_name} after step {stop.step}; checkpoint saved in {stop.checkpoint}. "
+        f"Resume with: {command}"
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -151,9 +162,20 @@ def _evaluate(args: argparse.Namespace) -> None:
         corruptions = list(CORRUPTIONS) if args.corruptions == "all" else args.corruptions.split(",")
     severity = args.severity[0] if len(args.severity) == 1 else args.severity
     results = evaluate_model(
-        args.model, data_args, args.split, corruptions, severity, args.batch_size, args.output, args.seed,
-        args.base_model, args.onnx_file, args.overwrite, args.trust_remote_code, args.label_matching,
-    )  # fmt: skip
+        args.model,
+        data_args,
+        args.split,
+        corruptions,
+        severity,
+        args.batch_size,
+        args.output,
+        args.seed,
+        args.base_model,
+        args.onnx_file,
+        args.overwrite,
+        args.trust_remote_code,
+        args.label_matching,
+    )
     print(json.dumps(results, indent=2))
 
 
@@ -161,8 +183,18 @@ def _knn(args: argparse.Namespace) -> None:
     from .evaluation.knn import knn_evaluate
 
     data_args = DataArguments(**{field.name: getattr(args, field.name) for field in fields(DataArguments)})
-    results = knn_evaluate(args.model, data_args, args.split, args.k, args.temperature, args.seed, args.batch_size,
-                           args.output, args.overwrite, args.trust_remote_code)  # fmt: skip
+    results = knn_evaluate(
+        args.model,
+        data_args,
+        args.split,
+        args.k,
+        args.temperature,
+        args.seed,
+        args.batch_size,
+        args.output,
+        args.overwrite,
+        args.trust_remote_code,
+    )
     print(json.dumps(results, indent=2))
 
 
@@ -180,22 +212,43 @@ def _explain(args: argparse.Namespace) -> None:
         from .evaluation.faithfulness import faithfulness
 
         if args.images:
-            raise ValueError(f"--faithfulness scores a data set, not image files ({args.images[0]}, ...): name it "
-                             "with --dataset_name or --train_dir/--test_dir, as for vit-ft evaluate.")  # fmt: skip
+            raise ValueError(
+                f"--faithfulness scores a data set, not image files ({args.images[0]}, ...): name it "
+                "with --dataset_name or --train_dir/--test_dir, as for vit-ft evaluate."
+            )
         methods = list(METHODS) if args.method in (None, "all") else args.method.split(",")
         data_args = DataArguments(**{field.name: getattr(args, field.name) for field in fields(DataArguments)})
-        results = faithfulness(args.model, data_args, methods, args.split, seed=args.seed, batch_size=args.batch_size,
-                               output_file=args.output, overwrite=args.overwrite, base_model=args.base_model,
-                               trust_remote_code=args.trust_remote_code)  # fmt: skip
+        results = faithfulness(
+            args.model,
+            data_args,
+            methods,
+            args.split,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            output_file=args.output,
+            overwrite=args.overwrite,
+            base_model=args.base_model,
+            trust_remote_code=args.trust_remote_code,
+        )
         print(json.dumps(results, indent=2))
         return
     from .evaluation.explain import explain_images
 
     if not args.images or args.output is None:
-        raise ValueError("give image files and --output FOLDER for their heat maps, or --faithfulness and a data set "
-                         "for deletion curves.")  # fmt: skip
-    for path in explain_images(args.model, args.images, args.output, args.method or DEFAULT_METHOD, args.label,
-                               args.top_k, args.base_model, args.trust_remote_code):  # fmt: skip
+        raise ValueError(
+            "give image files and --output FOLDER for their heat maps, or --faithfulness and a data set "
+            "for deletion curves."
+        )
+    for path in explain_images(
+        args.model,
+        args.images,
+        args.output,
+        args.method or DEFAULT_METHOD,
+        args.label,
+        args.top_k,
+        args.base_model,
+        args.trust_remote_code,
+    ):
         print(f"Wrote {path}")
 
 
@@ -219,8 +272,15 @@ def _severities(text: str) -> list[int]:
 def _export(args: argparse.Namespace) -> None:
     from .export.onnx_export import export_onnx
 
-    folder = export_onnx(args.model, args.output, args.quantize, args.opset, args.base_model, overwrite=args.overwrite,
-                         trust_remote_code=args.trust_remote_code)  # fmt: skip
+    folder = export_onnx(
+        args.model,
+        args.output,
+        args.quantize,
+        args.opset,
+        args.base_model,
+        overwrite=args.overwrite,
+        trust_remote_code=args.trust_remote_code,
+    )
     print(f"Exported {args.model} to {folder} (ONNX Runtime: vit-ft predict --model {folder} IMAGE)")
 
 
@@ -261,9 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train)
 
     pretrain = commands.add_parser(
-        "pretrain", help="Pretrain an encoder by masked autoencoding (MAE) on unlabelled images: vit-ft pretrain "
-                         "RECIPE.yaml [--field value ...].", add_help=False,
-    )  # fmt: skip
+        "pretrain",
+        help="Pretrain an encoder by masked autoencoding (MAE) on unlabelled images: vit-ft pretrain "
+        "RECIPE.yaml [--field value ...].",
+        add_help=False,
+    )
     pretrain.add_argument("-h", "--help", action="store_true", help="List the fields a recipe sets, by group.")
     pretrain.add_argument("--help_all", action="store_true", help="Also list all of transformers' TrainingArguments.")
     pretrain.add_argument("recipe", nargs="?", help="YAML recipe: model, data, masked_autoencoding, Hub, training.")
@@ -273,9 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     # The data options are DataArguments' own, as in `vit-ft train` recipes.
     data_options = HfArgumentParser(DataArguments, add_help=False)
     evaluate = commands.add_parser(
-        "evaluate", help="Metrics of a saved model on a data split, clean and under image corruptions.",
+        "evaluate",
+        help="Metrics of a saved model on a data split, clean and under image corruptions.",
         parents=[data_options],
-    )  # fmt: skip
+    )
     evaluate.add_argument(
         "--model", required=True, help="vit_ft model, LoRA adapter or `vit-ft export` directory to evaluate."
     )
@@ -286,16 +349,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--corruptions", help="Comma-separated gaussian_noise,gaussian_blur,jpeg,low_resolution, or `all`."
     )
     evaluate.add_argument(
-        "--severity", type=_severities, default=[3],
+        "--severity",
+        type=_severities,
+        default=[3],
         help="Corruption severity 1..5, or several separated by commas (1,2,3,4,5): then robustness_SPLIT.png too.",
-    )  # fmt: skip
+    )
     evaluate.add_argument("--seed", type=int, default=0, help="Seed of the corruption noise (default: 0).")
     evaluate.add_argument("--batch_size", type=int, default=64, help="Evaluation batch size (default: 64).")
     evaluate.add_argument(
         "--output",
         help="JSON file to write; default MODEL/robustness_SPLIT.json or MODEL/eval_SPLIT.json (with --onnx_file "
-             "FILE other than model.onnx: MODEL/eval_SPLIT_FILESTEM.json).",
-    )  # fmt: skip
+        "FILE other than model.onnx: MODEL/eval_SPLIT_FILESTEM.json).",
+    )
     evaluate.add_argument(
         "--overwrite", action="store_true", help="Replace the results (and plot) of an earlier evaluate in --output."
     )
@@ -349,10 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--label", help="Class name the class-specific methods explain (default: the predicted one).")
     explain.add_argument("--top_k", type=int, default=3, help="Predicted classes to list per image (default: 3).")
     explain.add_argument(
-        "--faithfulness", action="store_true",
+        "--faithfulness",
+        action="store_true",
         help="Deletion curves on a data split instead of pictures: the predicted class's probability as each map's "
         "patches are replaced by the image's mean colour, most relevant first, against a random order.",
-    )  # fmt: skip
+    )
     explain.add_argument("--split", default="test", help="With --faithfulness: train, validation or test (default).")
     explain.add_argument("--seed", type=int, default=0, help="With --faithfulness: seed of the random order.")
     explain.add_argument("--batch_size", type=int, default=32, help="With --faithfulness: images per batch (32).")
@@ -387,9 +453,11 @@ def _add_knn_arguments(knn: argparse.ArgumentParser) -> None:
     )
     knn.add_argument("--split", default="test", help="validation or test (default: test); train holds the neighbours.")
     knn.add_argument(
-        "--seed", type=int, default=0,
+        "--seed",
+        type=int,
+        default=0,
         help="Seed of the validation carve and of --train_samples_per_class's draw: a run's seed gives its images.",
-    )  # fmt: skip
+    )
     knn.add_argument("--batch_size", type=int, default=256, help="Batch size of feature extraction (default: 256).")
     knn.add_argument("--output", help="JSON file to write; default MODEL/knn_SPLIT.json.")
     knn.add_argument("--overwrite", action="store_true", help="Replace the result of an earlier knn in --output.")

@@ -64,12 +64,16 @@ def check_pretraining_recipe(recipe: PretrainingRecipe) -> None:
     """The checks that span groups, before any data or checkpoint is read."""
     model, training = recipe.model, recipe.training
     if bool(model.model_name_or_path) == bool(model.preset):
-        raise ValueError("Set one of model_name_or_path (a checkpoint to pretrain further) and preset (an "
-                         "architecture to pretrain from scratch).")  # fmt: skip
+        raise ValueError(
+            "Set one of model_name_or_path (a checkpoint to pretrain further) and preset (an "
+            "architecture to pretrain from scratch)."
+        )
     if model.model_name_or_path and (Path(model.model_name_or_path) / ADAPTER_CONFIG).is_file():
-        raise ValueError(f"{model.model_name_or_path} is a LoRA adapter, which pretraining cannot start from: merge "
-                         f"it first (vit-ft merge-lora --adapter {model.model_name_or_path} --output DIR) and "
-                         "pretrain the merged model.")  # fmt: skip
+        raise ValueError(
+            f"{model.model_name_or_path} is a LoRA adapter, which pretraining cannot start from: merge "
+            f"it first (vit-ft merge-lora --adapter {model.model_name_or_path} --output DIR) and "
+            "pretrain the merged model."
+        )
     if training.freeze_backbone:
         raise ValueError("freeze_backbone trains a classifier head only; a pretraining has none: unset it.")
     if model.preset:
@@ -87,8 +91,9 @@ def read_pretraining_recipe(
     return read_recipe(path, overrides, {**PRETRAINING_DEFAULTS, **(defaults or {})}, PretrainingRecipe)
 
 
-def build_autoencoder(source: ModelArguments, method: MaskedAutoencodingArguments) -> tuple[ViTForMaskedAutoencoding,
-                                                                                              object]:  # fmt: skip
+def build_autoencoder(
+    source: ModelArguments, method: MaskedAutoencodingArguments
+) -> tuple[ViTForMaskedAutoencoding, object]:
     """
     The masked autoencoder to pretrain and its image processor: a preset from scratch, or the encoder of a checkpoint
     (a vit_ft classifier or pretraining output, a transformers ViT/DeiT) with the decoder `method` describes. A LoRA
@@ -100,18 +105,22 @@ def build_autoencoder(source: ModelArguments, method: MaskedAutoencodingArgument
         return ViTForMaskedAutoencoding(config), default_processor(config.image_size)
     path, hub_kwargs = source.model_name_or_path, source.hub_options
     if is_adapter(path, hub_kwargs):
-        raise ValueError(f"{path} is a LoRA adapter, which pretraining cannot start from: merge it first (vit-ft "
-                         f"merge-lora --adapter {path} --output DIR) and pretrain the merged model.")  # fmt: skip
-    model = load_checkpoint(path, ViTForMaskedAutoencoding, **overrides, trust_remote_code=source.trust_remote_code,
-                            **hub_kwargs)  # fmt: skip
+        raise ValueError(
+            f"{path} is a LoRA adapter, which pretraining cannot start from: merge it first (vit-ft "
+            f"merge-lora --adapter {path} --output DIR) and pretrain the merged model."
+        )
+    model = load_checkpoint(
+        path, ViTForMaskedAutoencoding, **overrides, trust_remote_code=source.trust_remote_code, **hub_kwargs
+    )
     processor = load_processor(model, source.image_processor_name or path, hub_kwargs, source.trust_remote_code)
     return model, processor
 
 
 def mae_augmentation(method: MaskedAutoencodingArguments) -> AugmentationArguments:
     """MAE's augmentation (He et al. 2022, A.1): a random resized crop and, unless turned off, horizontal flips."""
-    return AugmentationArguments(random_resized_crop_min_scale=method.random_resized_crop_min_scale,
-                                 horizontal_flip=method.horizontal_flip)  # fmt: skip
+    return AugmentationArguments(
+        random_resized_crop_min_scale=method.random_resized_crop_min_scale, horizontal_flip=method.horizontal_flip
+    )
 
 
 def build_pretrainer(recipe: PretrainingRecipe) -> tuple[ViTTrainer, dict]:
@@ -128,8 +137,14 @@ def build_pretrainer(recipe: PretrainingRecipe) -> tuple[ViTTrainer, dict]:
     data["train"] = EpochDataset(data["train"], ExampleTransform(augment, strict, seed=args.seed))
     data["validation"] = data["validation"].with_transform(ExampleTransform(build_eval_transform(processor), strict))
     args.prediction_loss_only = True  # the model's loss is the only evaluation
-    trainer = ViTTrainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
-                         data_collator=collate_images, processing_class=processor)  # fmt: skip
+    trainer = ViTTrainer(
+        model=model,
+        args=args,
+        train_dataset=data["train"],
+        eval_dataset=data["validation"],
+        data_collator=collate_images,
+        processing_class=processor,
+    )
     if args.should_save:
         save_resolved_recipe(recipe, args.output_dir)
     return trainer, data

@@ -52,24 +52,33 @@ def check_recipe(recipe: Recipe) -> None:
     """The checks that span groups: each group has checked its own fields already."""
     model, lora, distillation = recipe.model, recipe.lora, recipe.distillation
     if distillation.student_from_teacher and (model.model_name_or_path or model.preset):
-        raise ValueError("student_from_teacher builds the student from the teacher: unset model_name_or_path and "
-                         "preset.")  # fmt: skip
+        raise ValueError(
+            "student_from_teacher builds the student from the teacher: unset model_name_or_path and preset."
+        )
     if not distillation.student_from_teacher and bool(model.model_name_or_path) == bool(model.preset):
-        raise ValueError("Set one of model_name_or_path (a checkpoint to fine-tune) and preset (an architecture to "
-                         "train from scratch).")  # fmt: skip
+        raise ValueError(
+            "Set one of model_name_or_path (a checkpoint to fine-tune) and preset (an architecture to "
+            "train from scratch)."
+        )
     if lora.enabled:
         if recipe.training.freeze_backbone:
             raise ValueError("freeze_backbone and peft_method: lora both choose what trains; set only one of them.")
         if distillation.student_from_teacher:
-            raise ValueError("peft_method: lora with student_from_teacher: the pruned student exists only in this "
-                             "run, so an adapter could not name its base. Train the student in full.")  # fmt: skip
+            raise ValueError(
+                "peft_method: lora with student_from_teacher: the pruned student exists only in this "
+                "run, so an adapter could not name its base. Train the student in full."
+            )
         if not model.model_name_or_path:
-            raise ValueError("peft_method: lora adapts a trained model: set model_name_or_path (a preset has nothing "
-                             "to adapt; train it in full).")  # fmt: skip
+            raise ValueError(
+                "peft_method: lora adapts a trained model: set model_name_or_path (a preset has nothing "
+                "to adapt; train it in full)."
+            )
         if (Path(model.model_name_or_path) / ADAPTER_CONFIG).is_file():
-            raise ValueError(f"{model.model_name_or_path} is a LoRA adapter: merge it first (vit-ft merge-lora "
-                             f"--adapter {model.model_name_or_path} --output DIR) and train the new adapter on the "
-                             "merged model.")  # fmt: skip
+            raise ValueError(
+                f"{model.model_name_or_path} is a LoRA adapter: merge it first (vit-ft merge-lora "
+                f"--adapter {model.model_name_or_path} --output DIR) and train the new adapter on the "
+                "merged model."
+            )
     if recipe.data.has_training_data:
         recipe.training.check_trains()
 
@@ -103,12 +112,34 @@ _INHERITED_FIELDS = frozenset(
 )
 # The TrainingArguments fields `vit-ft train --help` lists; `--help_all` lists all of them.
 COMMON_TRAINER_FIELDS = (
-    "output_dir", "num_train_epochs", "max_steps", "per_device_train_batch_size", "per_device_eval_batch_size",
-    "gradient_accumulation_steps", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_steps",
-    "label_smoothing_factor", "eval_strategy", "eval_steps", "save_strategy", "save_steps", "save_total_limit",
-    "load_best_model_at_end", "logging_steps", "seed", "bf16", "use_cpu", "dataloader_num_workers",
-    "resume_from_checkpoint", "disable_tqdm", "report_to", "push_to_hub", "hub_model_id",
-)  # fmt: skip
+    "output_dir",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "weight_decay",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "label_smoothing_factor",
+    "eval_strategy",
+    "eval_steps",
+    "save_strategy",
+    "save_steps",
+    "save_total_limit",
+    "load_best_model_at_end",
+    "logging_steps",
+    "seed",
+    "bf16",
+    "use_cpu",
+    "dataloader_num_workers",
+    "resume_from_checkpoint",
+    "disable_tqdm",
+    "report_to",
+    "push_to_hub",
+    "hub_model_id",
+)
 
 
 class RecipeParser(HfArgumentParser):
@@ -132,9 +163,11 @@ def recipe_help(full: bool = False, recipe_class: type = Recipe, usage: str = TR
     transformers' TrainingArguments after them, or all of them when `full` (`--help_all`). `recipe_class` and `usage`
     give another command's (`vit-ft pretrain`). Written from the dataclasses' fields, one name per field.
     """
-    description = ("The fields a recipe sets (field: value), by group. A flag (--field value) after the recipe "
-                   "overrides its value; --field None unsets it. --help lists the most used of transformers' "
-                   "TrainingArguments, --help_all every one.")  # fmt: skip
+    description = (
+        "The fields a recipe sets (field: value), by group. A flag (--field value) after the recipe "
+        "overrides its value; --field None unsets it. --help lists the most used of transformers' "
+        "TrainingArguments, --help_all every one."
+    )
     sections = [f"usage: {usage}", textwrap.fill(description, _HELP_WIDTH)]
     for group, dtype in zip(fields(recipe_class), recipe_groups(recipe_class)):
         trainer = dtype is ViTTrainingArguments
@@ -145,8 +178,9 @@ def recipe_help(full: bool = False, recipe_class: type = Recipe, usage: str = TR
             sections.append(_help_section(TRAINER_GROUP, [field for field in fields(dtype) if field.name in shown]))
     if not full:
         hidden = len(_INHERITED_FIELDS) - len(COMMON_TRAINER_FIELDS)
-        sections.append(f"{hidden} more fields of transformers' TrainingArguments: {usage.split(' RECIPE', 1)[0]} "
-                        "--help_all.")  # fmt: skip
+        sections.append(
+            f"{hidden} more fields of transformers' TrainingArguments: {usage.split(' RECIPE', 1)[0]} --help_all."
+        )
     return "\n\n".join(sections) + "\n"
 
 
@@ -208,8 +242,8 @@ def read_recipe(
     parser.set_defaults(**{**(defaults or {}), **recipe, **unset})
     return recipe_class(*parser.parse_args_into_dataclasses(args=overrides, look_for_args_file=False))
 
-_YAML_BOOLEAN_HINT = ("YAML reads unquoted yes/no/on/off/true/false as booleans; write the value in quotes, e.g. "
-                      "'no'.")  # fmt: skip
+
+_YAML_BOOLEAN_HINT = "YAML reads unquoted yes/no/on/off/true/false as booleans; write the value in quotes, e.g. 'no'."
 
 
 class _Mismatch(Exception):
@@ -225,8 +259,9 @@ def _as_field_type(value, name: str, source: str, types: dict):
         return _convert(value, types[name])
     except _Mismatch:
         hint = f" {_YAML_BOOLEAN_HINT}" if isinstance(value, bool) else ""
-        raise ValueError(f"{source}: {name} is {value!r} ({type(value).__name__}), but it takes "
-                         f"{_describe(types[name])}.{hint}") from None  # fmt: skip
+        raise ValueError(
+            f"{source}: {name} is {value!r} ({type(value).__name__}), but it takes {_describe(types[name])}.{hint}"
+        ) from None
 
 
 def _members(annotation) -> tuple:

@@ -148,7 +148,9 @@ def build_trainer(recipe: Recipe) -> tuple[ViTTrainer, dict, list[str]]:
         compute_metrics=ClassificationMetrics(len(label_names)),
         preprocess_logits_for_metrics=first_logits,
         batch_mixer=BatchMixer(
-            len(label_names), recipe.augmentation.mixup_alpha, recipe.augmentation.cutmix_alpha,
+            len(label_names),
+            recipe.augmentation.mixup_alpha,
+            recipe.augmentation.cutmix_alpha,
             args.label_smoothing_factor,
         ),
         ema=ema,
@@ -187,8 +189,10 @@ def remove_stale_onnx(output_dir: str) -> None:
     folder = Path(output_dir) / ONNX_FOLDER
     if folder.is_dir():
         shutil.rmtree(folder)
-        logger.warning(f"Removed {folder}: its ONNX files were exported from the weights this run replaces (`vit-ft "
-                       "push --with_onnx` writes them again).")  # fmt: skip
+        logger.warning(
+            f"Removed {folder}: its ONNX files were exported from the weights this run replaces (`vit-ft "
+            "push --with_onnx` writes them again)."
+        )
 
 
 def train_and_save(trainer: ViTTrainer) -> dict:
@@ -224,8 +228,9 @@ def train_and_save(trainer: ViTTrainer) -> dict:
         # The signal came after the last step: the trained model is saved, the evaluation left out.
         step = trainer.state.global_step
         raise TrainingStopped(stop.received.name, step, None, args.output_dir, trainer.is_world_process_zero())
-    facts = TrainingFacts(trainable_parameters=trainable, total_parameters=total,
-                          skipped_images=trainer.skipped_training_images())  # fmt: skip
+    facts = TrainingFacts(
+        trainable_parameters=trainable, total_parameters=total, skipped_images=trainer.skipped_training_images()
+    )
     metrics = {**outcome.metrics, **facts.as_results()}
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)  # also gathered into all_results.json
@@ -248,8 +253,9 @@ def _train_evaluate_save(recipe: Recipe) -> dict:
         results.update(prediction.metrics)
         if args.should_save:
             predicted = prediction.predictions.argmax(-1)
-            plot_confusion_matrix(prediction.label_ids, predicted, label_names,
-                                  Path(args.output_dir) / CONFUSION_MATRIX)  # fmt: skip
+            plot_confusion_matrix(
+                prediction.label_ids, predicted, label_names, Path(args.output_dir) / CONFUSION_MATRIX
+            )
             write_attention_grid(args.output_dir, data["test"], Path(args.output_dir) / ATTENTION_MAPS, args.device)
     if args.should_save:
         plot_training_curves(trainer.state.log_history, Path(args.output_dir) / TRAINING_CURVES)

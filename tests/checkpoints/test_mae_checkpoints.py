@@ -11,9 +11,18 @@ from vit_ft import ViTForImageClassification, ViTModel
 from vit_ft.checkpoints import load_checkpoint
 from vit_ft.model.modeling_vit_ft import sincos_position_embeddings
 
-MAE_TINY = dict(image_size=32, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                intermediate_size=37, decoder_hidden_size=16, decoder_num_hidden_layers=1,
-                decoder_num_attention_heads=2, decoder_intermediate_size=24)  # fmt: skip
+MAE_TINY = dict(
+    image_size=32,
+    patch_size=4,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    decoder_hidden_size=16,
+    decoder_num_hidden_layers=1,
+    decoder_num_attention_heads=2,
+    decoder_intermediate_size=24,
+)
 
 
 def _mae_positions(grid: int, dim: int) -> torch.Tensor:
@@ -81,8 +90,9 @@ def test_mae_positions_are_vit_ft_sincos_with_halves_swapped():
 def test_vit_mae_fine_tunes_as_a_classifier(tmp_path):
     source = _randomised(transformers.ViTMAEForPreTraining(transformers.ViTMAEConfig(**MAE_TINY)))
     source.save_pretrained(tmp_path / "mae")
-    model = load_checkpoint(tmp_path / "mae", ViTForImageClassification, num_labels=3, pooling="mean",
-                            drop_path_rate=0.1).eval()  # fmt: skip
+    model = load_checkpoint(
+        tmp_path / "mae", ViTForImageClassification, num_labels=3, pooling="mean", drop_path_rate=0.1
+    ).eval()
     assert model.config.num_labels == 3 and model.config.pooling == "mean" and model.config.drop_path_rate == 0.1
     assert model.config.position_embedding_type == "learned"
     table = source.vit.embeddings.position_embeddings

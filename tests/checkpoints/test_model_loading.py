@@ -74,8 +74,15 @@ def test_a_checkpoint_without_a_head_gets_a_new_one_and_the_warning_says_so(tmp_
 
 
 def test_transformers_checkpoint_converts_and_fine_tuning_size_follows_the_model(tmp_path):
-    config = transformers.DeiTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-                                     image_size=32, patch_size=8, num_labels=3)  # fmt: skip
+    config = transformers.DeiTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        image_size=32,
+        patch_size=8,
+        num_labels=3,
+    )
     transformers.DeiTForImageClassificationWithTeacher(config).save_pretrained(tmp_path / "deit")
     DeiTImageProcessor(size={"height": 36, "width": 36}, crop_size={"height": 32, "width": 32}).save_pretrained(
         tmp_path / "deit"
@@ -91,8 +98,12 @@ def test_freeze_backbone_leaves_only_the_heads():
     model = ViTForImageClassification(tiny_config(use_distillation_token=True))
     trainable = freeze_backbone(model)
     names = [name for name, p in model.named_parameters() if p.requires_grad]
-    assert names == ["classifier.weight", "classifier.bias", "distillation_classifier.weight",
-                     "distillation_classifier.bias"]  # fmt: skip
+    assert names == [
+        "classifier.weight",
+        "classifier.bias",
+        "distillation_classifier.weight",
+        "distillation_classifier.bias",
+    ]
     assert trainable == 2 * (32 * 5 + 5)
 
 
@@ -107,8 +118,11 @@ def test_freeze_backbone_leaves_only_the_heads():
         ("../missing", "model='../missing' is not a directory: {parent}/missing does not exist. Train"),
         ("~/vit-ft-missing", "model='~/vit-ft-missing' is not a directory: {home}/vit-ft-missing does not exist."),
         ("a/b/c", "model='a/b/c' is not a directory: {tmp}/a/b/c does not exist. Train"),
-        ("outputs/digits", "model='outputs/digits' is not a directory: {tmp}/outputs/digits does not exist (outputs/ "
-                           "is a folder here, so this is a path, not a Hub id). Train"),  # fmt: skip
+        (
+            "outputs/digits",
+            "model='outputs/digits' is not a directory: {tmp}/outputs/digits does not exist (outputs/ "
+            "is a folder here, so this is a path, not a Hub id). Train",
+        ),
         ("model/config.json", "model='model/config.json' is not a directory but a file: give the folder"),
         ("my model", "model='my model' is neither a folder here nor a Hub id (org/name)"),
     ],

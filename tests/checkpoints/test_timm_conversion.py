@@ -29,14 +29,20 @@ CASES = {
     ),
     "registers_gap": (
         dict(img_size=64, patch_size=16, reg_tokens=4, class_token=False, no_embed_class=True, global_pool="avg"),
-        dict(image_size=64, patch_size=16, num_register_tokens=4, class_token=False, prefix_position_embeddings=False,
-             pooling="mean"),
+        dict(
+            image_size=64,
+            patch_size=16,
+            num_register_tokens=4,
+            class_token=False,
+            prefix_position_embeddings=False,
+            pooling="mean",
+        ),
     ),
     "layer_scale_avg": (
         dict(img_size=64, patch_size=16, init_values=1e-2, global_pool="avg"),
         dict(image_size=64, patch_size=16, layer_scale_init_value=1e-2, pooling="mean"),
     ),
-}  # fmt: skip
+}
 
 
 def _randomise(model):
@@ -59,8 +65,9 @@ def test_timm_logits_match(case):
 
 def test_timm_distilled_deit_logits_match():
     source = _randomise(VisionTransformerDistilled(**TIMM_TINY, img_size=64, patch_size=16))
-    model = ViTForImageClassification(ViTConfig(**OURS_TINY, image_size=64, patch_size=16,
-                                                use_distillation_token=True)).eval()  # fmt: skip
+    model = ViTForImageClassification(
+        ViTConfig(**OURS_TINY, image_size=64, patch_size=16, use_distillation_token=True)
+    ).eval()
     model.load_state_dict(convert_timm_state_dict(source.state_dict()), strict=True)
     pixels = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -110,18 +117,43 @@ def test_unknown_timm_model_lists_the_known_ones(tmp_path):
     weights = tmp_path / "w.safetensors"
     save_file({"cls_token": torch.zeros(1, 1, 8)}, str(weights))
     with pytest.raises(SystemExit, match=r"Unknown preset 'vit_gigantic_patch16_224'.*vit_base_patch16_224"):
-        cli_main(["convert", "--from", "timm", "--timm_model", "vit_gigantic_patch16_224", "--weights", str(weights),
-                  "--output", str(tmp_path / "out")])  # fmt: skip
+        cli_main(
+            [
+                "convert",
+                "--from",
+                "timm",
+                "--timm_model",
+                "vit_gigantic_patch16_224",
+                "--weights",
+                str(weights),
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
 
 
 def test_weights_of_another_model_name_the_first_mismatch(tmp_path):
     source = timm.create_model("vit_tiny_patch16_224", pretrained=False)
     weights = tmp_path / "tiny.safetensors"
     save_file(source.state_dict(), str(weights))
-    with pytest.raises(SystemExit, match=r"'vit.embeddings.cls_token' has shape \(1, 1, 192\) in the file, "
-                                         r"\(1, 1, 384\) in vit_small_patch16_224"):  # fmt: skip
-        cli_main(["convert", "--from", "timm", "--timm_model", "vit_small_patch16_224", "--weights", str(weights),
-                  "--output", str(tmp_path / "out")])  # fmt: skip
+    with pytest.raises(
+        SystemExit,
+        match=r"'vit.embeddings.cls_token' has shape \(1, 1, 192\) in the file, "
+        r"\(1, 1, 384\) in vit_small_patch16_224",
+    ):
+        cli_main(
+            [
+                "convert",
+                "--from",
+                "timm",
+                "--timm_model",
+                "vit_small_patch16_224",
+                "--weights",
+                str(weights),
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
 
 
 def test_unsupported_timm_features_are_named():

@@ -85,8 +85,10 @@ def test_lfw_faces_without_scikit_image_is_one_line_naming_the_install(monkeypat
     monkeypatch.setitem(sys.modules, "skimage.data", None)
     with pytest.raises(MissingExtraError) as error:
         load_image_datasets(DataArguments(dataset_name="lfw_faces"))
-    assert str(error.value) == ("dataset_name='lfw_faces' needs scikit-image, which is not installed: pip install "
-                                "scikit-image (or pip install 'vit-ft[small-data]').")  # fmt: skip
+    assert str(error.value) == (
+        "dataset_name='lfw_faces' needs scikit-image, which is not installed: pip install "
+        "scikit-image (or pip install 'vit-ft[small-data]')."
+    )
 
 
 def test_built_in_names_are_suggested_and_named_on_the_card():
@@ -183,8 +185,9 @@ def test_dataset_name_goes_through_load_dataset(tmp_path):
     from datasets import Features
 
     for split, rows in (("train", range(4)), ("test", range(4, 6))):
-        Dataset.from_dict({"img": [images[i] for i in rows], "labels": [i % 2 for i in rows]},
-                          features=Features(features)).to_parquet(str(tmp_path / f"{split}.parquet"))  # fmt: skip
+        Dataset.from_dict(
+            {"img": [images[i] for i in rows], "labels": [i % 2 for i in rows]}, features=Features(features)
+        ).to_parquet(str(tmp_path / f"{split}.parquet"))
     data, names = load_image_datasets(DataArguments(dataset_name=str(tmp_path), train_val_split=0.5), seed=0)
     assert names == ["bean_rust", "healthy"]
     assert sorted(data) == ["test", "train", "validation"] and len(data["test"]) == 2
@@ -204,15 +207,20 @@ def test_folders_that_are_missing_empty_or_without_classes_are_named(tmp_path):
     # One class sub-folder: imagefolder would drop the labels; the message names the class it found.
     (tmp_path / "one" / "cat").mkdir(parents=True)
     Image.new("RGB", (4, 4)).save(tmp_path / "one" / "cat" / "a.png")
-    with pytest.raises(ValueError, match=f"^train_dir='{tmp_path}/one': one class only, 'cat'; a classifier needs at "
-                                         "least two classes, one sub-folder of images per class.$"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=f"^train_dir='{tmp_path}/one': one class only, 'cat'; a classifier needs at "
+        "least two classes, one sub-folder of images per class.$",
+    ):
         load_image_datasets(DataArguments(train_dir=str(tmp_path / "one")))
 
 
 def test_an_empty_split_is_named(monkeypatch):
     digits = load_digits_dataset()
-    monkeypatch.setattr("vit_ft.data.datasets._load_raw", lambda *args: DatasetDict(train=digits["train"],
-                                                                                     test=digits["test"].select([])))
+    monkeypatch.setattr(
+        "vit_ft.data.datasets._load_raw",
+        lambda *args: DatasetDict(train=digits["train"], test=digits["test"].select([])),
+    )
     with pytest.raises(ValueError, match="The test split is empty in the data"):
         load_image_datasets(DataArguments(dataset_name="any"))
 
@@ -246,9 +254,11 @@ def test_a_split_without_labels_is_left_out():
     from vit_ft.data.datasets import _drop_unlabelled
 
     features = Features({"image": Value("string"), "label": ClassLabel(names=["a", "b"])})
-    data = DatasetDict({
-        "train": Dataset.from_dict({"image": ["x", "y"], "label": [0, 1]}, features=features),
-        "validation": Dataset.from_dict({"image": ["z"], "label": [1]}, features=features),
-        "test": Dataset.from_dict({"image": ["u", "v"], "label": [-1, -1]}, features=features),
-    })  # fmt: skip
+    data = DatasetDict(
+        {
+            "train": Dataset.from_dict({"image": ["x", "y"], "label": [0, 1]}, features=features),
+            "validation": Dataset.from_dict({"image": ["z"], "label": [1]}, features=features),
+            "test": Dataset.from_dict({"image": ["u", "v"], "label": [-1, -1]}, features=features),
+        }
+    )
     assert list(_drop_unlabelled(data)) == ["train", "validation"]

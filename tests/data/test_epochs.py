@@ -35,8 +35,9 @@ def test_an_examples_augmentation_changes_with_the_epoch_and_repeats_for_the_sam
 
 def test_the_epoch_reaches_persistent_dataloader_workers(train_split):
     sampler = EpochSampler(SequentialSampler(train_split))
-    loader = DataLoader(train_split, batch_size=5, sampler=sampler, collate_fn=collate_images, num_workers=2,
-                        persistent_workers=True)  # fmt: skip
+    loader = DataLoader(
+        train_split, batch_size=5, sampler=sampler, collate_fn=collate_images, num_workers=2, persistent_workers=True
+    )
     by_epoch = {}
     for epoch in (0, 1, 0):  # workers start in epoch 0 and keep their copy of the dataset
         sampler.set_epoch(epoch)

@@ -9,8 +9,9 @@ from vit_ft.data.datasets import SOURCE_ROW, load_image_datasets, samples_per_cl
 
 
 def _load(k: int | None, seed: int = 0):
-    return load_image_datasets(DataArguments(dataset_name="digits", train_val_split=0.1, train_samples_per_class=k),
-                               seed)  # fmt: skip
+    return load_image_datasets(
+        DataArguments(dataset_name="digits", train_val_split=0.1, train_samples_per_class=k), seed
+    )
 
 
 def test_k_images_of_each_class_the_same_for_a_seed_and_nested_across_k():

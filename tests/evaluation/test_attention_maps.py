@@ -104,8 +104,10 @@ def _one_block_with_lrp_rules(model, pixel_values, label: int):
     batch, length, hidden = tokens.shape
     normed = layer_norm(block.layernorm_before, tokens)
     split = (batch, length, heads, hidden // heads)
-    query, key = (half(projection(normed)).view(split).transpose(1, 2)
-                  for projection in (block.attention.q_proj, block.attention.k_proj))  # fmt: skip
+    query, key = (
+        half(projection(normed)).view(split).transpose(1, 2)
+        for projection in (block.attention.q_proj, block.attention.k_proj)
+    )
     value = block.attention.v_proj(normed).view(split).transpose(1, 2)
     attention = (query @ key.transpose(-1, -2) * block.attention.scaling).softmax(-1)  # (batch, heads, tokens, tokens)
     attention.retain_grad()
@@ -156,8 +158,11 @@ def test_relevance_methods_name_the_modules_a_model_lacks():
     del mlp.activation_fn
     mlp.activation_fn = torch.nn.functional.gelu  # a function: the same forward, no module to hook
     for method in ("attnlrp", "transformer_attribution"):
-        with pytest.raises(ValueError, match=r"^ViTForImageClassification has fewer modules named activation_fn than "
-                                             r"its 2 layers: the relevance methods need"):  # fmt: skip
+        with pytest.raises(
+            ValueError,
+            match=r"^ViTForImageClassification has fewer modules named activation_fn than "
+            r"its 2 layers: the relevance methods need",
+        ):
             attention_maps(model, torch.randn(PIXELS), method)
     assert attention_maps(model, torch.randn(PIXELS), "gradient_rollout").patches.shape == (2, 8, 8)
 
@@ -238,26 +243,37 @@ def test_labels_outside_the_classes_are_refused():
     model, pixel_values = _model(), torch.randn(PIXELS)
     for method in ("rollout", "gradient_rollout"):
         for labels in (5, [3, -1], torch.tensor([12, 0])):
-            with pytest.raises(ValueError, match=r"labels \[(5|-1|12)\] are not classes of the model, whose ids run "
-                                                 r"from 0 to 4\."):  # fmt: skip
+            with pytest.raises(
+                ValueError,
+                match=r"labels \[(5|-1|12)\] are not classes of the model, whose ids run "
+                r"from 0 to 4\.",
+            ):
                 attention_maps(model, pixel_values, method, labels=labels)
-    with pytest.raises(ValueError, match=r"labels of shape \(3,\) and type torch.int64: give one integer class id, "
-                                         r"or one per image \(2\)\."):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"labels of shape \(3,\) and type torch.int64: give one integer class id, "
+        r"or one per image \(2\)\.",
+    ):
         attention_maps(model, pixel_values, "gradient_rollout", labels=[1, 2, 3])
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_pixels_the_model_cannot_read_are_refused_by_name(method):
     model = _model()
-    with pytest.raises(ValueError, match=r"^pixel_values are torch.uint8, not floating point: pass the images through "
-                                         "the model's image processor"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"^pixel_values are torch.uint8, not floating point: pass the images through "
+        "the model's image processor",
+    ):
         attention_maps(model, torch.randint(0, 255, PIXELS, dtype=torch.uint8), method)
     for shape in ((0, 3, 32, 32), (2, 3, 1, 1)):
         with pytest.raises(ValueError) as error:
             attention_maps(model, torch.randn(shape), method)
-        assert str(error.value) == (f"pixel_values of shape {shape}: expected (batch, 3, height, width) with at least "
-                                    "one image of at least one 4x4 patch, e.g. the model's (3, 32, 32); resize the "
-                                    "images with the model's image processor.")  # fmt: skip
+        assert str(error.value) == (
+            f"pixel_values of shape {shape}: expected (batch, 3, height, width) with at least "
+            "one image of at least one 4x4 patch, e.g. the model's (3, 32, 32); resize the "
+            "images with the model's image processor."
+        )
 
 
 _REMOTE_CHILD = """
@@ -285,8 +301,9 @@ def test_remote_code_model_without_vit_ft(tmp_path):
     model.save_pretrained(tmp_path / "model")
     pixel_values = torch.randn(PIXELS)
     torch.save(pixel_values, tmp_path / "pixels.pt")
-    run_without_vit_ft(_REMOTE_CHILD, attention_module.__file__, str(tmp_path / "model"), "pixels.pt", "maps.pt",
-                       workdir=tmp_path)  # fmt: skip
+    run_without_vit_ft(
+        _REMOTE_CHILD, attention_module.__file__, str(tmp_path / "model"), "pixels.pt", "maps.pt", workdir=tmp_path
+    )
     remote = torch.load(tmp_path / "maps.pt")
     for method in METHODS:
         torch.testing.assert_close(remote[method], attention_maps(model, pixel_values, method).patches)
@@ -311,11 +328,27 @@ def _image(path) -> str:
 def test_explain_writes_one_png_per_image(saved_model, tmp_path, capsys):
     images = [_image(tmp_path / "a.png"), _image(tmp_path / "b.jpg")]
     output = tmp_path / "maps"
-    main(["explain", "--model", saved_model, *images, "--output", str(output), "--method", "gradient_rollout",
-          "--label", "fox", "--top_k", "2"])  # fmt: skip
+    main(
+        [
+            "explain",
+            "--model",
+            saved_model,
+            *images,
+            "--output",
+            str(output),
+            "--method",
+            "gradient_rollout",
+            "--label",
+            "fox",
+            "--top_k",
+            "2",
+        ]
+    )
     assert sorted(path.name for path in output.iterdir()) == ["a_gradient_rollout.png", "b_gradient_rollout.png"]
-    assert capsys.readouterr().out.splitlines() == [f"Wrote {output / 'a_gradient_rollout.png'}",
-                                                    f"Wrote {output / 'b_gradient_rollout.png'}"]  # fmt: skip
+    assert capsys.readouterr().out.splitlines() == [
+        f"Wrote {output / 'a_gradient_rollout.png'}",
+        f"Wrote {output / 'b_gradient_rollout.png'}",
+    ]
     with Image.open(output / "a_gradient_rollout.png") as picture:
         assert picture.size == (1200, 400)
 
@@ -330,13 +363,17 @@ def test_explain_uses_the_default_method_unless_told(saved_model, tmp_path, caps
     ("arguments", "message"),
     [
         (["missing.png"], "vit-ft explain: Cannot read image missing.png: [Errno 2] No such file or directory"),
-        (["{image}", "--label", "wolf"],
-         "vit-ft explain: --label 'wolf' is not a class of {model}; its classes are: cat, dog, fox, owl, yak."),
-        (["{image}", "--method", "saliency"],
-         "vit-ft explain: Unknown attention-map method 'saliency': choose among rollout, gradient_rollout, "
-         "last_layer, attnlrp, transformer_attribution."),
+        (
+            ["{image}", "--label", "wolf"],
+            "vit-ft explain: --label 'wolf' is not a class of {model}; its classes are: cat, dog, fox, owl, yak.",
+        ),
+        (
+            ["{image}", "--method", "saliency"],
+            "vit-ft explain: Unknown attention-map method 'saliency': choose among rollout, gradient_rollout, "
+            "last_layer, attnlrp, transformer_attribution.",
+        ),
     ],
-)  # fmt: skip
+)
 def test_explain_errors_in_one_line(saved_model, tmp_path, arguments, message):
     image = _image(tmp_path / "a.png")
     arguments = [argument.format(image=image) for argument in arguments]

@@ -150,8 +150,10 @@ def _reference_maps(model, pixel_values: torch.Tensor, labels: torch.Tensor) -> 
     occluded = Occlusion(logits).attribute(
         pixel_values, sliding_window_shapes=(3, PATCH, PATCH), strides=(3, PATCH, PATCH), baselines=0, target=labels
     )
-    per_patch = {name: attribution.detach().sum(dim=1).reshape(-1, GRID, PATCH, GRID, PATCH).sum(dim=(2, 4))
-                 for name, attribution in zip(REFERENCES, (integrated, occluded))}  # fmt: skip
+    per_patch = {
+        name: attribution.detach().sum(dim=1).reshape(-1, GRID, PATCH, GRID, PATCH).sum(dim=(2, 4))
+        for name, attribution in zip(REFERENCES, (integrated, occluded))
+    }
     return per_patch
 
 
@@ -193,8 +195,10 @@ def _deletion_aucs(model_dir: Path, examples: list[dict]) -> dict[str, float]:
     maps = {"random": torch.rand(len(examples), GRID, GRID, generator=generator)}
     maps.update({method: attention_maps(model, pixel_values, method).patches for method in METHODS})
     maps.update(_reference_maps(model, pixel_values, predicted))
-    return {name: area_under_curve(deletion_curve(model, pixel_values, deletion_order(found, generator))).mean().item()
-            for name, found in maps.items()}  # fmt: skip
+    return {
+        name: area_under_curve(deletion_curve(model, pixel_values, deletion_order(found, generator))).mean().item()
+        for name, found in maps.items()
+    }
 
 
 @pytest.mark.slow
@@ -208,8 +212,17 @@ def test_attention_maps_point_at_the_pattern(tmp_path):
     model_dir, results = _train(tmp_path, "model", tmp_path / "train", tmp_path / "test")
     control_dir, control_results = _train(tmp_path, "control", tmp_path / "shuffled", tmp_path / "test")
     hits, control_hits = _pointing_game(model_dir, test), _pointing_game(control_dir, test)
-    print(json.dumps({"test_accuracy": results["test_accuracy"], "pointing": hits, "random": RANDOM_HIT_RATE,
-                      "shuffled_test_accuracy": control_results["test_accuracy"], "shuffled_pointing": control_hits}))
+    print(
+        json.dumps(
+            {
+                "test_accuracy": results["test_accuracy"],
+                "pointing": hits,
+                "random": RANDOM_HIT_RATE,
+                "shuffled_test_accuracy": control_results["test_accuracy"],
+                "shuffled_pointing": control_hits,
+            }
+        )
+    )
 
     evidence = {name: found["evidence"] for name, found in hits.items() if name != "images"}
     assert results["test_accuracy"] >= 0.95
@@ -240,15 +253,18 @@ def test_class_specific_maps_find_the_pattern_not_a_bright_distractor(tmp_path, 
         test = _write_distractor_images(root / "test", TEST_IMAGES, patterns, rng, share)
         model_dir, results = _train(root, "model", root / "train", root / "test", seed)
         control_dir, control_results = _train(root, "control", root / "shuffled", root / "test", seed)
-        runs.append({
-            "seed": seed, "test_accuracy": results["test_accuracy"],
-            # The goal counts the images the model gets right; the control gets none right but by chance, so all
-            # its images count, its class-specific maps explaining the true class.
-            "pointing": _pointing_game(model_dir, test, correct_only=True),
-            "shuffled_test_accuracy": control_results["test_accuracy"],
-            "shuffled_pointing": _pointing_game(control_dir, test),
-            "deletion_auc": _deletion_aucs(model_dir, test),
-        })  # fmt: skip
+        runs.append(
+            {
+                "seed": seed,
+                "test_accuracy": results["test_accuracy"],
+                # The goal counts the images the model gets right; the control gets none right but by chance, so all
+                # its images count, its class-specific maps explaining the true class.
+                "pointing": _pointing_game(model_dir, test, correct_only=True),
+                "shuffled_test_accuracy": control_results["test_accuracy"],
+                "shuffled_pointing": _pointing_game(control_dir, test),
+                "deletion_auc": _deletion_aucs(model_dir, test),
+            }
+        )
     print(json.dumps({"distractor_share": share, "random": RANDOM_HIT_RATE, "runs": runs}))
 
     for run in runs:

@@ -215,9 +215,13 @@ def test_evaluate_matches_a_hand_computation(model_dir, digits_test, tmp_path):
 
 def test_evaluate_with_corruptions(model_dir, digits_test):
     results = evaluate_model(
-        model_dir, DataArguments(dataset_name="digits", max_eval_samples=48), corruptions=list(CORRUPTIONS),
-        severity=5, seed=11, batch_size=16,
-    )  # fmt: skip
+        model_dir,
+        DataArguments(dataset_name="digits", max_eval_samples=48),
+        corruptions=list(CORRUPTIONS),
+        severity=5,
+        seed=11,
+        batch_size=16,
+    )
     assert results["examples"] == 48 and results["severity"] == 5 and results["seed"] == 11
     assert list(results["corruptions"]) == list(CORRUPTIONS)
     subset = digits_test.select(range(48))
@@ -251,8 +255,11 @@ def test_evaluate_counts_the_images_it_scored_and_those_it_skipped(tmp_path):
     batch_losses, batch_sizes = [], []
     for start in range(0, len(rows), 5):
         batch = rows[start : start + 5]
-        kept = [(value, label) for value, label in zip(batch["image"], batch["label"])
-                if Path(value["path"]).name not in ("broken.png", "empty.png")]  # fmt: skip
+        kept = [
+            (value, label)
+            for value, label in zip(batch["image"], batch["label"])
+            if Path(value["path"]).name not in ("broken.png", "empty.png")
+        ]
         pixel_values = torch.stack([transform(decode_image(value)) for value, _ in kept])
         with torch.no_grad():
             logits = model(pixel_values).logits  # (kept, 2)
@@ -270,8 +277,14 @@ def test_evaluate_at_several_severities_keys_scores_by_severity_and_plots_them(m
     assert results["severities"] == [1, 3, 5] and "severity" not in results
     assert list(results["corruptions"]) == ["gaussian_blur", "jpeg"]
     for level in (1, 3, 5):
-        alone = evaluate_model(str(folder), data, corruptions=["gaussian_blur", "jpeg"], severity=level, seed=2,
-                               output_file=str(tmp_path / f"severity_{level}.json"))  # fmt: skip
+        alone = evaluate_model(
+            str(folder),
+            data,
+            corruptions=["gaussian_blur", "jpeg"],
+            severity=level,
+            seed=2,
+            output_file=str(tmp_path / f"severity_{level}.json"),
+        )
         assert alone["severity"] == level and alone["clean"] == results["clean"]
         for name in ("gaussian_blur", "jpeg"):
             assert results["corruptions"][name][str(level)] == alone["corruptions"][name]
@@ -352,8 +365,10 @@ def test_evaluate_replaces_its_own_results_only_when_told_and_never_another_file
     written = (folder / "eval_test.json").read_bytes()
     with pytest.raises(FileExistsError) as error:
         evaluate_model(str(folder), DataArguments(dataset_name="digits", max_eval_samples=4))
-    assert str(error.value) == (f"{folder}/eval_test.json holds the results of an earlier vit-ft evaluate: pass "
-                                "--overwrite to replace them, or --output to write elsewhere.")  # fmt: skip
+    assert str(error.value) == (
+        f"{folder}/eval_test.json holds the results of an earlier vit-ft evaluate: pass "
+        "--overwrite to replace them, or --output to write elsewhere."
+    )
     assert (folder / "eval_test.json").read_bytes() == written
     again = evaluate_model(str(folder), DataArguments(dataset_name="digits", max_eval_samples=4), overwrite=True)
     assert again["examples"] == 4 and json.loads((folder / "eval_test.json").read_text()) == again
@@ -366,9 +381,11 @@ def test_evaluate_replaces_its_own_results_only_when_told_and_never_another_file
         for overwrite in (False, True):
             with pytest.raises(FileExistsError) as error:
                 evaluate_model(str(folder), data, output_file=str(other), overwrite=overwrite)
-            assert str(error.value) == (f"{other} exists and is not a result of vit-ft evaluate (it lacks model, "
-                                        "split, examples, clean): it is never overwritten. Choose another "
-                                        "--output.")  # fmt: skip
+            assert str(error.value) == (
+                f"{other} exists and is not a result of vit-ft evaluate (it lacks model, "
+                "split, examples, clean): it is never overwritten. Choose another "
+                "--output."
+            )
         assert other.read_bytes() == before
     ViTForImageClassification.from_pretrained(folder)  # still loads
 
@@ -386,8 +403,14 @@ def test_a_robustness_curve_is_replaced_only_when_told(model_dir, tmp_path):
     # A plot whose JSON beside it is not a result is another's picture.
     (tmp_path / "curves.png").write_bytes(plot_bytes)
     with pytest.raises(FileExistsError, match="curves.png exists beside no vit-ft evaluate result"):
-        evaluate_model(str(folder), data, corruptions=["jpeg"], severity=[1, 2],
-                       output_file=str(tmp_path / "curves.json"), overwrite=True)  # fmt: skip
+        evaluate_model(
+            str(folder),
+            data,
+            corruptions=["jpeg"],
+            severity=[1, 2],
+            output_file=str(tmp_path / "curves.json"),
+            overwrite=True,
+        )
     replaced = evaluate_model(str(folder), data, corruptions=["jpeg"], severity=[2, 3], overwrite=True)
     assert json.loads((folder / "robustness_test.json").read_text()) == replaced
     assert (folder / "robustness_test.png").read_bytes() != plot_bytes
@@ -415,15 +438,19 @@ def _assert_refuses_unreadable_pixels(predictor) -> None:
     """Integer pixels, an empty batch and 1x1 images are one-line ValueErrors for the model's 16x16 input."""
     with pytest.raises(ValueError) as error:
         predictor.logits(torch.randint(0, 255, (2, 3, 16, 16), dtype=torch.uint8))
-    assert str(error.value) == ("pixel_values are torch.uint8, not floating point: pass the images through the "
-                                "model's image processor (or build_eval_transform), which scales and normalises "
-                                "them.")  # fmt: skip
+    assert str(error.value) == (
+        "pixel_values are torch.uint8, not floating point: pass the images through the "
+        "model's image processor (or build_eval_transform), which scales and normalises "
+        "them."
+    )
     for shape in ((0, 3, 16, 16), (2, 3, 1, 1)):
         with pytest.raises(ValueError) as error:
             predictor.logits(torch.zeros(shape))
-        assert str(error.value) == (f"pixel_values of shape {shape}: expected (batch, 3, 16, 16) with at least one "
-                                    "image; resize the images with the model's image processor (or "
-                                    "build_eval_transform).")  # fmt: skip
+        assert str(error.value) == (
+            f"pixel_values of shape {shape}: expected (batch, 3, 16, 16) with at least one "
+            "image; resize the images with the model's image processor (or "
+            "build_eval_transform)."
+        )
     assert predictor.logits(torch.zeros(2, 3, 16, 16)).shape == (2, 10)
 
 
@@ -484,8 +511,21 @@ def test_cli_evaluate_prints_the_json_it_writes(model_dir, tmp_path, capsys):
     assert printed["examples"] == 16 and printed["severity"] == 2
     assert list(printed["corruptions"]) == ["jpeg", "low_resolution"]
     assert not output.with_suffix(".png").exists()
-    main(["evaluate", "--model", model_dir, *data, "--corruptions", "jpeg", "--severity", "1,4", "--output",
-          str(output), "--overwrite"])  # fmt: skip
+    main(
+        [
+            "evaluate",
+            "--model",
+            model_dir,
+            *data,
+            "--corruptions",
+            "jpeg",
+            "--severity",
+            "1,4",
+            "--output",
+            str(output),
+            "--overwrite",
+        ]
+    )
     printed = json.loads(capsys.readouterr().out)
     assert printed["severities"] == [1, 4] and list(printed["corruptions"]["jpeg"]) == ["1", "4"]
     assert output.with_suffix(".png").is_file()

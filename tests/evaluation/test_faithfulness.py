@@ -61,22 +61,38 @@ def test_area_under_curve_is_the_trapezoid_over_the_share_removed():
 @pytest.fixture
 def digits_model(tmp_path):
     torch.manual_seed(0)
-    config = tiny_config(image_size=8, patch_size=2, num_labels=10, id2label={i: str(i) for i in range(10)},
-                         initializer_range=0.5)  # fmt: skip
+    config = tiny_config(
+        image_size=8, patch_size=2, num_labels=10, id2label={i: str(i) for i in range(10)}, initializer_range=0.5
+    )
     ViTForImageClassification(config).save_pretrained(tmp_path / "model")
     default_processor(8).save_pretrained(tmp_path / "model")
     return tmp_path / "model"
 
 
 def test_explain_faithfulness_writes_each_methods_deletion_curve(digits_model, capsys):
-    command = ["explain", "--model", str(digits_model), "--faithfulness", "--dataset_name", "digits",
-               "--max_eval_samples", "12", "--batch_size", "5"]  # fmt: skip
+    command = [
+        "explain",
+        "--model",
+        str(digits_model),
+        "--faithfulness",
+        "--dataset_name",
+        "digits",
+        "--max_eval_samples",
+        "12",
+        "--batch_size",
+        "5",
+    ]
     main(command)
     written = digits_model / "faithfulness_test.json"
     results = json.loads(written.read_text())
     assert json.loads(capsys.readouterr().out) == results
     assert {key: results[key] for key in ("split", "examples", "skipped_images", "steps", "seed")} == {
-        "split": "test", "examples": 12, "skipped_images": 0, "steps": 16, "seed": 0}  # fmt: skip
+        "split": "test",
+        "examples": 12,
+        "skipped_images": 0,
+        "steps": 16,
+        "seed": 0,
+    }
     assert list(results["deletion_auc"]) == ["random", *METHODS]
     curves = results["deletion_curve"]
     for name, auc in results["deletion_auc"].items():
@@ -94,17 +110,23 @@ def test_explain_faithfulness_writes_each_methods_deletion_curve(digits_model, c
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--faithfulness", "--dataset_name", "digits", "a.png"],
-         "vit-ft explain: --faithfulness scores a data set, not image files (a.png, ...): name it with --dataset_name "
-         "or --train_dir/--test_dir, as for vit-ft evaluate."),
-        (["--faithfulness", "--dataset_name", "digits", "--method", "rollout,saliency"],
-         "vit-ft explain: Unknown attention-map method 'saliency': choose among rollout, gradient_rollout, "
-         "last_layer, attnlrp, transformer_attribution."),
-        (["--output", "maps"],
-         "vit-ft explain: give image files and --output FOLDER for their heat maps, or --faithfulness and a data set "
-         "for deletion curves."),
+        (
+            ["--faithfulness", "--dataset_name", "digits", "a.png"],
+            "vit-ft explain: --faithfulness scores a data set, not image files (a.png, ...): name it with "
+            "--dataset_name or --train_dir/--test_dir, as for vit-ft evaluate.",
+        ),
+        (
+            ["--faithfulness", "--dataset_name", "digits", "--method", "rollout,saliency"],
+            "vit-ft explain: Unknown attention-map method 'saliency': choose among rollout, gradient_rollout, "
+            "last_layer, attnlrp, transformer_attribution.",
+        ),
+        (
+            ["--output", "maps"],
+            "vit-ft explain: give image files and --output FOLDER for their heat maps, or --faithfulness and a data "
+            "set for deletion curves.",
+        ),
     ],
-)  # fmt: skip
+)
 def test_explain_faithfulness_errors_in_one_line(digits_model, arguments, message):
     with pytest.raises(SystemExit) as exit_info:
         main(["explain", "--model", str(digits_model), *arguments])

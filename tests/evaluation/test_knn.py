@@ -46,8 +46,9 @@ def test_knn_predict_equals_the_hand_computed_vote():
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     torch.manual_seed(0)
-    config = tiny_config(image_size=8, patch_size=2, num_labels=10, id2label={i: str(i) for i in range(10)},
-                         initializer_range=0.5)  # fmt: skip
+    config = tiny_config(
+        image_size=8, patch_size=2, num_labels=10, id2label={i: str(i) for i in range(10)}, initializer_range=0.5
+    )
     folder = tmp_path_factory.mktemp("knn") / "model"
     ViTForImageClassification(config).save_pretrained(folder)
     default_processor(8).save_pretrained(folder)
@@ -85,8 +86,19 @@ def test_knn_refuses_bad_k_and_never_overwrites_without_overwrite(tiny_model, tm
     too_many = ["--train_samples_per_class", "500"]
     with pytest.raises(SystemExit, match=r"^vit-ft knn: train_samples_per_class=500 .* '0' has 1\d\d"):
         cli_main(["knn", "--model", str(tiny_model), "--dataset_name", "digits", *too_many])
-    command = ["knn", "--model", str(tiny_model), "--dataset_name", "digits", "--train_samples_per_class", "2",
-               "--k", "3", "--split", "validation"]  # fmt: skip
+    command = [
+        "knn",
+        "--model",
+        str(tiny_model),
+        "--dataset_name",
+        "digits",
+        "--train_samples_per_class",
+        "2",
+        "--k",
+        "3",
+        "--split",
+        "validation",
+    ]
     cli_main(command)
     written = tiny_model / "knn_validation.json"
     assert json.loads(capsys.readouterr().out) == json.loads(written.read_text())

@@ -18,9 +18,20 @@ from vit_ft.train import run_training
 
 # A small digits model that trains in under a minute on two cores and scores about 94%.
 OVERRIDES = '{"image_size": 16, "patch_size": 4, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, '
-TRAINING = ["--model_overrides", OVERRIDES + '"intermediate_size": 128}', "--num_train_epochs", "20",
-            "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true",
-            "--logging_steps", "50"]  # fmt: skip
+TRAINING = [
+    "--model_overrides",
+    OVERRIDES + '"intermediate_size": 128}',
+    "--num_train_epochs",
+    "20",
+    "--eval_strategy",
+    "no",
+    "--save_strategy",
+    "no",
+    "--disable_tqdm",
+    "true",
+    "--logging_steps",
+    "50",
+]
 # Noise on 8x8 digits: the images the model scores then differ from its training images, and int8 rounding has
 # less margin to spare.
 LOW_QUALITY = dict(image_corruptions="gaussian_noise", corruption_severity=2)
@@ -68,10 +79,11 @@ def test_int8_loses_at_most_half_a_point_of_accuracy(trained, image_folder, test
         "image_folder": DataArguments(test_dir=image_folder),
     }[test_set]
     accuracy = {
-        name: evaluate_model(model_dir if name == "pytorch" else export_dir, data, output_file=str(tmp_path / name),
-                             onnx_file=file)["clean"]["accuracy"]
+        name: evaluate_model(
+            model_dir if name == "pytorch" else export_dir, data, output_file=str(tmp_path / name), onnx_file=file
+        )["clean"]["accuracy"]
         for name, file in [("pytorch", None), ("float32", "model.onnx"), ("int8", "model_quantized.onnx")]
-    }  # fmt: skip
+    }
     print(f"{test_set}: accuracy " + ", ".join(f"{name} {value:.2%}" for name, value in accuracy.items()))
     assert accuracy["pytorch"] > 0.6  # a trained model, whose accuracy int8 could lose
     assert accuracy["float32"] == accuracy["pytorch"]

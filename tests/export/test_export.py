@@ -54,8 +54,11 @@ def test_onnx_runtime_gives_pytorchs_logits(name, tmp_path):
     model_dir = _save(tmp_path / "model", tiny_config(**CONFIGS[name]))
     export_dir = export_onnx(model_dir, str(tmp_path / "export"))
     assert sorted(str(path.relative_to(export_dir)) for path in export_dir.rglob("*")) == [
-        "config.json", "onnx", "onnx/model.onnx", "preprocessor_config.json"
-    ]  # fmt: skip
+        "config.json",
+        "onnx",
+        "onnx/model.onnx",
+        "preprocessor_config.json",
+    ]
     _assert_parity(model_dir, export_dir)
 
 
@@ -89,8 +92,13 @@ def _linear_weights(path: Path) -> dict[str, list[int]]:
     """The element type of each MatMul/Gemm weight of the ONNX file at `path`, by the weight's name."""
     graph = onnx.load(str(path)).graph
     weights = {item.name: item.data_type for item in graph.initializer}
-    return {name: weights[name] for node in graph.node if node.op_type in ("MatMul", "Gemm", "MatMulInteger")
-            for name in node.input[1:2] if name in weights}  # fmt: skip
+    return {
+        name: weights[name]
+        for node in graph.node
+        if node.op_type in ("MatMul", "Gemm", "MatMulInteger")
+        for name in node.input[1:2]
+        if name in weights
+    }
 
 
 @pytest.mark.slow
@@ -145,8 +153,9 @@ def test_export_refuses_a_missing_folder_a_folder_without_a_model_and_an_opset_i
 ):
     output = str(tmp_path / "export")
     message = _cli_error(capsys, "export", "--model", str(tmp_path / "missing"), "--output", output)
-    assert message == (f"vit-ft export: --model {tmp_path / 'missing'} is not a directory: give a `vit-ft train` "
-                       "output directory.")  # fmt: skip
+    assert message == (
+        f"vit-ft export: --model {tmp_path / 'missing'} is not a directory: give a `vit-ft train` output directory."
+    )
     (tmp_path / "empty").mkdir()
     message = _cli_error(capsys, "export", "--model", str(tmp_path / "empty"), "--output", output)
     assert message.startswith(f"vit-ft export: {tmp_path / 'empty'} holds neither config.json (a model) nor")
@@ -184,13 +193,17 @@ def test_serving_refuses_a_damaged_file_and_an_input_size_the_preprocessor_does_
     processor["size"] = {"height": 48, "width": 48}
     (resized / "preprocessor_config.json").write_text(json.dumps(processor))
     message = _cli_error(capsys, "evaluate", "--model", str(resized), "--dataset_name", "digits")
-    assert message == (f"vit-ft evaluate: {resized / 'onnx' / 'model.onnx'} takes 32x32 images but its "
-                       "preprocessor_config.json makes 48x48: export the model and its preprocessor together with "
-                       "`vit-ft export`.")  # fmt: skip
+    assert message == (
+        f"vit-ft evaluate: {resized / 'onnx' / 'model.onnx'} takes 32x32 images but its "
+        "preprocessor_config.json makes 48x48: export the model and its preprocessor together with "
+        "`vit-ft export`."
+    )
     message = _cli_error(capsys, "predict", "--model", str(export_dir), "--onnx_file", "model_int4.onnx", image_file)
     onnx_folder = export_dir / "onnx"
-    assert message.startswith(f"vit-ft predict: --onnx_file model_int4.onnx: {onnx_folder / 'model_int4.onnx'} does "
-                              f"not exist ({onnx_folder} holds model.onnx, model_quantized.onnx): ")  # fmt: skip
+    assert message.startswith(
+        f"vit-ft predict: --onnx_file model_int4.onnx: {onnx_folder / 'model_int4.onnx'} does "
+        f"not exist ({onnx_folder} holds model.onnx, model_quantized.onnx): "
+    )
 
 
 def test_a_missing_extra_says_how_to_install_it(monkeypatch, model_dir, tmp_path, capsys):
@@ -207,8 +220,9 @@ def test_a_missing_extra_says_how_to_install_it(monkeypatch, model_dir, tmp_path
     with pytest.raises(MissingExtraError, match=r"onnxscript is not installed .*: pip install 'vit-ft\[export\]'"):
         import_extra("onnxscript")
     message = _cli_error(capsys, "export", "--model", model_dir, "--output", str(tmp_path / "export"))
-    assert message == ("vit-ft export: onnxscript is not installed (ONNX export and serving need it): "
-                       "pip install 'vit-ft[export]'")  # fmt: skip
+    assert message == (
+        "vit-ft export: onnxscript is not installed (ONNX export and serving need it): pip install 'vit-ft[export]'"
+    )
 
 
 @pytest.fixture

@@ -31,8 +31,12 @@ RECIPE_TEXT = "dataset_name: digits\nseed: 0\ntrain_val_split: 0.1\n"
 def _save_model(folder: Path, labels: dict[int, str], seed: int = 0) -> Path:
     """A tiny model with `labels`, its processor and a recipe, saved in `folder`."""
     torch.manual_seed(seed)
-    config = tiny_config(num_labels=len(labels), id2label=labels, label2id={name: i for i, name in labels.items()},
-                         initializer_range=0.5)  # fmt: skip
+    config = tiny_config(
+        num_labels=len(labels),
+        id2label=labels,
+        label2id={name: i for i, name in labels.items()},
+        initializer_range=0.5,
+    )
     ViTForImageClassification(config).save_pretrained(folder)
     default_processor(32).save_pretrained(folder)
     (folder / "vit_ft_recipe.yaml").write_text(RECIPE_TEXT)
@@ -144,10 +148,23 @@ def test_a_resumed_or_overwritten_run_removes_the_stale_onnx_folder_and_evaluate
         assert result.returncode == 0, result.stderr
         assert not (run / "onnx").exists()
         if flags == resumed:
-            assert f"Removed {Path('run') / 'onnx'}: its ONNX files were exported from the weights this run replaces" \
-                in result.stderr  # fmt: skip
-        evaluated = vit_ft_cli("evaluate", "--model", run, "--dataset_name", "digits", "--max_eval_samples", "64",
-                               "--output", tmp_path / "eval.json", "--overwrite", cwd=tmp_path)  # fmt: skip
+            assert (
+                f"Removed {Path('run') / 'onnx'}: its ONNX files were exported from the weights this run replaces"
+                in result.stderr
+            )
+        evaluated = vit_ft_cli(
+            "evaluate",
+            "--model",
+            run,
+            "--dataset_name",
+            "digits",
+            "--max_eval_samples",
+            "64",
+            "--output",
+            tmp_path / "eval.json",
+            "--overwrite",
+            cwd=tmp_path,
+        )
         assert evaluated.returncode == 0, evaluated.stderr
         scored = json.loads((tmp_path / "eval.json").read_text())["clean"]["accuracy"]
         assert scored == json.loads((run / "all_results.json").read_text())["test_accuracy"]
@@ -163,30 +180,37 @@ def test_an_export_into_an_earlier_export_is_refused_and_overwrite_replaces_it_w
     target = _copy(export_dir, tmp_path / "digits_onnx")
     before = files(target)
     result = vit_ft_cli("export", "--model", three_class_model, "--output", target, cwd=tmp_path)
-    assert_one_line(result, f"vit-ft export: --output {target} already holds an export (config.json, onnx, "
-                            "preprocessor_config.json, vit_ft_recipe.yaml): pass --overwrite to replace it as a "
-                            "whole, or give another folder.")  # fmt: skip
+    assert_one_line(
+        result,
+        f"vit-ft export: --output {target} already holds an export (config.json, onnx, "
+        "preprocessor_config.json, vit_ft_recipe.yaml): pass --overwrite to replace it as a "
+        "whole, or give another folder.",
+    )
     assert files(target) == before
 
     (target / "eval_test.json").write_text("{}")  # an evaluation of the old export goes with it
     result = vit_ft_cli("export", "--model", three_class_model, "--output", target, "--overwrite", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert sorted(files(target)) == ["config.json", "onnx/model.onnx", "preprocessor_config.json",
-                                     "vit_ft_recipe.yaml"]  # fmt: skip
+    assert sorted(files(target)) == [
+        "config.json",
+        "onnx/model.onnx",
+        "preprocessor_config.json",
+        "vit_ft_recipe.yaml",
+    ]
     assert _leftovers(tmp_path) == []
     predicted = vit_ft_cli("predict", "--model", target, "--top_k", "5", image_file, cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr
     assert {item["label"] for item in json.loads(predicted.stdout)["predictions"]} == {"a", "b", "c"}
 
 
-def test_an_export_into_a_models_folder_is_refused_with_or_without_overwrite(
-    model_dir, three_class_model, tmp_path
-):
+def test_an_export_into_a_models_folder_is_refused_with_or_without_overwrite(model_dir, three_class_model, tmp_path):
     target = _copy(model_dir, tmp_path / "digits")
     before = files(target)
-    message = (f"--output {target} holds a model or a training run (config.json, configuration_vit_ft.py, "
-               "model.safetensors, modeling_vit_ft.py, ...): `vit-ft export` never writes into a model's or another "
-               "folder's files; give a new or empty folder.")  # fmt: skip
+    message = (
+        f"--output {target} holds a model or a training run (config.json, configuration_vit_ft.py, "
+        "model.safetensors, modeling_vit_ft.py, ...): `vit-ft export` never writes into a model's or another "
+        "folder's files; give a new or empty folder."
+    )
     result = vit_ft_cli("export", "--model", three_class_model, "--output", target, "--overwrite", cwd=tmp_path)
     assert_one_line(result, f"vit-ft export: {message}")
     with pytest.raises(FileExistsError) as error:
@@ -196,10 +220,15 @@ def test_an_export_into_a_models_folder_is_refused_with_or_without_overwrite(
 
 
 @pytest.mark.parametrize(
-    "contents", [{"notes.txt": "mine"}, {"onnx/model.onnx": "", "model.safetensors": ""}, {"config.json": "{}"},
-                 {"onnx/model.onnx": "", "config.json": "{}", "notes.txt": "mine"}],
+    "contents",
+    [
+        {"notes.txt": "mine"},
+        {"onnx/model.onnx": "", "model.safetensors": ""},
+        {"config.json": "{}"},
+        {"onnx/model.onnx": "", "config.json": "{}", "notes.txt": "mine"},
+    ],
     ids=["other_files", "weights_beside_onnx", "config_without_onnx", "export_and_other_files"],
-)  # fmt: skip
+)
 def test_an_export_into_a_folder_that_is_not_an_export_is_refused(model_dir, tmp_path, contents):
     target = tmp_path / "target"
     for name, text in contents.items():
@@ -214,8 +243,12 @@ def test_an_export_into_a_folder_that_is_not_an_export_is_refused(model_dir, tmp
 def test_an_export_into_an_empty_folder_is_written(model_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     export_onnx(str(model_dir), str(tmp_path / "empty"))
-    assert sorted(files(tmp_path / "empty")) == ["config.json", "onnx/model.onnx", "preprocessor_config.json",
-                                                 "vit_ft_recipe.yaml"]  # fmt: skip
+    assert sorted(files(tmp_path / "empty")) == [
+        "config.json",
+        "onnx/model.onnx",
+        "preprocessor_config.json",
+        "vit_ft_recipe.yaml",
+    ]
     assert (tmp_path / "empty" / "vit_ft_recipe.yaml").read_text() == RECIPE_TEXT
 
 
@@ -227,8 +260,9 @@ def test_a_damaged_preprocessor_leaves_the_earlier_export_as_it_was(export_dir, 
     (source / "preprocessor_config.json").write_text('{"size": {"height": 3')
     target = _copy(export_dir, tmp_path / "digits_onnx")
     before = files(target)
-    result = vit_ft_cli("export", "--model", source, "--output", target, "--overwrite", "--quantize", "int8",
-                        cwd=tmp_path)  # fmt: skip
+    result = vit_ft_cli(
+        "export", "--model", source, "--output", target, "--overwrite", "--quantize", "int8", cwd=tmp_path
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"{source / 'preprocessor_config.json'} is truncated" in result.stderr.strip().splitlines()[-1]
     assert files(target) == before and _leftovers(tmp_path) == []
@@ -260,8 +294,10 @@ def test_onnx_file_must_be_a_file_of_the_exports_onnx_folder(export_dir, tmp_pat
     outside = tmp_path / "elsewhere.onnx"
     shutil.copy(export_dir / "onnx" / "model.onnx", outside)
     onnx_folder = export_dir / "onnx"
-    holds = f"({onnx_folder} holds model.onnx, model_quantized.onnx): give one of those, or export the model with " \
-            f"`vit-ft export --model MODEL --output {export_dir}` (--quantize int8 adds int8)."  # fmt: skip
+    holds = (
+        f"({onnx_folder} holds model.onnx, model_quantized.onnx): give one of those, or export the model with "
+        f"`vit-ft export --model MODEL --output {export_dir}` (--quantize int8 adds int8)."
+    )
     result = vit_ft_cli("predict", "--model", export_dir, "--onnx_file", outside, image_file, cwd=tmp_path)
     assert_one_line(result, f"vit-ft predict: --onnx_file {outside}: {outside} is not a file of {onnx_folder} {holds}")
     escaping = f"{onnx_folder}/../../{outside.parent.name}/{outside.name}"
@@ -280,13 +316,18 @@ def test_an_onnx_file_with_another_label_count_than_its_config_is_refused(
     target = _copy(export_dir, tmp_path / "digits_onnx")
     shutil.copy(three_class_model / "config.json", target / "config.json")  # 3 labels, 10 logits
     result = vit_ft_cli("predict", "--model", target, "--onnx_file", "model_quantized.onnx", image_file, cwd=tmp_path)
-    assert_one_line(result, f"vit-ft predict: {target / 'onnx' / 'model_quantized.onnx'} gives 10 logits per image "
-                            "but its config.json has 3 labels: export the model and its config together with `vit-ft "
-                            "export`.")  # fmt: skip
+    assert_one_line(
+        result,
+        f"vit-ft predict: {target / 'onnx' / 'model_quantized.onnx'} gives 10 logits per image "
+        "but its config.json has 3 labels: export the model and its config together with `vit-ft "
+        "export`.",
+    )
     with pytest.raises(ValueError) as error:
         load_predictor(str(target))  # as `vit-ft evaluate` loads it
-    assert str(error.value) == (f"{target / 'onnx' / 'model.onnx'} gives 10 logits per image but its config.json has "
-                                "3 labels: export the model and its config together with `vit-ft export`.")
+    assert str(error.value) == (
+        f"{target / 'onnx' / 'model.onnx'} gives 10 logits per image but its config.json has "
+        "3 labels: export the model and its config together with `vit-ft export`."
+    )
 
 
 class _SymbolicWidthSession:
@@ -320,11 +361,13 @@ def test_a_symbolic_output_width_is_checked_on_one_image(export_dir):
 
 @pytest.mark.parametrize(
     ("id2label", "problem"),
-    [(None, 'has no id2label, not the labels by index ("0": name, ...)'),
-     (["0", "1"], 'has id2label as a list, not the labels by index ("0": name, ...)'),
-     ({"1": "a", "2": "b"}, "has id2label keys 1, 2, not the indices 0 to 1")],
+    [
+        (None, 'has no id2label, not the labels by index ("0": name, ...)'),
+        (["0", "1"], 'has id2label as a list, not the labels by index ("0": name, ...)'),
+        ({"1": "a", "2": "b"}, "has id2label keys 1, 2, not the indices 0 to 1"),
+    ],
     ids=["missing", "list", "keys"],
-)  # fmt: skip
+)
 def test_an_exports_config_without_usable_labels_is_one_line(export_dir, tmp_path, image_file, id2label, problem):
     target = _copy(export_dir, tmp_path / "digits_onnx")
     config = json.loads((target / "config.json").read_text())
@@ -333,8 +376,9 @@ def test_an_exports_config_without_usable_labels_is_one_line(export_dir, tmp_pat
         config["id2label"] = id2label
     (target / "config.json").write_text(json.dumps(config))
     result = vit_ft_cli("predict", "--model", target, image_file, cwd=tmp_path)
-    assert_one_line(result, f"vit-ft predict: {target / 'config.json'} {problem}: export the model again with "
-                            "`vit-ft export`.")  # fmt: skip
+    assert_one_line(
+        result, f"vit-ft predict: {target / 'config.json'} {problem}: export the model again with `vit-ft export`."
+    )
 
 
 def test_an_exports_truncated_preprocessor_config_is_named(export_dir, tmp_path, image_file):
@@ -356,15 +400,20 @@ def test_an_exports_truncated_preprocessor_config_is_named(export_dir, tmp_path,
 def test_an_opset_torch_cannot_write_is_refused_before_anything_is_created(model_dir, tmp_path, opset):
     with pytest.raises(ValueError) as error:
         export_onnx(str(model_dir), str(tmp_path / "export"), opset=opset)
-    assert str(error.value) == (f"--opset {opset}: torch's exporter cannot write this model in opset {opset}: choose "
-                                "an opset from 17 to 25, e.g. 23.")  # fmt: skip
+    assert str(error.value) == (
+        f"--opset {opset}: torch's exporter cannot write this model in opset {opset}: choose "
+        "an opset from 17 to 25, e.g. 23."
+    )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_the_cli_refuses_opset_26_in_one_line(model_dir, tmp_path):
     result = vit_ft_cli("export", "--model", model_dir, "--output", tmp_path / "export", "--opset", "26", cwd=tmp_path)
-    assert_one_line(result, "vit-ft export: --opset 26: torch's exporter cannot write this model in opset 26: choose "
-                            "an opset from 17 to 25, e.g. 23.")  # fmt: skip
+    assert_one_line(
+        result,
+        "vit-ft export: --opset 26: torch's exporter cannot write this model in opset 26: choose "
+        "an opset from 17 to 25, e.g. 23.",
+    )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -21,8 +21,11 @@ def test_attention_runs_on_tokens_without_transposes(tmp_path):
     exported = _exported(tmp_path)
     operators = [node.op_type for node in exported.graph.node]
     assert operators.count("Transpose") == 1  # the patch embedding: (batch, width, patches) to (batch, patches, width)
-    heads = [onnx.helper.get_node_attr_value(node, "q_num_heads") for node in exported.graph.node
-             if node.op_type == "Attention"]  # fmt: skip
+    heads = [
+        onnx.helper.get_node_attr_value(node, "q_num_heads")
+        for node in exported.graph.node
+        if node.op_type == "Attention"
+    ]
     assert heads == [tiny_config().num_attention_heads] * tiny_config().num_hidden_layers
 
 
@@ -30,8 +33,11 @@ def _tokens_normalised(model: onnx.ModelProto) -> list[int]:
     """The token count of each LayerNorm over (batch, tokens, width), in graph order (a pooled one is left out)."""
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     shapes = {value.name: value.type.tensor_type.shape.dim for value in inferred.graph.value_info}
-    return [shapes[node.output[0]][1].dim_value for node in inferred.graph.node
-            if node.op_type == "LayerNormalization" and len(shapes[node.output[0]]) == 3]  # fmt: skip
+    return [
+        shapes[node.output[0]][1].dim_value
+        for node in inferred.graph.node
+        if node.op_type == "LayerNormalization" and len(shapes[node.output[0]]) == 3
+    ]
 
 
 @pytest.mark.parametrize(
@@ -62,8 +68,9 @@ def test_the_rewrites_can_be_left_out_and_change_no_logit(tmp_path):
     operators = [node.op_type for node in onnx.load(str(plain)).graph.node]
     assert operators.count("Transpose") == 4 * model.config.num_hidden_layers + 1  # torch's export as it is
     pixel_values = np.random.default_rng(0).standard_normal((7, 3, 32, 32), dtype=np.float32)
-    plain_logits, rewritten_logits = (open_session(path).run(None, {INPUT_NAME: pixel_values})[0]
-                                      for path in (plain, rewritten))  # fmt: skip
+    plain_logits, rewritten_logits = (
+        open_session(path).run(None, {INPUT_NAME: pixel_values})[0] for path in (plain, rewritten)
+    )
     np.testing.assert_allclose(rewritten_logits, plain_logits, rtol=0, atol=1e-5)
 
 

@@ -61,10 +61,12 @@ def test_load_predictor_serves_both_kinds(model_dir, export_dir):
 
 @pytest.mark.parametrize(
     "processor",
-    [ViTImageProcessor(size={"height": 16, "width": 16}, image_mean=[0.1, 0.2, 0.3], image_std=[0.5, 0.6, 0.7]),
-     DeiTImageProcessor(size={"height": 20, "width": 20}, crop_size={"height": 16, "width": 16})],
+    [
+        ViTImageProcessor(size={"height": 16, "width": 16}, image_mean=[0.1, 0.2, 0.3], image_std=[0.5, 0.6, 0.7]),
+        DeiTImageProcessor(size={"height": 20, "width": 20}, crop_size={"height": 16, "width": 16}),
+    ],
     ids=["resize", "resize_and_crop"],
-)  # fmt: skip
+)
 def test_the_preprocessing_read_from_json_makes_the_same_pixels(processor, image_files, tmp_path):
     processor.save_pretrained(tmp_path)
     from_json = build_eval_transform(ProcessorSizes.from_json(tmp_path / "preprocessor_config.json"))

@@ -49,8 +49,9 @@ def js_folder(tmp_path_factory) -> Path:
 def export_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model_dir = tmp_path_factory.mktemp("model")
-    config = tiny_config(image_size=IMAGE_SIZE, patch_size=4, num_labels=len(LABELS), id2label=LABELS,
-                         initializer_range=0.5)  # fmt: skip
+    config = tiny_config(
+        image_size=IMAGE_SIZE, patch_size=4, num_labels=len(LABELS), id2label=LABELS, initializer_range=0.5
+    )
     ViTForImageClassification(config).save_pretrained(model_dir)
     default_processor(IMAGE_SIZE).save_pretrained(model_dir)
     models = tmp_path_factory.mktemp("models")
@@ -88,9 +89,10 @@ def _largest_gap(scores: dict[str, float], other: dict[str, float]) -> float:
     return max(abs(scores[label] - other[label]) for label in other)
 
 
-@pytest.mark.parametrize(("dtype", "onnx_file", "other_file", "tolerance"),
-                         [("fp32", "model.onnx", "model_quantized.onnx", 1e-5),
-                          ("q8", "model_quantized.onnx", "model.onnx", 1e-5)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("dtype", "onnx_file", "other_file", "tolerance"),
+    [("fp32", "model.onnx", "model_quantized.onnx", 1e-5), ("q8", "model_quantized.onnx", "model.onnx", 1e-5)],
+)
 def test_the_cards_transformers_js_snippet_gives_vit_fts_predictions(
     js_folder, export_dir, image_folder, dtype, onnx_file, other_file, tolerance
 ):
@@ -109,8 +111,14 @@ def test_the_browsers_runtime_runs_both_files_at_any_batch(js_folder, export_dir
     for batch in (1, 3):
         pixels = np.random.default_rng(batch).standard_normal((batch, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
         (tmp_path / "pixels.bin").write_bytes(pixels.tobytes())
-        command = ["node", "wasm_logits.mjs", str(export_dir / "onnx" / onnx_file), str(tmp_path / "pixels.bin"),
-                   str(batch), str(IMAGE_SIZE)]  # fmt: skip
+        command = [
+            "node",
+            "wasm_logits.mjs",
+            str(export_dir / "onnx" / onnx_file),
+            str(tmp_path / "pixels.bin"),
+            str(batch),
+            str(IMAGE_SIZE),
+        ]
         result = subprocess.run(command, cwd=js_folder, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         output = json.loads(result.stdout)

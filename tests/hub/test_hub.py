@@ -31,10 +31,31 @@ from vit_ft.hub.push import PushError
 from vit_ft.recipe import read_recipe
 from vit_ft.train import run_training
 
-TINY_OVERRIDES = json.dumps({"image_size": 16, "patch_size": 4, "hidden_size": 32, "num_hidden_layers": 2,
-                             "num_attention_heads": 4, "intermediate_size": 37})  # fmt: skip
-TRAIN = [*QUICK, "--model_overrides", TINY_OVERRIDES, "--max_steps", "4", "--eval_strategy", "steps",
-         "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2"]  # fmt: skip
+TINY_OVERRIDES = json.dumps(
+    {
+        "image_size": 16,
+        "patch_size": 4,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 37,
+    }
+)
+TRAIN = [
+    *QUICK,
+    "--model_overrides",
+    TINY_OVERRIDES,
+    "--max_steps",
+    "4",
+    "--eval_strategy",
+    "steps",
+    "--eval_steps",
+    "2",
+    "--save_strategy",
+    "steps",
+    "--save_steps",
+    "2",
+]
 AUTO_MAP = {
     "AutoConfig": "configuration_vit_ft.ViTConfig",
     "AutoModel": "modeling_vit_ft.ViTModel",
@@ -42,11 +63,23 @@ AUTO_MAP = {
 }
 # What a repo pushed from a training output holds; checkpoints and logs stay local.
 MODEL_REPO_FILES = {
-    "README.md", "config.json", "model.safetensors", "configuration_vit_ft.py", "modeling_vit_ft.py",
-    "preprocessor_config.json", "all_results.json", "train_results.json",
-    "eval_results.json", "test_results.json", "run_results.json", "training_args.bin", "vit_ft_recipe.yaml",
-    "training_curves.png", "confusion_matrix.png", "attention_maps.png",
-}  # fmt: skip
+    "README.md",
+    "config.json",
+    "model.safetensors",
+    "configuration_vit_ft.py",
+    "modeling_vit_ft.py",
+    "preprocessor_config.json",
+    "all_results.json",
+    "train_results.json",
+    "eval_results.json",
+    "test_results.json",
+    "run_results.json",
+    "training_args.bin",
+    "vit_ft_recipe.yaml",
+    "training_curves.png",
+    "confusion_matrix.png",
+    "attention_maps.png",
+}
 
 # Runs where vit_ft cannot be imported: the card's snippet for machines without vit-ft, on the pushed repo.
 _SNIPPET_CHILD = """
@@ -72,8 +105,13 @@ def trained(tmp_path_factory) -> Path:
     """The output directory of a tiny digits run, scored under corruptions, with TensorBoard-like logs beside."""
     output = tmp_path_factory.mktemp("trained") / "tiny-digits"
     run_training(read_recipe(RECIPE, [*TRAIN, "--output_dir", str(output)]))
-    evaluate_model(str(output), DataArguments(dataset_name="digits", max_eval_samples=40), "test",
-                   ["gaussian_noise", "jpeg"], severity=3)  # fmt: skip
+    evaluate_model(
+        str(output),
+        DataArguments(dataset_name="digits", max_eval_samples=40),
+        "test",
+        ["gaussian_noise", "jpeg"],
+        severity=3,
+    )
     (output / "runs").mkdir()
     (output / "runs" / "events.out.tfevents").write_bytes(b"logs")
     return output
@@ -102,8 +140,13 @@ def test_push_uploads_a_repo_that_loads_without_vit_ft(fake_hub, model_dir, tmp_
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://hub.example.org")  # as HF_ENDPOINT sets it
     main(["push", "--model", str(model_dir), "--repo_id", "tiny-digits", "--private"])
 
-    assert fake_hub.repos == {"tester/tiny-digits": {"private": True, "endpoint": "https://hub.example.org",
-                                                     "authorization": "Bearer hf_fake_token_for_tests"}}  # fmt: skip
+    assert fake_hub.repos == {
+        "tester/tiny-digits": {
+            "private": True,
+            "endpoint": "https://hub.example.org",
+            "authorization": "Bearer hf_fake_token_for_tests",
+        }
+    }
     repo = fake_hub.files("tester/tiny-digits")
     pushed = _contents(repo)
     assert set(pushed) == MODEL_REPO_FILES | {"robustness_test.json"}
@@ -186,8 +229,9 @@ def test_license_comes_from_the_flag_then_the_recipe(model_dir):
 @pytest.mark.slow
 def test_a_distilled_student_card_names_its_teacher(fake_hub, trained, tmp_path):
     student = tmp_path / "student"
-    run_training(read_recipe(RECIPE, distil_flags(trained, student, "--max_steps", "2", "--distillation_type",
-                                                   "hard")))  # fmt: skip
+    run_training(
+        read_recipe(RECIPE, distil_flags(trained, student, "--max_steps", "2", "--distillation_type", "hard"))
+    )
     main(["push", "--model", str(student), "--repo_id", "tester/tiny-student"])
     card = ModelCard.load(fake_hub.files("tester/tiny-student") / "README.md")
     assert "distillation" in card.data.tags and card.data.library_name == "transformers"
@@ -235,11 +279,26 @@ def adapter(tmp_path, monkeypatch) -> tuple[Path, Path, PeftModel]:
     record = {"id2label": labels, "label2id": model.config.label2id, "config_overrides": {}}
     (adapter_dir / "vit_ft_adapter.json").write_text(json.dumps(record))
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(adapter_dir)
-    results = {"eval_accuracy": 0.75, "eval_top5_accuracy": 1.0, "eval_f1": 0.7, "test_accuracy": 0.8,
-               "test_top5_accuracy": 1.0, "test_f1": 0.78, "train_runtime": 65.0, "epoch": 3.0}  # fmt: skip
+    results = {
+        "eval_accuracy": 0.75,
+        "eval_top5_accuracy": 1.0,
+        "eval_f1": 0.7,
+        "test_accuracy": 0.8,
+        "test_top5_accuracy": 1.0,
+        "test_f1": 0.78,
+        "train_runtime": 65.0,
+        "epoch": 3.0,
+    }
     (adapter_dir / "all_results.json").write_text(json.dumps(results))
-    recipe = {"model_name_or_path": "tester/tiny-vit-base", "dataset_name": "tester/letters", "peft_method": "lora",
-              "lora_r": 4, "lora_alpha": 8, "lora_target": "qv", "learning_rate": 0.001}  # fmt: skip
+    recipe = {
+        "model_name_or_path": "tester/tiny-vit-base",
+        "dataset_name": "tester/letters",
+        "peft_method": "lora",
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "lora_target": "qv",
+        "learning_rate": 0.001,
+    }
     (adapter_dir / "vit_ft_recipe.yaml").write_text(yaml.safe_dump(recipe))
     plot_training_curves([{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}], adapter_dir / "training_curves.png")
     return adapter_dir, base_dir, peft_model.eval()
@@ -250,9 +309,15 @@ def test_a_lora_adapter_is_pushed_with_a_peft_card_that_loads_it(fake_hub, adapt
     main(["push", "--model", str(adapter_dir), "--repo_id", "tester/tiny-adapter"])
     repo = fake_hub.files("tester/tiny-adapter")
     assert set(_contents(repo)) == {
-        "README.md", "adapter_config.json", "adapter_model.safetensors", "vit_ft_adapter.json",
-        "preprocessor_config.json", "all_results.json", "vit_ft_recipe.yaml", "training_curves.png",
-    }  # fmt: skip
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "vit_ft_adapter.json",
+        "preprocessor_config.json",
+        "all_results.json",
+        "vit_ft_recipe.yaml",
+        "training_curves.png",
+    }
     card = ModelCard.load(repo / "README.md")
     assert card.data.library_name == "peft" and card.data.base_model == "tester/tiny-vit-base"
     assert {"vit_ft", "image-classification", "lora"} <= set(card.data.tags)
@@ -268,19 +333,29 @@ def test_a_lora_adapter_is_pushed_with_a_peft_card_that_loads_it(fake_hub, adapt
     assert isinstance(scope["model"], PeftModel)
     assert scope["model"].config.id2label == peft_model.config.id2label
     with torch.no_grad():
-        torch.testing.assert_close(scope["model"].eval()(pixel_values).logits, peft_model(pixel_values).logits,
-                                   rtol=0, atol=1e-5)  # fmt: skip
+        torch.testing.assert_close(
+            scope["model"].eval()(pixel_values).logits, peft_model(pixel_values).logits, rtol=0, atol=1e-5
+        )
 
 
 @pytest.mark.slow
-def test_a_lora_run_is_pushed_as_an_adapter_its_card_snippets_load(fake_hub, trained, tmp_path, pixel_values,
-                                                                   monkeypatch):  # fmt: skip
+def test_a_lora_run_is_pushed_as_an_adapter_its_card_snippets_load(
+    fake_hub, trained, tmp_path, pixel_values, monkeypatch
+):
     output = tmp_path / "lora"
     run_training(read_recipe(RECIPE, lora_flags(trained, output, "--max_steps", "2", "--lora_r", "4")))
     main(["push", "--model", str(output), "--repo_id", "tester/tiny-lora"])
     repo = fake_hub.files("tester/tiny-lora")
-    assert {"adapter_config.json", "adapter_model.safetensors", "vit_ft_adapter.json", "preprocessor_config.json",
-            "README.md", "all_results.json", "vit_ft_recipe.yaml", "confusion_matrix.png"} <= set(_contents(repo))
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "vit_ft_adapter.json",
+        "preprocessor_config.json",
+        "README.md",
+        "all_results.json",
+        "vit_ft_recipe.yaml",
+        "confusion_matrix.png",
+    } <= set(_contents(repo))
     assert not (repo / "model.safetensors").exists() and not (repo / "config.json").exists()
     card = ModelCard.load(repo / "README.md")
     assert card.data.library_name == "peft" and "lora" in card.data.tags
@@ -313,8 +388,10 @@ def test_a_directory_without_a_run_gets_a_card_that_claims_no_training(tmp_path)
     ViTForImageClassification(tiny_config()).save_pretrained(tmp_path / "converted")  # as `vit-ft convert` leaves
     card = build_model_card(tmp_path / "converted", "tester/converted")
     assert card.data.eval_results is None and card.data.base_model is None and card.data.datasets is None
-    assert "A vit-ft Vision Transformer image classifier (ViT, 2 layers of width 32, 32x32 images in 4x4 patches)." \
-        in card.text  # fmt: skip
+    assert (
+        "A vit-ft Vision Transformer image classifier (ViT, 2 layers of width 32, 32x32 images in 4x4 patches)."
+        in card.text
+    )
     assert "## Training" not in card.text and "## Results" not in card.text
     assert len(_snippets(card.text)) == 2
 
@@ -322,10 +399,28 @@ def test_a_directory_without_a_run_gets_a_card_that_claims_no_training(tmp_path)
 @pytest.mark.slow
 def test_push_to_hub_in_a_recipe_pushes_checkpoints_then_the_run_with_its_card(fake_hub, tmp_path):
     output = tmp_path / "digits-push"
-    run_training(read_recipe(RECIPE, [*TRAIN, "--output_dir", str(output), "--push_to_hub", "true",
-                                       "--hub_model_id", "tester/digits-push", "--hub_private_repo", "true",
-                                       "--hub_strategy", "every_save", "--hub_always_push", "true",
-                                       "--license", "apache-2.0"]))  # fmt: skip
+    run_training(
+        read_recipe(
+            RECIPE,
+            [
+                *TRAIN,
+                "--output_dir",
+                str(output),
+                "--push_to_hub",
+                "true",
+                "--hub_model_id",
+                "tester/digits-push",
+                "--hub_private_repo",
+                "true",
+                "--hub_strategy",
+                "every_save",
+                "--hub_always_push",
+                "true",
+                "--license",
+                "apache-2.0",
+            ],
+        )
+    )
     assert fake_hub.repos["tester/digits-push"]["private"] is True
     messages = [commit["message"] for commit in fake_hub.commits]
     assert messages == ["Training in progress, step 2", "Training in progress, step 4", "End of training"]
@@ -369,8 +464,22 @@ def test_a_failed_push_after_training_keeps_the_run_and_gives_the_retry_command(
     output = tmp_path / "digits-fail"
     fake_hub.fail_commits = ConnectionError("the Hub cannot be reached")
     with pytest.raises(PushError) as failure:
-        run_training(read_recipe(RECIPE, [*TRAIN, "--output_dir", str(output), "--push_to_hub", "true",
-                                           "--hub_model_id", "tester/digits-fail", "--hub_strategy", "end"]))
+        run_training(
+            read_recipe(
+                RECIPE,
+                [
+                    *TRAIN,
+                    "--output_dir",
+                    str(output),
+                    "--push_to_hub",
+                    "true",
+                    "--hub_model_id",
+                    "tester/digits-fail",
+                    "--hub_strategy",
+                    "end",
+                ],
+            )
+        )
     assert f"vit-ft push --model {output} --repo_id tester/digits-fail\n" in f"{failure.value}\n"
     assert "ConnectionError: the Hub cannot be reached" in str(failure.value)
     assert MODEL_REPO_FILES <= set(_contents(output))
@@ -381,12 +490,23 @@ def test_a_failed_push_keeps_the_local_files_and_its_retry_command_works(fake_hu
     adapter_dir = adapter[0]
     before = _contents(adapter_dir)
     fake_hub.fail_commits = ConnectionError("the Hub cannot be reached")
-    flags = ["--model", str(adapter_dir), "--repo_id", "tester/tiny-adapter", "--private", "--revision", "dev",
-             "--commit_message", "first try"]  # fmt: skip
+    flags = [
+        "--model",
+        str(adapter_dir),
+        "--repo_id",
+        "tester/tiny-adapter",
+        "--private",
+        "--revision",
+        "dev",
+        "--commit_message",
+        "first try",
+    ]
     with pytest.raises(SystemExit) as failure:
         main(["push", *flags])
-    command = f"vit-ft push --model {adapter_dir} --repo_id tester/tiny-adapter --private --revision dev " \
-              "--commit_message 'first try'"  # fmt: skip
+    command = (
+        f"vit-ft push --model {adapter_dir} --repo_id tester/tiny-adapter --private --revision dev "
+        "--commit_message 'first try'"
+    )
     assert command in str(failure.value)
     after = _contents(adapter_dir)
     assert set(after) == set(before) and all(after[name] == before[name] for name in before if name != "README.md")
@@ -397,7 +517,8 @@ def test_a_failed_push_keeps_the_local_files_and_its_retry_command_works(fake_hu
     assert fake_hub.branches == [("tester/tiny-adapter", "dev")] * 2  # on the failed try and on the retry
     assert [(c["revision"], c["message"]) for c in fake_hub.commits] == [("dev", "first try")]
     assert (fake_hub.files("tester/tiny-adapter", "dev") / "adapter_model.safetensors").read_bytes() == before[
-        "adapter_model.safetensors"]  # fmt: skip
+        "adapter_model.safetensors"
+    ]
     assert "Pushed" in capsys.readouterr().out
 
 

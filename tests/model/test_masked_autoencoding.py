@@ -13,8 +13,9 @@ from vit_ft import ViTConfig, ViTForImageClassification, ViTForMaskedAutoencodin
 from vit_ft.checkpoints.pretrained import load_checkpoint
 from vit_ft.model.modeling_vit_ft import random_masking
 
-DECODER = dict(decoder_hidden_size=16, decoder_num_hidden_layers=2, decoder_num_attention_heads=2,
-               decoder_intermediate_size=24)  # fmt: skip
+DECODER = dict(
+    decoder_hidden_size=16, decoder_num_hidden_layers=2, decoder_num_attention_heads=2, decoder_intermediate_size=24
+)
 PATCHES = (TINY["image_size"] // TINY["patch_size"]) ** 2  # 64
 
 
@@ -88,13 +89,22 @@ def test_the_loss_is_the_error_on_the_masked_patches_only(norm_pix_loss):
     torch.testing.assert_close(outputs.loss, torch.stack(errors).mean())
 
 
-@pytest.mark.parametrize("overrides", [{}, {"num_register_tokens": 2, "use_distillation_token": True},
-                                       {"pooling": "mean", "class_token": False, "layer_scale_init_value": 0.1}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"num_register_tokens": 2, "use_distillation_token": True},
+        {"pooling": "mean", "class_token": False, "layer_scale_init_value": 0.1},
+    ],
+)
 def test_every_parameter_gets_a_gradient(overrides):
     model = _model(**overrides).train()
     model(torch.randn(2, 3, 32, 32)).loss.backward()
-    missing = [name for name, parameter in model.named_parameters() if parameter.grad is None or not
-               parameter.grad.abs().sum() > 0]  # fmt: skip
+    missing = [
+        name
+        for name, parameter in model.named_parameters()
+        if parameter.grad is None or not parameter.grad.abs().sum() > 0
+    ]
     assert missing == []
 
 
@@ -155,8 +165,9 @@ def test_another_image_size_resizes_the_positions_in_one_line(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     classifier = load_checkpoint(tmp_path, ViTForImageClassification, num_labels=3, image_size=16)
     resized = [record.getMessage() for record in caplog.records if "position embeddings" in record.getMessage()]
-    assert resized == [f"Resized the position embeddings of {tmp_path} from 8x8 to 4x4 patches (bicubic), for "
-                       "image_size 16."]  # fmt: skip
+    assert resized == [
+        f"Resized the position embeddings of {tmp_path} from 8x8 to 4x4 patches (bicubic), for image_size 16."
+    ]
     assert classifier.vit.embeddings.position_embeddings.shape == (1, 1 + 16, TINY["hidden_size"])
 
 
@@ -167,8 +178,11 @@ def test_a_mask_ratio_outside_0_1_is_refused(ratio):
 
 
 def test_a_decoder_wider_than_the_encoder_is_refused_naming_the_limit():
-    with pytest.raises(ValueError, match=r"decoder_hidden_size=64 is wider than the encoder \(hidden_size=32\): the "
-                                         r"limit is the encoder's width, 32"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"decoder_hidden_size=64 is wider than the encoder \(hidden_size=32\): the "
+        r"limit is the encoder's width, 32",
+    ):
         ViTForMaskedAutoencoding(mae_config(decoder_hidden_size=64))
     with pytest.raises(ValueError, match="decoder_hidden_size=12 must be a positive multiple of 4"):
         ViTForMaskedAutoencoding(mae_config(decoder_hidden_size=12, decoder_num_attention_heads=8))
@@ -181,5 +195,9 @@ def test_the_classifier_is_unchanged_by_the_masked_path():
     classifier = ViTForImageClassification(ViTConfig(**TINY, num_labels=3)).eval()
     pixels = torch.randn(2, 3, 32, 32)
     everything = torch.arange(PATCHES).expand(2, -1)
-    torch.testing.assert_close(classifier.vit(pixels).last_hidden_state,
-                               classifier.vit(pixels, visible_patches=everything).last_hidden_state, rtol=0, atol=0)
+    torch.testing.assert_close(
+        classifier.vit(pixels).last_hidden_state,
+        classifier.vit(pixels, visible_patches=everything).last_hidden_state,
+        rtol=0,
+        atol=0,
+    )

@@ -11,12 +11,13 @@ VARIANTS = {
     "mean": dict(pooling="mean"),
     "sincos": dict(position_embedding_type="sincos"),
     "registers": dict(num_register_tokens=2),
-    "registers_no_class": dict(class_token=False, pooling="mean", num_register_tokens=3,
-                               prefix_position_embeddings=False),
+    "registers_no_class": dict(
+        class_token=False, pooling="mean", num_register_tokens=3, prefix_position_embeddings=False
+    ),
     "distilled": dict(use_distillation_token=True),
     "layer_scale": dict(layer_scale_init_value=0.1),
     "no_qkv_bias": dict(qkv_bias=False),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

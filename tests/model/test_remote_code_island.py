@@ -28,8 +28,11 @@ def _violations(source: str) -> list[str]:
                 found.append(f"line {node.lineno}: imports {'.' * node.level}{module}, outside the model package")
             if _is_private(module):
                 found.append(f"line {node.lineno}: imports the private module {module}")
-            found += [f"line {node.lineno}: imports the private name {alias.name} from {module}"
-                      for alias in node.names if alias.name.startswith("_")]  # fmt: skip
+            found += [
+                f"line {node.lineno}: imports the private name {alias.name} from {module}"
+                for alias in node.names
+                if alias.name.startswith("_")
+            ]
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == "vit_ft":

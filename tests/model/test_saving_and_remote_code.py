@@ -92,8 +92,9 @@ def test_remote_code_without_vit_ft_gives_identical_logits(tmp_path, pixel_value
     assert {"modeling_vit_ft.py", "configuration_vit_ft.py"} <= set(os.listdir(path))
     assert "state_dict_conversion.py" not in os.listdir(path)  # conversion lives in vit_ft.checkpoints
     torch.save(pixel_values, tmp_path / "pixels.pt")
-    run_without_vit_ft(_REMOTE_CHILD, str(path), str(tmp_path / "pixels.pt"), str(tmp_path / "out.pt"),
-                       workdir=tmp_path)  # fmt: skip
+    run_without_vit_ft(
+        _REMOTE_CHILD, str(path), str(tmp_path / "pixels.pt"), str(tmp_path / "out.pt"), workdir=tmp_path
+    )
     logits, hidden = torch.load(tmp_path / "out.pt")
     with torch.no_grad():
         torch.testing.assert_close(logits, model(pixel_values).logits, rtol=0, atol=0)

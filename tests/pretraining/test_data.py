@@ -33,8 +33,10 @@ def test_lfw_faces_without_labels():
     assert data["train"].column_names == ["image", "example_id"]
 
 
-@pytest.mark.parametrize("names", [[f"{i}.png" for i in range(10)],
-                                   [f"cats/{i}.png" for i in range(5)] + [f"dogs/deep/{i}.jpg" for i in range(5)]])
+@pytest.mark.parametrize(
+    "names",
+    [[f"{i}.png" for i in range(10)], [f"cats/{i}.png" for i in range(5)] + [f"dogs/deep/{i}.jpg" for i in range(5)]],
+)
 def test_a_flat_or_nested_folder_with_its_folder_names_ignored(tmp_path, names):
     _write_images(tmp_path, names)
     (tmp_path / "notes.txt").write_text("not an image")
@@ -58,16 +60,21 @@ def test_a_folder_without_a_decodable_image_is_one_line(tmp_path):
     (tmp_path / "readme.txt").write_text("hello")
     with pytest.raises(ValueError) as error:
         load_unlabelled_images(PretrainingDataArguments(train_dir=str(tmp_path)))
-    assert str(error.value) == (f"train_dir={str(tmp_path)!r} holds no decodable image (1 files with image suffixes, "
-                                "none opens): put image files (PNG, JPEG, ...) in it or in its sub-folders.")
+    assert str(error.value) == (
+        f"train_dir={str(tmp_path)!r} holds no decodable image (1 files with image suffixes, "
+        "none opens): put image files (PNG, JPEG, ...) in it or in its sub-folders."
+    )
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({}, "Set one of dataset_name"),
-    ({"dataset_name": "digits", "train_dir": "x"}, "Set one of dataset_name"),
-    ({"dataset_name": "digits", "validation_share": 0.0}, "validation_share=0.0 must be above 0 and below 1"),
-    ({"dataset_name": "digits", "max_train_samples": 0}, "max_train_samples=0 must be at least 1"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({}, "Set one of dataset_name"),
+        ({"dataset_name": "digits", "train_dir": "x"}, "Set one of dataset_name"),
+        ({"dataset_name": "digits", "validation_share": 0.0}, "validation_share=0.0 must be above 0 and below 1"),
+        ({"dataset_name": "digits", "max_train_samples": 0}, "max_train_samples=0 must be at least 1"),
+    ],
+)
 def test_the_data_arguments_check_themselves(fields, message):
     with pytest.raises(ValueError, match=message):
         PretrainingDataArguments(**fields)

@@ -18,9 +18,24 @@ from vit_ft.cli import main
 ROOT = Path(__file__).resolve().parent.parent.parent
 RECIPE = ROOT / "recipes" / "pretrain" / "digits_mae.yaml"
 FINE_TUNE = ROOT / "recipes" / "full_finetune" / "digits_from_mae.yaml"
-QUICK = ["--max_train_samples", "96", "--per_device_train_batch_size", "16", "--logging_steps", "1",
-         "--save_strategy", "steps", "--save_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2",
-         "--num_reconstructions", "3"]  # fmt: skip
+QUICK = [
+    "--max_train_samples",
+    "96",
+    "--per_device_train_batch_size",
+    "16",
+    "--logging_steps",
+    "1",
+    "--save_strategy",
+    "steps",
+    "--save_steps",
+    "2",
+    "--eval_strategy",
+    "steps",
+    "--eval_steps",
+    "2",
+    "--num_reconstructions",
+    "3",
+]
 DROPPED = "is a masked-autoencoding (pretraining) model: its encoder is loaded, its decoder"
 
 
@@ -30,9 +45,20 @@ def test_pretrain_then_fine_tune_from_it(tmp_path):
     result = vit_ft_cli("pretrain", RECIPE, *QUICK, "--max_steps", "4", "--output_dir", output, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     files = {path.name for path in output.iterdir()}
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_vit_ft.py",
-            "configuration_vit_ft.py", "reconstructions.png", "training_curves.png", "README.md",
-            "vit_ft_recipe.yaml", "all_results.json", "checkpoint-2", "checkpoint-4"} <= files  # fmt: skip
+    assert {
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "modeling_vit_ft.py",
+        "configuration_vit_ft.py",
+        "reconstructions.png",
+        "training_curves.png",
+        "README.md",
+        "vit_ft_recipe.yaml",
+        "all_results.json",
+        "checkpoint-2",
+        "checkpoint-4",
+    } <= files
     config = json.loads((output / "config.json").read_text())
     assert config["architectures"] == ["ViTForMaskedAutoencoding"]
     assert config["auto_map"]["AutoModelForPreTraining"] == "modeling_vit_ft.ViTForMaskedAutoencoding"
@@ -52,9 +78,25 @@ def test_pretrain_then_fine_tune_from_it(tmp_path):
     assert not any(name.startswith("decoder.") for name in classifier.state_dict())
 
     fine_tuned = tmp_path / "fine_tuned"
-    result = vit_ft_cli("train", FINE_TUNE, "--model_name_or_path", output, "--max_steps", "2", "--max_train_samples",
-                        "64", "--max_eval_samples", "32", "--eval_strategy", "no", "--save_strategy", "no",
-                        "--output_dir", fine_tuned, cwd=tmp_path)  # fmt: skip
+    result = vit_ft_cli(
+        "train",
+        FINE_TUNE,
+        "--model_name_or_path",
+        output,
+        "--max_steps",
+        "2",
+        "--max_train_samples",
+        "64",
+        "--max_eval_samples",
+        "32",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--output_dir",
+        fine_tuned,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count(DROPPED) == 1
     assert "differ from the dataset's" not in result.stderr  # no head to re-label
@@ -69,8 +111,18 @@ def test_resume_latest_continues_from_the_newest_checkpoint(tmp_path):
     output = tmp_path / "mae"
     first = vit_ft_cli("pretrain", RECIPE, *flags, "--max_steps", "2", "--output_dir", output, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    second = vit_ft_cli("pretrain", RECIPE, *flags, "--max_steps", "4", "--output_dir", output,
-                        "--resume_from_checkpoint", "latest", cwd=tmp_path)  # fmt: skip
+    second = vit_ft_cli(
+        "pretrain",
+        RECIPE,
+        *flags,
+        "--max_steps",
+        "4",
+        "--output_dir",
+        output,
+        "--resume_from_checkpoint",
+        "latest",
+        cwd=tmp_path,
+    )
     assert second.returncode == 0, second.stderr
     state = json.loads((output / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
@@ -92,10 +144,32 @@ def test_resume_latest_continues_from_the_newest_checkpoint(tmp_path):
 def test_accelerate_launch_of_two_processes_saves_one_model(tmp_path):
     output = tmp_path / "mae"
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
-        "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29519", "-m", "vit_ft.cli",
-        "pretrain", str(RECIPE), *QUICK, "--max_steps", "2", "--output_dir", str(output), "--disable_tqdm", "true",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29519",
+        "-m",
+        "vit_ft.cli",
+        "pretrain",
+        str(RECIPE),
+        *QUICK,
+        "--max_steps",
+        "2",
+        "--output_dir",
+        str(output),
+        "--disable_tqdm",
+        "true",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -131,8 +205,10 @@ def test_a_mask_ratio_outside_0_1_is_one_line(tmp_path, monkeypatch, ratio):
 
 def test_a_decoder_wider_than_the_encoder_is_one_line_with_the_limit(tmp_path, monkeypatch):
     message = _one_line(tmp_path, monkeypatch, "--decoder_hidden_size", "128")
-    assert "decoder_hidden_size=128 is wider than the encoder (hidden_size=96): the limit is the encoder's width, 96" \
+    assert (
+        "decoder_hidden_size=128 is wider than the encoder (hidden_size=96): the limit is the encoder's width, 96"
         in message
+    )
 
 
 def test_a_lora_adapter_as_the_source_is_one_line(tmp_path, monkeypatch):

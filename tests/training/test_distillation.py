@@ -30,8 +30,10 @@ from vit_ft.training.distillation import (
 )
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "full_finetune" / "digits.yaml"
-STUDENT = '{"image_size": 16, "patch_size": 4, "hidden_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2, ' \
-          '"intermediate_size": 48}'  # fmt: skip
+STUDENT = (
+    '{"image_size": 16, "patch_size": 4, "hidden_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2, '
+    '"intermediate_size": 48}'
+)
 # The teacher sees 32-pixel images normalised with ImageNet's statistics; the student 16 pixels with mean = std = 0.5.
 TEACHER_MEAN, TEACHER_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -47,10 +49,31 @@ def teacher_dir(tmp_path_factory) -> Path:
 
 
 def distil_flags(teacher: Path, output_dir: Path, *flags: str) -> list[str]:
-    return ["--teacher_model_name_or_path", str(teacher), "--model_overrides", STUDENT, "--output_dir",
-            str(output_dir), "--max_train_samples", "96", "--max_eval_samples", "40", "--per_device_train_batch_size",
-            "16", "--warmup_steps", "0", "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true",
-            "--logging_steps", "1", *flags]  # fmt: skip
+    return [
+        "--teacher_model_name_or_path",
+        str(teacher),
+        "--model_overrides",
+        STUDENT,
+        "--output_dir",
+        str(output_dir),
+        "--max_train_samples",
+        "96",
+        "--max_eval_samples",
+        "40",
+        "--per_device_train_batch_size",
+        "16",
+        "--warmup_steps",
+        "0",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+        "--logging_steps",
+        "1",
+        *flags,
+    ]
 
 
 def test_soft_loss_is_temperature_squared_kl_of_the_softened_distributions():
@@ -71,8 +94,13 @@ def test_hard_loss_is_cross_entropy_on_the_teachers_top_class():
     student = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
     teacher = torch.tensor([[2.0, 0.0, 1.0], [1.0, 5.0, 1.0]])
     # The teacher's top classes are 0 and 1.
-    expected = -(math.log(math.exp(1) / (math.exp(1) + math.exp(2) + math.exp(0.5)))
-                 + math.log(math.exp(-1) / (1 + math.exp(-1) + math.exp(3)))) / 2  # fmt: skip
+    expected = (
+        -(
+            math.log(math.exp(1) / (math.exp(1) + math.exp(2) + math.exp(0.5)))
+            + math.log(math.exp(-1) / (1 + math.exp(-1) + math.exp(3)))
+        )
+        / 2
+    )
     assert hard_distillation_loss(student, teacher).item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -106,8 +134,10 @@ def test_the_teacher_sees_the_images_at_its_own_size_and_normalisation(teacher_d
     pixels = torch.rand(2, 3, 16, 16)  # images in [0, 1]
     student_input = (pixels - 0.5) / 0.5
     resized = torch.nn.functional.interpolate(pixels, size=(32, 32), mode="bicubic", antialias=True)
-    expected = model(pixel_values=(resized - torch.tensor(TEACHER_MEAN).view(1, 3, 1, 1))
-                     / torch.tensor(TEACHER_STD).view(1, 3, 1, 1)).logits  # fmt: skip
+    expected = model(
+        pixel_values=(resized - torch.tensor(TEACHER_MEAN).view(1, 3, 1, 1))
+        / torch.tensor(TEACHER_STD).view(1, 3, 1, 1)
+    ).logits
     torch.testing.assert_close(teacher.train()(student_input), expected, rtol=1e-5, atol=1e-5)
     assert not teacher.model.training and not any(p.requires_grad for p in teacher.parameters())
     # Seeing the images as the student does, the teacher takes the student's inputs as they are.
@@ -137,9 +167,22 @@ def test_a_depth_pruned_student_starts_as_a_copy_of_the_chosen_teacher_layers():
 @pytest.mark.slow
 @pytest.mark.parametrize("distillation_type", ["soft", "hard"])
 def test_training_leaves_the_teacher_untouched_and_logs_both_loss_terms(teacher_dir, tmp_path, distillation_type):
-    flags = distil_flags(teacher_dir, tmp_path, "--max_steps", "3", "--distillation_type", distillation_type,
-                         "--mixup_alpha", "0.8", "--cutmix_alpha", "1.0", "--gradient_accumulation_steps", "2",
-                         "--distillation_temperature", "2.0")  # fmt: skip
+    flags = distil_flags(
+        teacher_dir,
+        tmp_path,
+        "--max_steps",
+        "3",
+        "--distillation_type",
+        distillation_type,
+        "--mixup_alpha",
+        "0.8",
+        "--cutmix_alpha",
+        "1.0",
+        "--gradient_accumulation_steps",
+        "2",
+        "--distillation_temperature",
+        "2.0",
+    )
     trainer, _, _ = build_trainer(read_recipe(RECIPE, flags))
     before = {name: tensor.clone() for name, tensor in trainer.teacher.state_dict().items()}
     student_before = {name: tensor.clone() for name, tensor in trainer.model.state_dict().items()}
@@ -161,8 +204,16 @@ def test_training_leaves_the_teacher_untouched_and_logs_both_loss_terms(teacher_
 @pytest.mark.slow
 def test_a_token_student_learns_from_both_and_evaluates_with_the_average_of_its_heads(teacher_dir, tmp_path):
     student = json.loads(STUDENT) | {"use_distillation_token": True}
-    flags = distil_flags(teacher_dir, tmp_path, "--max_steps", "2", "--distillation_type", "hard",
-                         "--model_overrides", json.dumps(student))  # fmt: skip
+    flags = distil_flags(
+        teacher_dir,
+        tmp_path,
+        "--max_steps",
+        "2",
+        "--distillation_type",
+        "hard",
+        "--model_overrides",
+        json.dumps(student),
+    )
     trainer, data, _ = build_trainer(read_recipe(RECIPE, flags))
     trainer.train()
     prediction = trainer.predict(data["test"])
@@ -176,8 +227,20 @@ def test_a_token_student_learns_from_both_and_evaluates_with_the_average_of_its_
 
 @pytest.mark.slow
 def test_a_student_cut_from_the_teacher_trains_and_saves_as_an_ordinary_model(teacher_dir, tmp_path):
-    flags = distil_flags(teacher_dir, tmp_path, "--max_steps", "2", "--model_overrides", "None", "--preset", "None",
-                         "--student_from_teacher", "true", "--student_layers", "1")  # fmt: skip
+    flags = distil_flags(
+        teacher_dir,
+        tmp_path,
+        "--max_steps",
+        "2",
+        "--model_overrides",
+        "None",
+        "--preset",
+        "None",
+        "--student_from_teacher",
+        "true",
+        "--student_layers",
+        "1",
+    )
     results = run_training(read_recipe(RECIPE, flags))
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model_type"] == "vit_ft" and config["num_hidden_layers"] == 1 and config["image_size"] == 32
@@ -248,9 +311,25 @@ def test_teacher_label_matching_is_checked_with_its_group():
 
 @pytest.mark.slow
 def test_distillation_under_accelerate_launch_with_two_processes(teacher_dir, tmp_path):
-    launch(tmp_path, *distil_flags(teacher_dir, tmp_path / "out", "--max_steps", "3", "--distillation_type", "hard",
-                                   "--max_eval_samples", "45", "--per_device_eval_batch_size", "16",
-                                   "--save_strategy", "steps", "--save_steps", "3"))  # fmt: skip
+    launch(
+        tmp_path,
+        *distil_flags(
+            teacher_dir,
+            tmp_path / "out",
+            "--max_steps",
+            "3",
+            "--distillation_type",
+            "hard",
+            "--max_eval_samples",
+            "45",
+            "--per_device_eval_batch_size",
+            "16",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "3",
+        ),
+    )
     history = json.loads((tmp_path / "out" / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
     logged = [entry for entry in history if "loss" in entry]
     assert len(logged) == 3 and all(entry["distillation_loss"] > 0 for entry in logged)

@@ -26,9 +26,16 @@ DIGITS = [str(digit) for digit in range(10)]
 
 def digits_model(**overrides) -> ViTForImageClassification:
     """A small model for the digits recipe's 16-pixel images, labelled as the built-in digits."""
-    fields = dict(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                  intermediate_size=64, id2label=dict(enumerate(DIGITS)),
-                  label2id={name: i for i, name in enumerate(DIGITS)})  # fmt: skip
+    fields = dict(
+        image_size=16,
+        patch_size=4,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        id2label=dict(enumerate(DIGITS)),
+        label2id={name: i for i, name in enumerate(DIGITS)},
+    )
     return ViTForImageClassification(ViTConfig(**{**fields, **overrides}))
 
 
@@ -43,11 +50,37 @@ def base_dir(tmp_path_factory) -> Path:
 
 
 def lora_flags(base: Path, output_dir: Path, *flags: str) -> list[str]:
-    return ["--preset", "None", "--model_overrides", "None", "--model_name_or_path", str(base),
-            "--peft_method", "lora", "--output_dir", str(output_dir), "--max_train_samples", "96",
-            "--max_eval_samples", "40", "--per_device_train_batch_size", "16", "--learning_rate", "0.05",
-            "--warmup_steps", "0", "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true",
-            "--logging_steps", "1", *flags]  # fmt: skip
+    return [
+        "--preset",
+        "None",
+        "--model_overrides",
+        "None",
+        "--model_name_or_path",
+        str(base),
+        "--peft_method",
+        "lora",
+        "--output_dir",
+        str(output_dir),
+        "--max_train_samples",
+        "96",
+        "--max_eval_samples",
+        "40",
+        "--per_device_train_batch_size",
+        "16",
+        "--learning_rate",
+        "0.05",
+        "--warmup_steps",
+        "0",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+        "--logging_steps",
+        "1",
+        *flags,
+    ]
 
 
 def lora_trainer(base: Path, output_dir: Path, *flags: str):
@@ -62,13 +95,23 @@ def logits(model, pixels: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("target", [*LORA_TARGETS, "fc2,k_proj", "vit.layers.1.mlp.fc1"])
 def test_each_target_adapts_the_modules_it_names_and_no_others(target):
     model = digits_model()
-    names = {"qv": {"q_proj", "v_proj"}, "attention": {"q_proj", "k_proj", "v_proj", "o_proj"},
-             "all-linear": {"q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"}, "fc2,k_proj": {"fc2", "k_proj"}}
-    expected = {f"vit.layers.{i}.{'mlp' if name.startswith('fc') else 'attention'}.{name}"
-                for i in (0, 1) for name in names.get(target, ())} or {"vit.layers.1.mlp.fc1"}  # fmt: skip
+    names = {
+        "qv": {"q_proj", "v_proj"},
+        "attention": {"q_proj", "k_proj", "v_proj", "o_proj"},
+        "all-linear": {"q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"},
+        "fc2,k_proj": {"fc2", "k_proj"},
+    }
+    expected = {
+        f"vit.layers.{i}.{'mlp' if name.startswith('fc') else 'attention'}.{name}"
+        for i in (0, 1)
+        for name in names.get(target, ())
+    } or {"vit.layers.1.mlp.fc1"}
     peft_model = add_lora(model, LoraArguments(peft_method="lora", lora_target=target), "base")
-    adapted = {name.removeprefix("base_model.model.") for name, module in peft_model.named_modules()
-               if isinstance(module, LoraLayer)}  # fmt: skip
+    adapted = {
+        name.removeprefix("base_model.model.")
+        for name, module in peft_model.named_modules()
+        if isinstance(module, LoraLayer)
+    }
     assert adapted == expected
 
 
@@ -89,8 +132,20 @@ def test_lora_needs_a_trained_model_and_excludes_freeze_backbone_and_pruned_stud
     with pytest.raises(ValueError, match="freeze_backbone"):
         read_recipe(RECIPE, [*flags, "--preset", "None", "--model_name_or_path", "b/c", "--freeze_backbone", "true"])
     with pytest.raises(ValueError, match="student_from_teacher"):
-        read_recipe(RECIPE, [*flags, "--preset", "None", "--teacher_model_name_or_path", "t/t",
-                             "--student_from_teacher", "true", "--student_layers", "0"])  # fmt: skip
+        read_recipe(
+            RECIPE,
+            [
+                *flags,
+                "--preset",
+                "None",
+                "--teacher_model_name_or_path",
+                "t/t",
+                "--student_from_teacher",
+                "true",
+                "--student_layers",
+                "0",
+            ],
+        )
     with pytest.raises(ValueError, match="lora_bias='some'"):
         read_recipe(RECIPE, [*flags, "--lora_bias", "some"])
 
@@ -112,12 +167,30 @@ def test_the_distillation_head_is_trained_and_saved_in_full():
     "flags, expected_trainable",
     [
         ([], 2378),
-        (["--lora_target", "all-linear", "--mixup_alpha", "0.8", "--cutmix_alpha", "1.0",
-          "--gradient_accumulation_steps", "2", "--gradient_checkpointing", "true", "--bf16", "true", "--use_dora",
-          "true", "--lora_bias", "lora_only"], 8394),
+        (
+            [
+                "--lora_target",
+                "all-linear",
+                "--mixup_alpha",
+                "0.8",
+                "--cutmix_alpha",
+                "1.0",
+                "--gradient_accumulation_steps",
+                "2",
+                "--gradient_checkpointing",
+                "true",
+                "--bf16",
+                "true",
+                "--use_dora",
+                "true",
+                "--lora_bias",
+                "lora_only",
+            ],
+            8394,
+        ),
     ],
     ids=["plain", "mixing-accumulation-checkpointing-bf16-dora"],
-)  # fmt: skip
+)
 def test_training_changes_every_lora_parameter_and_the_head_and_nothing_else(
     base_dir, tmp_path, flags, expected_trainable
 ):
@@ -139,8 +212,13 @@ def test_the_saved_adapter_holds_the_head_and_reloads_with_identical_logits(base
     trainer.train()
     trainer.save_model()
     files = {path.name for path in (tmp_path / "adapter").iterdir()}
-    assert {"adapter_config.json", "adapter_model.safetensors", "vit_ft_adapter.json", "preprocessor_config.json",
-            "vit_ft_recipe.yaml"} <= files  # fmt: skip
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "vit_ft_adapter.json",
+        "preprocessor_config.json",
+        "vit_ft_recipe.yaml",
+    } <= files
     assert "model.safetensors" not in files  # the adapter only: a few MB per task, not a copy of the base
     adapter_config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == str(base_dir)
@@ -171,8 +249,21 @@ def test_cli_evaluate_predict_and_merge_take_an_adapter(base_dir, tmp_path, caps
     adapter = str(tmp_path / "adapter")
     card = (tmp_path / "adapter" / "README.md").read_text()  # vit-ft's card, not peft's template
     assert "library_name: peft" in card and "load_model(" in card
-    main(["evaluate", "--model", adapter, "--dataset_name", "digits", "--train_val_split", "0.1",
-          "--max_eval_samples", "40", "--output", str(tmp_path / "eval.json")])  # fmt: skip
+    main(
+        [
+            "evaluate",
+            "--model",
+            adapter,
+            "--dataset_name",
+            "digits",
+            "--train_val_split",
+            "0.1",
+            "--max_eval_samples",
+            "40",
+            "--output",
+            str(tmp_path / "eval.json"),
+        ]
+    )
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert evaluated["clean"]["accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-9)
     Image.new("RGB", (8, 8), (250, 250, 250)).save(tmp_path / "white.png")
@@ -180,8 +271,10 @@ def test_cli_evaluate_predict_and_merge_take_an_adapter(base_dir, tmp_path, caps
     main(["predict", "--model", adapter, "--top_k", "3", str(tmp_path / "white.png")])
     predicted = json.loads(capsys.readouterr().out.splitlines()[-1])
     merged = load_model(adapter, merge=True)
-    expected = logits(merged, default_processor(16)(Image.open(tmp_path / "white.png").convert("RGB"),
-                                                     return_tensors="pt")["pixel_values"])  # fmt: skip
+    expected = logits(
+        merged,
+        default_processor(16)(Image.open(tmp_path / "white.png").convert("RGB"), return_tensors="pt")["pixel_values"],
+    )
     assert predicted["predictions"][0]["label"] == DIGITS[int(expected.argmax())]
     main(["merge-lora", "--adapter", adapter, "--output", str(tmp_path / "merged")])
     assert (tmp_path / "merged" / "model.safetensors").is_file()
@@ -195,8 +288,10 @@ def test_a_moved_base_is_reported_with_where_it_looked_and_base_model_fixes_it(b
     base.rename(tmp_path / "moved")
     with pytest.raises(OSError, match=rf"looked for '{base}' as a local directory.*--base_model"):
         load_model(str(tmp_path / "adapter"))
-    assert isinstance(load_model(str(tmp_path / "adapter"), base_model=str(tmp_path / "moved"), merge=True),
-                      ViTForImageClassification)  # fmt: skip
+    assert isinstance(
+        load_model(str(tmp_path / "adapter"), base_model=str(tmp_path / "moved"), merge=True),
+        ViTForImageClassification,
+    )
 
 
 @pytest.mark.slow
@@ -211,8 +306,19 @@ def test_an_adapter_for_other_labels_than_the_data_is_refused_by_name(base_dir, 
 
 @pytest.mark.slow
 def test_lora_under_accelerate_launch_with_two_processes(base_dir, tmp_path):
-    events = launch(tmp_path, *lora_flags(base_dir, tmp_path / "out", "--max_steps", "3", "--max_eval_samples", "45",
-                                          "--per_device_eval_batch_size", "16"))  # fmt: skip
+    events = launch(
+        tmp_path,
+        *lora_flags(
+            base_dir,
+            tmp_path / "out",
+            "--max_steps",
+            "3",
+            "--max_eval_samples",
+            "45",
+            "--per_device_eval_batch_size",
+            "16",
+        ),
+    )
     saves = {rank: [event for event in events[rank] if event["event"] == "save"] for rank in (0, 1)}
     assert saves[1] == []
     saved = load_file(str(tmp_path / "out" / "adapter_model.safetensors"))
@@ -226,13 +332,21 @@ def test_lora_on_a_transformers_checkpoint_converts_the_base_on_load(tmp_path):
     import transformers
 
     labels = {"id2label": dict(enumerate(DIGITS)), "label2id": {name: i for i, name in enumerate(DIGITS)}}
-    config = transformers.ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2,
-                                    num_attention_heads=4, intermediate_size=64, **labels)  # fmt: skip
+    config = transformers.ViTConfig(
+        image_size=16,
+        patch_size=4,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        **labels,
+    )
     transformers.ViTForImageClassification(config).save_pretrained(tmp_path / "transformers_vit")
     default_processor(16).save_pretrained(tmp_path / "transformers_vit")
     trainer, _, _ = lora_trainer(tmp_path / "transformers_vit", tmp_path / "adapter", "--max_steps", "2")
     trainer.train()
     trainer.save_model()
     pixels = torch.randn(3, 3, 16, 16)
-    torch.testing.assert_close(logits(load_model(str(tmp_path / "adapter")), pixels), logits(trainer.model, pixels),
-                               rtol=0, atol=0)  # fmt: skip
+    torch.testing.assert_close(
+        logits(load_model(str(tmp_path / "adapter")), pixels), logits(trainer.model, pixels), rtol=0, atol=0
+    )

@@ -89,8 +89,11 @@ def test_the_trainer_counts_skipped_images_and_keeps_the_count_from_the_model(tm
     trainer = ViTTrainer(model=model, args=_args(tmp_path))
     seen = []
     model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(set(kwargs)), with_kwargs=True)
-    batch = {"pixel_values": torch.randn(2, 3, 32, 32), "labels": torch.tensor([0, 1]),
-             "skipped_images": torch.tensor(3)}  # fmt: skip
+    batch = {
+        "pixel_values": torch.randn(2, 3, 32, 32),
+        "labels": torch.tensor([0, 1]),
+        "skipped_images": torch.tensor(3),
+    }
     trainer.current_gradient_accumulation_steps = 1  # set by the Trainer's loop before each optimizer step
     trainer.training_step(model, batch)
     trainer.prediction_step(model, {**batch, "skipped_images": torch.tensor(1)}, prediction_loss_only=False)
@@ -132,9 +135,15 @@ def test_layer_decay_and_no_weight_decay_groups():
     assert group("vit.layers.2.mlp.fc1.weight")["lr"] == 0.5
     assert group("vit.layers.0.attention.q_proj.weight")["lr"] == 0.125
     assert group("vit.embeddings.patch_embeddings.projection.weight")["lr"] == 0.0625
-    no_decay = ("vit.embeddings.position_embeddings", "vit.embeddings.cls_token", "vit.embeddings.distillation_token",
-                "vit.layers.1.layernorm_before.weight", "vit.layers.1.mlp.fc1.bias", "vit.layernorm.bias",
-                "vit.layers.2.layer_scale1.lambda1")
+    no_decay = (
+        "vit.embeddings.position_embeddings",
+        "vit.embeddings.cls_token",
+        "vit.embeddings.distillation_token",
+        "vit.layers.1.layernorm_before.weight",
+        "vit.layers.1.mlp.fc1.bias",
+        "vit.layernorm.bias",
+        "vit.layers.2.layer_scale1.lambda1",
+    )
     for name in no_decay:
         assert group(name)["weight_decay"] == 0.0, name
     flat = parameter_groups(model, learning_rate=1.0, weight_decay=0.05, layer_decay=None, num_layers=3)
@@ -143,8 +152,10 @@ def test_layer_decay_and_no_weight_decay_groups():
 
 def test_recipe_flags_override_the_file_and_unknown_keys_fail(tmp_path):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("dataset_name: digits\npreset: vit_tiny_patch16_224\noutput_dir: out\nlearning_rate: 0.1\n"
-                      "report_to: none\nlayer_decay: 0.65\n")  # fmt: skip
+    recipe.write_text(
+        "dataset_name: digits\npreset: vit_tiny_patch16_224\noutput_dir: out\nlearning_rate: 0.1\n"
+        "report_to: none\nlayer_decay: 0.65\n"
+    )
     parsed = read_recipe(recipe, ["--learning_rate", "0.01", "--mixup_alpha", "0.8"])
     model, data, training = parsed.model, parsed.data, parsed.training
     assert (model.preset, data.dataset_name, training.learning_rate) == ("vit_tiny_patch16_224", "digits", 0.01)
@@ -155,17 +166,34 @@ def test_recipe_flags_override_the_file_and_unknown_keys_fail(tmp_path):
     assert "preset: vit_tiny_patch16_224\n" in saved
     assert read_recipe(tmp_path / "run" / "vit_ft_recipe.yaml").training.learning_rate == 0.01
     recipe.write_text("dataset_name: digits\nnum_train_epoch: 3\n")
-    with pytest.raises(ValueError, match=r"Unknown field 'num_train_epoch' in .*recipe.yaml. Did you mean "
-                                         r"'num_train_epochs'\?"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown field 'num_train_epoch' in .*recipe.yaml. Did you mean "
+        r"'num_train_epochs'\?",
+    ):
         read_recipe(recipe)
     with pytest.raises(ValueError, match=r"Unknown field 'mix_up' in the command line"):
         read_recipe(None, ["--mix_up", "0.2"])
     # The last of repeated flags wins, `None` included.
-    flags = ["--layer_decay", "0.5", "--preset", "vit_small_patch16_224", "--layer_decay", "None", "--preset", "None",
-             "--preset=vit_base_patch16_224", "--learning_rate=1", "--learning_rate", "2"]  # fmt: skip
+    flags = [
+        "--layer_decay",
+        "0.5",
+        "--preset",
+        "vit_small_patch16_224",
+        "--layer_decay",
+        "None",
+        "--preset",
+        "None",
+        "--preset=vit_base_patch16_224",
+        "--learning_rate=1",
+        "--learning_rate",
+        "2",
+    ]
     parsed = read_recipe(tmp_path / "run" / "vit_ft_recipe.yaml", flags)
     assert (parsed.training.layer_decay, parsed.model.preset, parsed.training.learning_rate) == (
-        None, "vit_base_patch16_224", 2.0
+        None,
+        "vit_base_patch16_224",
+        2.0,
     )
 
 

@@ -26,8 +26,10 @@ def check_model_source(path_or_id: str, argument: str) -> None:
     if os.path.isdir(local):
         return
     if os.path.exists(local):
-        raise FileNotFoundError(f"{argument}={path_or_id!r} is not a directory but a file: give the folder that "
-                                "holds the model (config.json and its weights).")  # fmt: skip
+        raise FileNotFoundError(
+            f"{argument}={path_or_id!r} is not a directory but a file: give the folder that "
+            "holds the model (config.json and its weights)."
+        )
     first = path_or_id.split("/", 1)[0]
     if path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") > 1:
         why = ""
@@ -37,11 +39,15 @@ def check_model_source(path_or_id: str, argument: str) -> None:
         try:
             validate_repo_id(path_or_id)
         except HFValidationError:
-            raise ValueError(f"{argument}={path_or_id!r} is neither a folder here nor a Hub id (org/name): give a "
-                             "saved model's folder or a Hub id.") from None  # fmt: skip
+            raise ValueError(
+                f"{argument}={path_or_id!r} is neither a folder here nor a Hub id (org/name): give a "
+                "saved model's folder or a Hub id."
+            ) from None
         return  # a Hub id: read from the Hub (or its cache) when the model is loaded
-    raise FileNotFoundError(f"{argument}={path_or_id!r} is not a directory: {os.path.abspath(local)} does not "
-                            f"exist{why}. Train or save the model there first, or correct the path.")  # fmt: skip
+    raise FileNotFoundError(
+        f"{argument}={path_or_id!r} is not a directory: {os.path.abspath(local)} does not "
+        f"exist{why}. Train or save the model there first, or correct the path."
+    )
 
 
 def parse_config_overrides(value: dict | str | None, argument: str = "model_overrides") -> dict:
@@ -55,8 +61,10 @@ def parse_config_overrides(value: dict | str | None, argument: str = "model_over
         try:
             value = json.loads(value)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{argument} is not valid JSON ({error}): write it as a YAML mapping, e.g. "
-                             f"{argument}: {{image_size: 32, patch_size: 4}}.") from error  # fmt: skip
+            raise ValueError(
+                f"{argument} is not valid JSON ({error}): write it as a YAML mapping, e.g. "
+                f"{argument}: {{image_size: 32, patch_size: 4}}."
+            ) from error
     if not isinstance(value, dict):
         raise ValueError(f"{argument} must be a mapping of ViTConfig fields, not {type(value).__name__}.")
     for key in value:
@@ -73,30 +81,38 @@ class ModelArguments:
 
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "A vit_ft directory or Hub id, a transformers ViT/DeiT checkpoint (converted on the fly) or "
-                          "a timm-converted directory. Leave empty to train `preset` from scratch."},
-    )  # fmt: skip
+        metadata={
+            "help": "A vit_ft directory or Hub id, a transformers ViT/DeiT checkpoint (converted on the fly) or "
+            "a timm-converted directory. Leave empty to train `preset` from scratch."
+        },
+    )
     preset: str | None = field(
         default=None, metadata={"help": "Architecture to train from scratch, e.g. vit_tiny_patch16_224."}
     )
     model_overrides: dict | str | None = field(
         default=None,
-        metadata={"help": "ViTConfig fields set on the model, as a YAML mapping, e.g. {image_size: 32, patch_size: "
-                          "4, drop_path_rate: 0.1} (JSON text also works on the command line)."},
-    )  # fmt: skip
+        metadata={
+            "help": "ViTConfig fields set on the model, as a YAML mapping, e.g. {image_size: 32, patch_size: "
+            "4, drop_path_rate: 0.1} (JSON text also works on the command line)."
+        },
+    )
     image_processor_name: str | None = field(
         default=None, metadata={"help": "Image processor to size and normalise with; defaults to the model's."}
     )
     base_model: str | None = field(
         default=None,
-        metadata={"help": "Base model of a LoRA adapter given as model_name_or_path, when the one its "
-                          "adapter_config.json names has moved."},
-    )  # fmt: skip
+        metadata={
+            "help": "Base model of a LoRA adapter given as model_name_or_path, when the one its "
+            "adapter_config.json names has moved."
+        },
+    )
     trust_remote_code: bool = field(
         default=False,
-        metadata={"help": "Run the code a checkpoint's config.json or preprocessor_config.json names in auto_map, "
-                          "other than vit_ft's own; without it such a checkpoint is refused. Only for trusted code."},
-    )  # fmt: skip
+        metadata={
+            "help": "Run the code a checkpoint's config.json or preprocessor_config.json names in auto_map, "
+            "other than vit_ft's own; without it such a checkpoint is refused. Only for trusted code."
+        },
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
     model_revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
     token: str | None = field(default=None, metadata={"help": "Hub token; HF_TOKEN is used when unset."})

@@ -31,8 +31,9 @@ def convert_transformers(
     if config is None:
         raise OSError(f"{source} has no {MODEL_CONFIG}: pass a transformers ViT/DeiT directory or Hub id.")
     has_head = any("ForImageClassification" in name for name in config.get("architectures") or [])
-    model = load_checkpoint(source, ViTForImageClassification if has_head else ViTModel,
-                            trust_remote_code=trust_remote_code)  # fmt: skip
+    model = load_checkpoint(
+        source, ViTForImageClassification if has_head else ViTModel, trust_remote_code=trust_remote_code
+    )
     if read_json(source, PROCESSOR_CONFIG, {}) is not None:
         # Explicit, never None: transformers would then ask on stdin whether to run the folder's code.
         processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -76,8 +77,10 @@ def _check_weights_match(expected: dict, found: dict, timm_model: str, weights) 
     """Names the first key whose presence or shape differs between the named architecture and the weights file."""
     for key in expected:
         if key not in found:
-            raise ValueError(f"{weights} does not match timm model {timm_model!r}: it lacks {key!r} "
-                             f"(shape {tuple(expected[key].shape)}).")  # fmt: skip
+            raise ValueError(
+                f"{weights} does not match timm model {timm_model!r}: it lacks {key!r} "
+                f"(shape {tuple(expected[key].shape)})."
+            )
         if tuple(found[key].shape) != tuple(expected[key].shape):
             raise ValueError(
                 f"{weights} does not match timm model {timm_model!r}: {key!r} has shape {tuple(found[key].shape)} "
@@ -86,8 +89,10 @@ def _check_weights_match(expected: dict, found: dict, timm_model: str, weights) 
             )
     extra = [key for key in found if key not in expected]
     if extra:
-        raise ValueError(f"{weights} does not match timm model {timm_model!r}: it has {extra[0]!r} "
-                         f"(shape {tuple(found[extra[0]].shape)}), which {timm_model} lacks.")  # fmt: skip
+        raise ValueError(
+            f"{weights} does not match timm model {timm_model!r}: it has {extra[0]!r} "
+            f"(shape {tuple(found[extra[0]].shape)}), which {timm_model} lacks."
+        )
 
 
 def _processor(image_size: int, mean_std: tuple) -> ViTImageProcessor:

@@ -24,10 +24,23 @@ _LEGACY_TRANSFORMERS_RENAMES = [
 ]
 _TRANSFORMERS_HEADS = {"classifier": "classifier", "cls_classifier": "classifier"}
 _TRANSFORMERS_CONFIG_KEYS = [
-    "image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers", "num_attention_heads",
-    "intermediate_size", "hidden_act", "qkv_bias", "layer_norm_eps", "hidden_dropout_prob",
-    "attention_probs_dropout_prob", "initializer_range", "id2label", "label2id", "problem_type",
-]  # fmt: skip
+    "image_size",
+    "patch_size",
+    "num_channels",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "qkv_bias",
+    "layer_norm_eps",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "initializer_range",
+    "id2label",
+    "label2id",
+    "problem_type",
+]
 TRANSFORMERS_MODEL_TYPES = ("vit", "deit", "vit_mae")
 # MAE's pixel decoder (He et al. 2022): pretraining only; fine-tuning and features read the encoder alone.
 MAE_DECODER_PREFIX = "decoder."

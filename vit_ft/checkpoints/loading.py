@@ -47,12 +47,15 @@ def build_model(
         path = source.model_name_or_path
         if is_adapter(path, hub_kwargs):
             if for_lora:
-                raise ValueError(f"{path} is a LoRA adapter: merge it first (vit-ft merge-lora --adapter {path} "
-                                 "--output DIR) and train the new adapter on the merged model.")  # fmt: skip
+                raise ValueError(
+                    f"{path} is a LoRA adapter: merge it first (vit-ft merge-lora --adapter {path} "
+                    "--output DIR) and train the new adapter on the merged model."
+                )
             merge_adapter(path, merged, source.base_model, hub_kwargs, source.trust_remote_code)
             path, hub_kwargs = merged, {}
-        model = checkpoint_model(path, id2label, overrides, hub_kwargs, source.model_name_or_path,
-                                 source.trust_remote_code)  # fmt: skip
+        model = checkpoint_model(
+            path, id2label, overrides, hub_kwargs, source.model_name_or_path, source.trust_remote_code
+        )
     processor_source = source.image_processor_name or source.model_name_or_path
     return model, load_processor(model, processor_source, source.hub_options, source.trust_remote_code)
 
@@ -80,9 +83,14 @@ def checkpoint_model(
     relabel = id2label is not None and old_labels != id2label
     labels = _label_maps(id2label) if id2label is not None else {}
     model = load_checkpoint(
-        path_or_id, ViTForImageClassification, **labels, **overrides, ignore_mismatched_sizes=relabel,
-        trust_remote_code=trust_remote_code, **hub_kwargs,
-    )  # fmt: skip
+        path_or_id,
+        ViTForImageClassification,
+        **labels,
+        **overrides,
+        ignore_mismatched_sizes=relabel,
+        trust_remote_code=trust_remote_code,
+        **hub_kwargs,
+    )
     if relabel and shown_name is not None:
         if _has_classifier(source):
             logger.warning(

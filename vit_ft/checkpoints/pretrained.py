@@ -76,25 +76,35 @@ def _from_converted(path_or_id: str, model_class, source: dict, hub_kwargs: dict
         decoder = [key for key in dropped if key.startswith(MAE_DECODER_PREFIX)]
         others = [key for key in dropped if not key.startswith(MAE_DECODER_PREFIX)]
         if decoder:
-            logger.warning(f"Converting {path_or_id}: dropped the MAE decoder ({len(decoder)} weights): it only "
-                           "reconstructs pixels in pretraining; vit_ft reads the encoder.")  # fmt: skip
+            logger.warning(
+                f"Converting {path_or_id}: dropped the MAE decoder ({len(decoder)} weights): it only "
+                "reconstructs pixels in pretraining; vit_ft reads the encoder."
+            )
         if others:
-            logger.warning(f"Converting {path_or_id}: dropped {len(others)} weights vit_ft does not use "
-                           f"(pooler, mask token): {', '.join(others)}.")  # fmt: skip
+            logger.warning(
+                f"Converting {path_or_id}: dropped {len(others)} weights vit_ft does not use "
+                f"(pooler, mask token): {', '.join(others)}."
+            )
     else:
-        fields = {k: v for k, v in source.items()
-                  if k not in ("model_type", "transformers_version", "auto_map", "architectures")}  # fmt: skip
+        fields = {
+            k: v
+            for k, v in source.items()
+            if k not in ("model_type", "transformers_version", "auto_map", "architectures")
+        }
     if MASKED_AUTOENCODER in (source.get("architectures") or []) and model_class.__name__ != MASKED_AUTOENCODER:
         decoder = [key for key in state_dict if key.startswith(DECODER_PREFIX)]
         state_dict = {key: value for key, value in state_dict.items() if not key.startswith(DECODER_PREFIX)}
-        logger.warning(f"{path_or_id} is a masked-autoencoding (pretraining) model: its encoder is loaded, its "
-                       f"decoder ({len(decoder)} weights) is dropped.")  # fmt: skip
+        logger.warning(
+            f"{path_or_id} is a masked-autoencoding (pretraining) model: its encoder is loaded, its "
+            f"decoder ({len(decoder)} weights) is dropped."
+        )
     config = kwargs.pop("config", None)
     config_class = model_class.config_class
     if not isinstance(config, PretrainedConfig):
         probe = config_class(**fields)
-        overrides = {key: kwargs.pop(key) for key in list(kwargs)
-                     if hasattr(probe, key) and key != "attn_implementation"}  # fmt: skip
+        overrides = {
+            key: kwargs.pop(key) for key in list(kwargs) if hasattr(probe, key) and key != "attn_implementation"
+        }
         if "num_labels" in overrides and "id2label" not in overrides:
             fields = {k: v for k, v in fields.items() if k not in ("id2label", "label2id")}
         config = config_class(**{**fields, **overrides})
@@ -105,8 +115,10 @@ def _from_converted(path_or_id: str, model_class, source: dict, hub_kwargs: dict
         resized = resample_position_embeddings(table, num_prefix, grid)
         if resized.shape != table.shape:
             old = int((table.shape[1] - num_prefix) ** 0.5)
-            logger.warning(f"Resized the position embeddings of {path_or_id} from {old}x{old} to {grid[0]}x{grid[1]} "
-                           f"patches (bicubic), for image_size {config.image_size}.")  # fmt: skip
+            logger.warning(
+                f"Resized the position embeddings of {path_or_id} from {old}x{old} to {grid[0]}x{grid[1]} "
+                f"patches (bicubic), for image_size {config.image_size}."
+            )
         state_dict["vit.embeddings.position_embeddings"] = resized
     config.name_or_path = path_or_id
     return model_class.from_pretrained(None, config=config, state_dict=state_dict, **kwargs)

@@ -76,9 +76,11 @@ def _check_hub_source(repo_id: str, revision: str | None, token, cache_dir: str 
     where = f"{repo_id!r} is not a local folder, so it was looked up on the Hub ({constants.ENDPOINT})"
     if offline:
         if not cached:
-            raise OSError(f"{repo_id!r} is not a local folder, and HF_HUB_OFFLINE is set, so it was looked up in the "
-                          f"Hub cache ({cache}), which does not hold it: download it while online, or give a local "
-                          "folder.")  # fmt: skip
+            raise OSError(
+                f"{repo_id!r} is not a local folder, and HF_HUB_OFFLINE is set, so it was looked up in the "
+                f"Hub cache ({cache}), which does not hold it: download it while online, or give a local "
+                "folder."
+            )
         return
     try:
         HfApi().model_info(repo_id, revision=revision, token=token, timeout=HUB_TIMEOUT)
@@ -87,13 +89,17 @@ def _check_hub_source(repo_id: str, revision: str | None, token, cache_dir: str 
     except RevisionNotFoundError:
         raise OSError(f"{where}, which has no revision {revision!r} of it: check model_revision.") from None
     except RepositoryNotFoundError:
-        raise OSError(f"{where}, which has no such model: check the name (org/name), or log in (`hf auth login`) "
-                      "if it is private.") from None  # fmt: skip
+        raise OSError(
+            f"{where}, which has no such model: check the name (org/name), or log in (`hf auth login`) "
+            "if it is private."
+        ) from None
     except (httpx2.TransportError, OfflineModeIsEnabled, HfHubHTTPError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         in_cache = f" The Hub cache holds {repo_id}: HF_HUB_OFFLINE=1 uses it." if cached else ""
-        raise OSError(f"{where}, which could not be reached ({reason}). Check the network connection and "
-                      f"HF_ENDPOINT, or give a local folder.{in_cache}") from error  # fmt: skip
+        raise OSError(
+            f"{where}, which could not be reached ({reason}). Check the network connection and "
+            f"HF_ENDPOINT, or give a local folder.{in_cache}"
+        ) from error
 
 
 def read_weights(path_or_id: str, hub_kwargs: dict) -> dict[str, torch.Tensor]:
@@ -142,8 +148,9 @@ def read_weight_file(path: str | Path) -> dict[str, torch.Tensor]:
         ) from error
     except (RuntimeError, EOFError) as error:  # torch's zip reader on a truncated or foreign file
         reason = str(error).split(". ")[0] or type(error).__name__
-        raise DamagedFileError(f"{path} is not a readable torch file, or is truncated ({reason}). "
-                               f"{_WEIGHTS_ADVICE}") from error  # fmt: skip
+        raise DamagedFileError(
+            f"{path} is not a readable torch file, or is truncated ({reason}). {_WEIGHTS_ADVICE}"
+        ) from error
 
 
 def _damaged_safetensors(path: str, error: Exception) -> DamagedFileError:
@@ -164,8 +171,9 @@ def naming_damaged_weights(path_or_id: str, filenames: tuple[str, ...], hub_kwar
             resolved = _resolve(path_or_id, filename, hub_kwargs)
             if resolved is not None and safetensors_problem(resolved):
                 raise _damaged_safetensors(resolved, error) from error
-        raise DamagedFileError(f"The weights of {path_or_id} could not be read ({error}). "
-                               f"{_WEIGHTS_ADVICE}") from error  # fmt: skip
+        raise DamagedFileError(
+            f"The weights of {path_or_id} could not be read ({error}). {_WEIGHTS_ADVICE}"
+        ) from error
 
 
 def read_timm_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -180,5 +188,12 @@ def read_timm_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return state_dict
 
 
-__all__ = ["HUB_KWARGS", "check_hub_source", "naming_damaged_weights", "read_json", "read_timm_weights",
-           "read_weight_file", "read_weights"]  # fmt: skip
+__all__ = [
+    "HUB_KWARGS",
+    "check_hub_source",
+    "naming_damaged_weights",
+    "read_json",
+    "read_timm_weights",
+    "read_weight_file",
+    "read_weights",
+]

@@ -42,6 +42,8 @@ def check_remote_code(path_or_id: str, trust_remote_code: bool, hub_kwargs: dict
     found = foreign_code(path_or_id, hub_kwargs)
     if found is not None:
         filename, reference = found
-        raise ValueError(f"{path_or_id}/{filename} asks to run code that is not vit_ft's ({reference}), which vit-ft "
-                         "does not run: pass --trust_remote_code (trust_remote_code=True in Python) to run it, only "
-                         "if you trust that code.")  # fmt: skip
+        raise ValueError(
+            f"{path_or_id}/{filename} asks to run code that is not vit_ft's ({reference}), which vit-ft "
+            "does not run: pass --trust_remote_code (trust_remote_code=True in Python) to run it, only "
+            "if you trust that code."
+        )

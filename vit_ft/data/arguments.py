@@ -32,10 +32,12 @@ def corruption_list(names: str | list[str] | None, severity: int) -> list[str]:
 class DataArguments:
     dataset_name: str | None = field(
         default=None,
-        metadata={"help": "A Hub dataset id (e.g. uoft-cs/cifar10), or a built-in data set (offline): `digits` "
-                          "(scikit-learn's 8x8 digits) or `lfw_faces` (scikit-image's 25x25 faces and non-faces; "
-                          "needs scikit-image)."},
-    )  # fmt: skip
+        metadata={
+            "help": "A Hub dataset id (e.g. uoft-cs/cifar10), or a built-in data set (offline): `digits` "
+            "(scikit-learn's 8x8 digits) or `lfw_faces` (scikit-image's 25x25 faces and non-faces; "
+            "needs scikit-image)."
+        },
+    )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
     train_dir: str | None = field(default=None, metadata={"help": "Image folder (one folder per class) to train on."})
     validation_dir: str | None = field(default=None, metadata={"help": "Image folder to evaluate on."})
@@ -55,43 +57,54 @@ class DataArguments:
     )
     train_samples_per_class: int | None = field(
         default=None,
-        metadata={"help": "Few-shot: train on K images of each class, drawn from the training pool after the "
-                          "validation split is carved, seeded by the run's seed (the same images in every run with "
-                          "that seed; a smaller K's images are among a larger K's). The run records them in "
-                          "train_subset.json."},
-    )  # fmt: skip
+        metadata={
+            "help": "Few-shot: train on K images of each class, drawn from the training pool after the "
+            "validation split is carved, seeded by the run's seed (the same images in every run with "
+            "that seed; a smaller K's images are among a larger K's). The run records them in "
+            "train_subset.json."
+        },
+    )
     image_corruptions: str | None = field(
         default=None,
-        metadata={"help": "Comma-separated corruptions (gaussian_noise, gaussian_blur, jpeg, low_resolution) applied "
-                          "in that order to every image of every split, before the transforms: a low-quality version "
-                          "of the data, the same in every run (noise seeded per image from corruption_seed)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Comma-separated corruptions (gaussian_noise, gaussian_blur, jpeg, low_resolution) applied "
+            "in that order to every image of every split, before the transforms: a low-quality version "
+            "of the data, the same in every run (noise seeded per image from corruption_seed)."
+        },
+    )
     corruption_severity: int = field(default=3, metadata={"help": "Severity 1..5 of image_corruptions."})
     corruption_seed: int = field(default=0, metadata={"help": "Seed of image_corruptions' noise."})
     strict_images: bool = field(
         default=False,
-        metadata={"help": "Make an image that cannot be decoded fatal. By default it is left out of its batch, named "
-                          "in a warning and counted in the results (train_skipped_images, eval_skipped_images, "
-                          "test_skipped_images)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Make an image that cannot be decoded fatal. By default it is left out of its batch, named "
+            "in a warning and counted in the results (train_skipped_images, eval_skipped_images, "
+            "test_skipped_images)."
+        },
+    )
 
     def __post_init__(self):
         if not (self.dataset_name or self.train_dir or self.validation_dir or self.test_dir):
-            raise ValueError("No data: set dataset_name (a Hub id, `digits` or `lfw_faces`) or train_dir/"
-                             "validation_dir/test_dir.")  # fmt: skip
+            raise ValueError(
+                "No data: set dataset_name (a Hub id, `digits` or `lfw_faces`) or train_dir/validation_dir/test_dir."
+            )
         if not 0 <= self.train_val_split < 1:
             raise ValueError(f"train_val_split={self.train_val_split} must be at least 0 and below 1, e.g. 0.15.")
         for name in ("max_train_samples", "max_eval_samples", "train_samples_per_class"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1, or unset to keep every example.")
         if self.train_samples_per_class is not None and self.max_train_samples is not None:
-            raise ValueError(f"train_samples_per_class={self.train_samples_per_class} and max_train_samples="
-                             f"{self.max_train_samples} both choose the training images: set only one of them.")
+            raise ValueError(
+                f"train_samples_per_class={self.train_samples_per_class} and max_train_samples="
+                f"{self.max_train_samples} both choose the training images: set only one of them."
+            )
         try:
             corruption_list(self.image_corruptions, self.corruption_severity)
         except ValueError as error:
-            raise ValueError(f"image_corruptions={self.image_corruptions!r}, corruption_severity="
-                             f"{self.corruption_severity}: {error}") from error
+            raise ValueError(
+                f"image_corruptions={self.image_corruptions!r}, corruption_severity="
+                f"{self.corruption_severity}: {error}"
+            ) from error
 
     @property
     def has_training_data(self) -> bool:
@@ -124,8 +137,9 @@ class AugmentationArguments:
 
     def __post_init__(self):
         if self.auto_augment is not None and self.auto_augment not in AUTO_AUGMENTS:
-            raise ValueError(f"auto_augment={self.auto_augment!r}: use {' or '.join(AUTO_AUGMENTS)}, or leave it "
-                             "unset.")  # fmt: skip
+            raise ValueError(
+                f"auto_augment={self.auto_augment!r}: use {' or '.join(AUTO_AUGMENTS)}, or leave it unset."
+            )
         if not 0 < self.random_resized_crop_min_scale <= 1:
             raise ValueError(f"random_resized_crop_min_scale={self.random_resized_crop_min_scale} must be in (0, 1].")
         if not 0 <= self.random_erasing <= 1:

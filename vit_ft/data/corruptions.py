@@ -81,9 +81,7 @@ class CorruptedExampleTransform:
     `seeding.example_seed`.
     """
 
-    def __init__(
-        self, example_transform, names: str | list[str], severity: int, seed: int = 0, stream: int = 0
-    ):
+    def __init__(self, example_transform, names: str | list[str], severity: int, seed: int = 0, stream: int = 0):
         self.names = corruption_list(names, severity)
         self.example_transform = example_transform
         self.severity = severity
@@ -133,7 +131,9 @@ def with_corruption(
     """
     transform = corrupted_transform(example_transform, names, severity, seed)
     if isinstance(transform, CorruptedExampleTransform) and "example_id" not in dataset.column_names:
-        raise ValueError(f"The dataset has no example_id column (its columns are {dataset.column_names}), which seeds "
-                         "each example's noise: load it with vit_ft.data.datasets.load_image_datasets, or add the row "
-                         "numbers with dataset.add_column('example_id', list(range(len(dataset)))).")  # fmt: skip
+        raise ValueError(
+            f"The dataset has no example_id column (its columns are {dataset.column_names}), which seeds "
+            "each example's noise: load it with vit_ft.data.datasets.load_image_datasets, or add the row "
+            "numbers with dataset.add_column('example_id', list(range(len(dataset))))."
+        )
     return dataset.with_transform(transform)

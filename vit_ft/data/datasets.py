@@ -51,8 +51,10 @@ def load_lfw_faces_dataset() -> DatasetDict:
     try:
         from skimage.data import lfw_subset
     except ImportError as error:
-        raise MissingExtraError("dataset_name='lfw_faces' needs scikit-image, which is not installed: pip install "
-                                "scikit-image (or pip install 'vit-ft[small-data]').") from error  # fmt: skip
+        raise MissingExtraError(
+            "dataset_name='lfw_faces' needs scikit-image, which is not installed: pip install "
+            "scikit-image (or pip install 'vit-ft[small-data]')."
+        ) from error
     images = np.round(lfw_subset() * 255).astype(np.uint8)  # (200, 25, 25); the docstring says uint8, it is 0..1
     # lfw_subset's docstring: "100 first images are faces and subsequent 100 are non-faces".
     labels = np.repeat([0, 1], 100)
@@ -85,18 +87,24 @@ def _load_raw(args: DataArguments, cache_dir: str | None = None, token: str | No
     folders = {"train": args.train_dir, "validation": args.validation_dir, "test": args.test_dir}
     folders = {split: folder for split, folder in folders.items() if folder}
     if not folders:
-        raise ValueError("No data: set dataset_name (a Hub id, `digits` or `lfw_faces`) or train_dir/validation_dir/"
-                         "test_dir.")  # fmt: skip
+        raise ValueError(
+            "No data: set dataset_name (a Hub id, `digits` or `lfw_faces`) or train_dir/validation_dir/test_dir."
+        )
     for split, folder in folders.items():
         if not Path(folder).is_dir():
-            raise FileNotFoundError(f"{split}_dir={folder!r} is not a directory: give the folder that holds one "
-                                    "sub-folder of images per class.")  # fmt: skip
+            raise FileNotFoundError(
+                f"{split}_dir={folder!r} is not a directory: give the folder that holds one "
+                "sub-folder of images per class."
+            )
         if not any(path.is_file() for path in Path(folder).rglob("*")):
-            raise ValueError(f"{split}_dir={folder!r} holds no files: the {split} split would be empty. Put one "
-                             "sub-folder of images per class in it, or unset it.")  # fmt: skip
+            raise ValueError(
+                f"{split}_dir={folder!r} holds no files: the {split} split would be empty. Put one "
+                "sub-folder of images per class in it, or unset it."
+            )
     _check_two_classes(folders)
-    return load_dataset("imagefolder", data_files={split: f"{folder}/**" for split, folder in folders.items()},
-                        cache_dir=cache_dir)  # fmt: skip
+    return load_dataset(
+        "imagefolder", data_files={split: f"{folder}/**" for split, folder in folders.items()}, cache_dir=cache_dir
+    )
 
 
 def _load_named_dataset(name: str, config_name: str | None, cache_dir: str | None, token: str | None) -> DatasetDict:
@@ -112,8 +120,10 @@ def _load_named_dataset(name: str, config_name: str | None, cache_dir: str | Non
         return load_dataset(name, config_name, cache_dir=cache_dir, token=token)
     except (DatasetNotFoundError, ConnectionError) as error:
         reason = str(error).strip().splitlines()[0]
-        raise OSError(f"dataset_name={name!r} could not be loaded ({reason}): check the name, or the network and "
-                      f"HF_HUB_OFFLINE.{hint}") from error  # fmt: skip
+        raise OSError(
+            f"dataset_name={name!r} could not be loaded ({reason}): check the name, or the network and "
+            f"HF_HUB_OFFLINE.{hint}"
+        ) from error
 
 
 def _built_in_hint(name: str) -> str:
@@ -129,13 +139,17 @@ def _check_hub_dataset(name: str, token: str | None, hint: str) -> None:
     except GatedRepoError:
         return  # it exists: the download says what access it needs
     except (RepositoryNotFoundError, HFValidationError):
-        raise OSError(f"{where}, and the Hub ({constants.ENDPOINT}) has no such dataset: check the name (org/name), "
-                      f"or log in (`hf auth login`) if it is private.{hint}") from None  # fmt: skip
+        raise OSError(
+            f"{where}, and the Hub ({constants.ENDPOINT}) has no such dataset: check the name (org/name), "
+            f"or log in (`hf auth login`) if it is private.{hint}"
+        ) from None
     except (httpx2.TransportError, HfHubHTTPError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise OSError(f"{where}, so it was looked up on the Hub ({constants.ENDPOINT}), which could not be reached "
-                      f"({reason}). Check the network connection and HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use the "
-                      f"datasets cache.{hint}") from error  # fmt: skip
+        raise OSError(
+            f"{where}, so it was looked up on the Hub ({constants.ENDPOINT}), which could not be reached "
+            f"({reason}). Check the network connection and HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use the "
+            f"datasets cache.{hint}"
+        ) from error
 
 
 def _check_two_classes(folders: dict[str, str]) -> None:
@@ -143,20 +157,28 @@ def _check_two_classes(folders: dict[str, str]) -> None:
     Refuses image folders whose files sit in one class sub-folder in all: datasets' imagefolder then drops the labels
     altogether (it labels by sub-folder only when there are two or more), and no classifier can be trained.
     """
-    classes = {child.name for folder in folders.values() for child in Path(folder).iterdir()
-               if child.is_dir() and any(path.is_file() for path in child.rglob("*"))}  # fmt: skip
+    classes = {
+        child.name
+        for folder in folders.values()
+        for child in Path(folder).iterdir()
+        if child.is_dir() and any(path.is_file() for path in child.rglob("*"))
+    }
     if len(classes) == 1:
         named = ", ".join(f"{split}_dir={folder!r}" for split, folder in folders.items())
-        raise ValueError(f"{named}: one class only, {classes.pop()!r}; a classifier needs at least two classes, one "
-                         "sub-folder of images per class.")  # fmt: skip
+        raise ValueError(
+            f"{named}: one class only, {classes.pop()!r}; a classifier needs at least two classes, one "
+            "sub-folder of images per class."
+        )
 
 
 def _detect_column(dataset: Dataset, given: str | None, candidates: tuple[str, ...], argument: str) -> str:
     columns = dataset.column_names
     if given:
         if given not in columns:
-            raise ValueError(f"{argument}={given!r} is not a column of the dataset; its columns are {columns}: "
-                             f"set {argument} to one of them.")  # fmt: skip
+            raise ValueError(
+                f"{argument}={given!r} is not a column of the dataset; its columns are {columns}: "
+                f"set {argument} to one of them."
+            )
         return given
     for name in candidates:
         if name in columns:
@@ -196,8 +218,9 @@ def load_image_datasets(
     first = raw[next(iter(splits.values()))]
     image_column = _detect_column(first, args.image_column_name, IMAGE_COLUMNS, "image_column_name")
     label_column = _detect_column(first, args.label_column_name, LABEL_COLUMNS, "label_column_name")
-    data = DatasetDict({ours: raw[theirs].select_columns([image_column, label_column])
-                        for ours, theirs in splits.items()})  # fmt: skip
+    data = DatasetDict(
+        {ours: raw[theirs].select_columns([image_column, label_column]) for ours, theirs in splits.items()}
+    )
     renames = {old: new for old, new in ((image_column, "image"), (label_column, "label")) if old != new}
     if renames:
         data = data.rename_columns(renames)
@@ -225,8 +248,9 @@ def load_image_datasets(
     data = data.cast_column("image", Image(decode=False))
     # Row numbers, the only ids: they seed each example's augmentation and corruption noise (see `seeding`), so an
     # example draws the same whatever batch, worker or process reads it.
-    data = DatasetDict({split: dataset.add_column("example_id", list(range(len(dataset))))
-                        for split, dataset in data.items()})  # fmt: skip
+    data = DatasetDict(
+        {split: dataset.add_column("example_id", list(range(len(dataset)))) for split, dataset in data.items()}
+    )
     return data, names
 
 
@@ -243,9 +267,11 @@ def samples_per_class(labels: list[int], k: int, seed: int, names: list[str]) ->
     short = [f"{names[i]!r} has {counts[i]}" for i in range(len(names)) if counts[i] < k]
     if short:
         fix = f"Lower it to at most {counts.min()}" if counts.min() else "Remove the classes without images"
-        raise ValueError(f"train_samples_per_class={k} is more than the training pool (after the validation split) "
-                         f"holds of {len(short)} class(es): {', '.join(short)}. {fix}, or add images of those "
-                         "classes.")  # fmt: skip
+        raise ValueError(
+            f"train_samples_per_class={k} is more than the training pool (after the validation split) "
+            f"holds of {len(short)} class(es): {', '.join(short)}. {fix}, or add images of those "
+            "classes."
+        )
     rows = []
     for class_id in range(len(names)):
         generator = np.random.default_rng([seed, class_id])
@@ -261,8 +287,13 @@ def train_subset_record(train: Dataset, k: int, seed: int, names: list[str]) -> 
     rows = {name: [] for name in names}
     for row, label in zip(train[SOURCE_ROW], train["label"]):
         rows[names[label]].append(row)
-    return {"train_samples_per_class": k, "seed": seed, "images": len(train),
-            "rows_of": "the data's own train split, before the validation split is carved", "rows": rows}
+    return {
+        "train_samples_per_class": k,
+        "seed": seed,
+        "images": len(train),
+        "rows_of": "the data's own train split, before the validation split is carved",
+        "rows": rows,
+    }
 
 
 def _encode_labels(data: DatasetDict) -> tuple[DatasetDict, list[str]]:
@@ -283,8 +314,10 @@ def _encode_labels(data: DatasetDict) -> tuple[DatasetDict, list[str]]:
 def _check_not_empty(data: DatasetDict, where: str) -> None:
     for split, dataset in data.items():
         if len(dataset) == 0:
-            raise ValueError(f"The {split} split is empty {where}: give it examples, or raise max_train_samples/"
-                             "max_eval_samples if one of them is 0.")  # fmt: skip
+            raise ValueError(
+                f"The {split} split is empty {where}: give it examples, or raise max_train_samples/"
+                "max_eval_samples if one of them is 0."
+            )
 
 
 def _check_labels(data: DatasetDict, names: list[str]) -> None:
@@ -293,15 +326,19 @@ def _check_labels(data: DatasetDict, names: list[str]) -> None:
     for split, ids in seen.items():
         outside = sorted((i for i in ids if i is None or not 0 <= i < len(names)), key=str)
         if outside:
-            raise ValueError(f"The {split} split has label(s) {outside} outside the label map ({len(names)} classes, "
-                             f"ids 0..{len(names) - 1}): fix or remove those examples.")  # fmt: skip
+            raise ValueError(
+                f"The {split} split has label(s) {outside} outside the label map ({len(names)} classes, "
+                f"ids 0..{len(names) - 1}): fix or remove those examples."
+            )
     if "train" not in seen:
         return
     for split, ids in seen.items():
         missing = sorted(names[i] for i in ids - seen["train"])
         if missing:
-            raise ValueError(f"The {split} split has class(es) {missing} that the train split lacks: the model could "
-                             "never learn them. Add training examples of them, or remove them from the split.")
+            raise ValueError(
+                f"The {split} split has class(es) {missing} that the train split lacks: the model could "
+                "never learn them. Add training examples of them, or remove them from the split."
+            )
 
 
 def _drop_unlabelled(data: DatasetDict) -> DatasetDict:
@@ -311,7 +348,8 @@ def _drop_unlabelled(data: DatasetDict) -> DatasetDict:
     """
     for split in [name for name in data if name != "train"]:
         if set(data[split].unique("label")) <= {-1, None}:
-            logger.warning(f"The {split} split has no labels (all -1 or missing): it is left out, as it cannot be "
-                           "scored.")  # fmt: skip
+            logger.warning(
+                f"The {split} split has no labels (all -1 or missing): it is left out, as it cannot be scored."
+            )
             del data[split]
     return data

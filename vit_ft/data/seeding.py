@@ -16,7 +16,9 @@ def example_seed(seed: int, example_id: int, stream: int = 0, *, epoch: int | No
     """
     if epoch is not None:
         if stream:
-            raise ValueError(f"example_seed got epoch={epoch} and stream={stream}: an augmentation seed takes an "
-                             "epoch, a corruption-noise seed a stream; give one of them.")  # fmt: skip
+            raise ValueError(
+                f"example_seed got epoch={epoch} and stream={stream}: an augmentation seed takes an "
+                "epoch, a corruption-noise seed a stream; give one of them."
+            )
         return ((seed * 1_000_003 + epoch) * 1_000_003 + example_id) % 2**63
     return int(np.random.SeedSequence([seed, example_id, *([stream] if stream else [])]).generate_state(1)[0])

@@ -87,20 +87,26 @@ class ProcessorSizes:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "ProcessorSizes":
-        config = read_json(path, "Write it again with the image processor's save_pretrained (`vit-ft export` for an "
-                                 "export).")  # fmt: skip
+        config = read_json(
+            path, "Write it again with the image processor's save_pretrained (`vit-ft export` for an export)."
+        )
         if config is None:
             raise FileNotFoundError(f"{path} does not exist: save the image processor there with save_pretrained.")
         if not isinstance(config, dict):
             raise DamagedFileError(f"{path} holds a JSON {type(config).__name__}, not an image processor's fields.")
         missing = [name for name in ("size", "image_mean", "image_std") if name not in config]
         if missing:
-            raise ValueError(f"{path} has no {', '.join(missing)}: write it with the image processor's "
-                             "save_pretrained, which writes every field.")  # fmt: skip
+            raise ValueError(
+                f"{path} has no {', '.join(missing)}: write it with the image processor's "
+                "save_pretrained, which writes every field."
+            )
         return cls(
-            size=config["size"], image_mean=config["image_mean"], image_std=config["image_std"],
-            do_center_crop=bool(config.get("do_center_crop")), crop_size=config.get("crop_size"),
-        )  # fmt: skip
+            size=config["size"],
+            image_mean=config["image_mean"],
+            image_std=config["image_std"],
+            do_center_crop=bool(config.get("do_center_crop")),
+            crop_size=config.get("crop_size"),
+        )
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -115,25 +121,31 @@ def check_pixel_values(pixel_values: torch.Tensor, size: tuple[int, int], channe
     from an image) would be scored silently as if normalised; other shapes fail deep inside the model.
     """
     if not pixel_values.is_floating_point():
-        raise ValueError(f"pixel_values are {pixel_values.dtype}, not floating point: pass the images through the "
-                         "model's image processor (or build_eval_transform), which scales and normalises them.")
+        raise ValueError(
+            f"pixel_values are {pixel_values.dtype}, not floating point: pass the images through the "
+            "model's image processor (or build_eval_transform), which scales and normalises them."
+        )
     expected = (channels, *size)
     if pixel_values.ndim != 4 or pixel_values.shape[0] == 0 or tuple(pixel_values.shape[1:]) != expected:
-        raise ValueError(f"pixel_values of shape {tuple(pixel_values.shape)}: expected (batch, "
-                         f"{', '.join(map(str, expected))}) with at least one image; resize the images with the "
-                         "model's image processor (or build_eval_transform).")  # fmt: skip
+        raise ValueError(
+            f"pixel_values of shape {tuple(pixel_values.shape)}: expected (batch, "
+            f"{', '.join(map(str, expected))}) with at least one image; resize the images with the "
+            "model's image processor (or build_eval_transform)."
+        )
 
 
 def build_eval_transform(processor) -> v2.Compose:
     """Resize, center crop and normalisation of a transformers image processor or its `ProcessorSizes`."""
     resize, crop = _sizes(processor)
-    return v2.Compose([
-        v2.PILToTensor(),
-        v2.Resize(resize, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-        v2.CenterCrop(crop),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(processor.image_mean, processor.image_std),
-    ])  # fmt: skip
+    return v2.Compose(
+        [
+            v2.PILToTensor(),
+            v2.Resize(resize, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+            v2.CenterCrop(crop),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(processor.image_mean, processor.image_std),
+        ]
+    )
 
 
 class ExampleTransform:
@@ -159,8 +171,10 @@ class ExampleTransform:
         if self.seed is None:
             return {"pixel_values": [self._transform(value) for value in batch["image"]], **labels}
         if "example_id" not in batch:
-            raise ValueError(f"A seeded ExampleTransform needs an example_id column; the batch has {list(batch)}: "
-                             "load the data with vit_ft.data.datasets.load_image_datasets.")  # fmt: skip
+            raise ValueError(
+                f"A seeded ExampleTransform needs an example_id column; the batch has {list(batch)}: "
+                "load the data with vit_ft.data.datasets.load_image_datasets."
+            )
         epochs = batch.get("epoch", [0] * len(batch["image"]))
         # Seed the default CPU generator (the one v2 transforms draw from) per example, and give the process its own
         # stream back afterwards, so loading data in the main process leaves dropout and MixUp draws untouched.
@@ -181,8 +195,10 @@ class ExampleTransform:
         except Exception as error:  # PIL raises many types for broken files
             where = (value.get("path") if isinstance(value, dict) else None) or "(in-memory bytes)"
             if self.strict:
-                raise ValueError(f"Cannot decode image {where}: {error}. Fix or remove the file, or set "
-                                 "strict_images false to skip such images.") from error
+                raise ValueError(
+                    f"Cannot decode image {where}: {error}. Fix or remove the file, or set "
+                    "strict_images false to skip such images."
+                ) from error
             logger.warning(f"Skipping image {where} that cannot be decoded ({error}); strict_images makes this fatal.")
             return None
 
@@ -198,8 +214,10 @@ def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
     """
     kept = [example for example in examples if example["pixel_values"] is not None]
     if not kept:
-        raise ValueError(f"None of the {len(examples)} images of this batch could be decoded; see the warnings above. "
-                         "Check the image files, or remove the broken ones.")  # fmt: skip
+        raise ValueError(
+            f"None of the {len(examples)} images of this batch could be decoded; see the warnings above. "
+            "Check the image files, or remove the broken ones."
+        )
     batch = {"pixel_values": torch.stack([example["pixel_values"] for example in kept])}
     if "labels" in kept[0]:
         batch["labels"] = torch.tensor([example["labels"] for example in kept])

@@ -141,15 +141,19 @@ def _check_pixel_values(pixel_values: torch.Tensor, config) -> None:
     nothing from vit_ft, so it cannot share vit_ft.data.transforms.check_pixel_values.
     """
     if not pixel_values.is_floating_point():
-        raise ValueError(f"pixel_values are {pixel_values.dtype}, not floating point: pass the images through the "
-                         "model's image processor, which scales and normalises them.")  # fmt: skip
+        raise ValueError(
+            f"pixel_values are {pixel_values.dtype}, not floating point: pass the images through the "
+            "model's image processor, which scales and normalises them."
+        )
     patch, channels = config.patch_size, config.num_channels
     shape = tuple(pixel_values.shape)
     if len(shape) != 4 or shape[0] == 0 or shape[1] != channels or min(shape[2:]) < patch:
-        raise ValueError(f"pixel_values of shape {shape}: expected (batch, {channels}, height, width) with at least "
-                         f"one image of at least one {patch}x{patch} patch, e.g. the model's ({channels}, "
-                         f"{config.image_size}, {config.image_size}); resize the images with the model's image "
-                         "processor.")  # fmt: skip
+        raise ValueError(
+            f"pixel_values of shape {shape}: expected (batch, {channels}, height, width) with at least "
+            f"one image of at least one {patch}x{patch} patch, e.g. the model's ({channels}, "
+            f"{config.image_size}, {config.image_size}); resize the images with the model's image "
+            "processor."
+        )
 
 
 def _explained_labels(labels: torch.Tensor | int | None, batch: int, num_labels: int) -> torch.Tensor | None:
@@ -160,8 +164,10 @@ def _explained_labels(labels: torch.Tensor | int | None, batch: int, num_labels:
     if labels.ndim == 0:
         labels = labels.expand(batch)  # one class for every image of the batch
     if labels.is_floating_point() or labels.is_complex() or tuple(labels.shape) != (batch,):
-        raise ValueError(f"labels of shape {tuple(labels.shape)} and type {labels.dtype}: give one integer class id, "
-                         f"or one per image ({batch}).")  # fmt: skip
+        raise ValueError(
+            f"labels of shape {tuple(labels.shape)} and type {labels.dtype}: give one integer class id, "
+            f"or one per image ({batch})."
+        )
     outside = sorted({value for value in labels.tolist() if not 0 <= value < num_labels})
     if outside:
         raise ValueError(f"labels {outside} are not classes of the model, whose ids run from 0 to {num_labels - 1}.")
@@ -207,8 +213,9 @@ def _backward(model: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor
     # Out of inference mode too: a caller's `torch.inference_mode()` would otherwise keep autograd off.
     with torch.inference_mode(False), torch.enable_grad(), _lrp_rules(model) if lrp else contextlib.nullcontext():
         pixels = pixel_values.detach().clone().requires_grad_(True)
-        outputs = model(pixel_values=pixels, output_attentions=True, output_hidden_states=lrp,
-                        interpolate_pos_encoding=True)  # fmt: skip
+        outputs = model(
+            pixel_values=pixels, output_attentions=True, output_hidden_states=lrp, interpolate_pos_encoding=True
+        )
         logits = outputs.logits
         if labels is None:
             labels = logits.argmax(-1)
@@ -219,8 +226,14 @@ def _backward(model: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor
         gradients = torch.autograd.grad(explained, inputs)
     layers = len(outputs.attentions)
     embeddings = outputs.hidden_states[0].detach() if lrp else None
-    return _Backward(logits.detach(), labels, tuple(a.detach() for a in outputs.attentions), gradients[:layers],
-                     embeddings, gradients[layers] if lrp else None)  # fmt: skip
+    return _Backward(
+        logits.detach(),
+        labels,
+        tuple(a.detach() for a in outputs.attentions),
+        gradients[:layers],
+        embeddings,
+        gradients[layers] if lrp else None,
+    )
 
 
 def _keep_value_scale_gradient(tensor: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
@@ -281,10 +294,12 @@ def _lrp_rules(model: nn.Module) -> Iterator[None]:
     try:
         missing = [name for name, found in hooks.items() if len(found) < model.config.num_hidden_layers]
         if missing:
-            raise ValueError(f"{type(model).__name__} has fewer modules named {', '.join(missing)} than its "
-                             f"{model.config.num_hidden_layers} layers: the relevance methods need the modules of "
-                             "vit_ft's model file (layers.N.attention.q_proj, k_proj, o_proj, mlp.activation_fn and "
-                             "the LayerNorms). Use rollout or gradient_rollout on other models.")  # fmt: skip
+            raise ValueError(
+                f"{type(model).__name__} has fewer modules named {', '.join(missing)} than its "
+                f"{model.config.num_hidden_layers} layers: the relevance methods need the modules of "
+                "vit_ft's model file (layers.N.attention.q_proj, k_proj, o_proj, mlp.activation_fn and "
+                "the LayerNorms). Use rollout or gradient_rollout on other models."
+            )
         yield
     finally:
         for handle in (handle for found in hooks.values() for handle in found):
@@ -336,8 +351,10 @@ def _image_positions(relevance: torch.Tensor, config, grid: tuple[int, int]) -> 
     """
     prefix = config.num_prefix_tokens
     if relevance.shape[-1] != prefix + grid[0] * grid[1]:
-        raise ValueError(f"The attention covers {relevance.shape[-1]} tokens, not the {prefix} prefix tokens and "
-                         f"{grid[0]}x{grid[1]} patches of these images: check the config's patch_size.")  # fmt: skip
+        raise ValueError(
+            f"The attention covers {relevance.shape[-1]} tokens, not the {prefix} prefix tokens and "
+            f"{grid[0]}x{grid[1]} patches of these images: check the config's patch_size."
+        )
     maps = relevance[:, prefix:].float().clamp(min=0).reshape(-1, *grid)  # (batch, grid_h, grid_w)
     peak = maps.flatten(1).amax(dim=1).clamp(min=torch.finfo(maps.dtype).tiny)
     return maps / peak[:, None, None]

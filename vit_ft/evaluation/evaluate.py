@@ -95,9 +95,13 @@ def evaluate_model(
     clean_data = with_corruption(dataset, example_transform, *data_args.corruption)  # the data's own corruptions
     clean = _metrics(predictor, clean_data, metrics, batch_size)
     # The images scored: those that could not be decoded are left out of every block alike.
-    results = {"model": str(model_dir), "model_file": _scored_file(predictor, model_dir, onnx_file), "split": split,
-               "examples": len(dataset) - clean["skipped_images"],
-               "skipped_images": clean["skipped_images"]}  # fmt: skip
+    results = {
+        "model": str(model_dir),
+        "model_file": _scored_file(predictor, model_dir, onnx_file),
+        "split": split,
+        "examples": len(dataset) - clean["skipped_images"],
+        "skipped_images": clean["skipped_images"],
+    }
     if carving:
         results["carved_from_train"] = carving  # the run's share, seed and caps, from its recipe
     if data_args.image_corruptions:
@@ -119,8 +123,10 @@ def evaluate_model(
     write_json(output_file, results)
     logger.info(f"Wrote {output_file}")
     if plot_file is not None:
-        curves = {name: {int(level): scores["accuracy"] for level, scores in by_severity.items()}
-                  for name, by_severity in results["corruptions"].items()}  # fmt: skip
+        curves = {
+            name: {int(level): scores["accuracy"] for level, scores in by_severity.items()}
+            for name, by_severity in results["corruptions"].items()
+        }
         # Beside the JSON, under its name: robustness_<split>.png for the default file.
         plot = plot_robustness(clean["accuracy"], curves, plot_file)
         logger.info(f"Wrote {plot}")
@@ -138,8 +144,14 @@ def _scored_file(predictor: Predictor, model_dir: str, onnx_file: str | None) ->
 
 
 # The recipe fields that say which data a run read: evaluate carves the run's validation split only from that data.
-_DATA_IDENTITY_FIELDS = ("dataset_name", "dataset_config_name", "train_dir", "validation_dir", "image_column_name",
-                         "label_column_name")  # fmt: skip
+_DATA_IDENTITY_FIELDS = (
+    "dataset_name",
+    "dataset_config_name",
+    "train_dir",
+    "validation_dir",
+    "image_column_name",
+    "label_column_name",
+)
 
 
 def load_split(model_dir: str, data_args: DataArguments, split: str) -> tuple[DatasetDict, list[str], dict | None]:
@@ -158,8 +170,7 @@ def load_split(model_dir: str, data_args: DataArguments, split: str) -> tuple[Da
     # train_val_split 0 asks for the data's own splits only.
     if "validation" in data or "train" not in data or data_args.train_val_split == 0:
         if split not in data:
-            raise ValueError(f"split={split!r} is not in the data, which has {', '.join(data)}: choose one of "
-                             "those.")  # fmt: skip
+            raise ValueError(f"split={split!r} is not in the data, which has {', '.join(data)}: choose one of those.")
         few_shot = _few_shot(model_dir, data_args) if split == "train" else {}
         if not few_shot:
             return data, label_names, None
@@ -169,18 +180,25 @@ def load_split(model_dir: str, data_args: DataArguments, split: str) -> tuple[Da
     recipe = _run_recipe(model_dir, split)
     different = [name for name in _DATA_IDENTITY_FIELDS if not _same(recipe.get(name), getattr(data_args, name))]
     if different:
-        shown = ", ".join(f"{name}={getattr(data_args, name)!r} (the run's: {recipe.get(name)!r})"
-                          for name in different)  # fmt: skip
-        raise ValueError(f"Cannot know the run's {split} split: the data has no validation split of its own, and it "
-                         f"is not the data of the run in {model_dir} ({shown}). Evaluate on --split test, or give the "
-                         "run's data.")  # fmt: skip
+        shown = ", ".join(
+            f"{name}={getattr(data_args, name)!r} (the run's: {recipe.get(name)!r})" for name in different
+        )
+        raise ValueError(
+            f"Cannot know the run's {split} split: the data has no validation split of its own, and it "
+            f"is not the data of the run in {model_dir} ({shown}). Evaluate on --split test, or give the "
+            "run's data."
+        )
     share, seed = recipe.get("train_val_split"), recipe.get("seed")
     if not share:
-        raise ValueError(f"The run in {model_dir} carved no validation split (its {RECIPE} has train_val_split "
-                         f"{share!r}): evaluate on --split test.")  # fmt: skip
+        raise ValueError(
+            f"The run in {model_dir} carved no validation split (its {RECIPE} has train_val_split "
+            f"{share!r}): evaluate on --split test."
+        )
     # The caps, unless given here: the run trained and validated on the first that many of its splits.
-    caps = {name: getattr(data_args, name) if getattr(data_args, name) is not None else recipe.get(name)
-            for name in ("max_train_samples", "max_eval_samples")}  # fmt: skip
+    caps = {
+        name: getattr(data_args, name) if getattr(data_args, name) is not None else recipe.get(name)
+        for name in ("max_train_samples", "max_eval_samples")
+    }
     few_shot = _few_shot(model_dir, data_args) if split == "train" else {}
     if few_shot:
         caps["train_samples_per_class"] = few_shot["train_samples_per_class"]
@@ -197,9 +215,11 @@ def _few_shot(model_dir: str, data_args: DataArguments) -> dict:
     path = Path(model_dir) / RECIPE
     if not path.is_file():
         if data_args.train_samples_per_class is not None:
-            raise ValueError(f"train_samples_per_class={data_args.train_samples_per_class}: cannot know which images "
-                             f"the run drew, as {model_dir} has no {RECIPE} that records its seed. Evaluate on "
-                             f"--split test, or copy the run's {RECIPE} into {model_dir}.")  # fmt: skip
+            raise ValueError(
+                f"train_samples_per_class={data_args.train_samples_per_class}: cannot know which images "
+                f"the run drew, as {model_dir} has no {RECIPE} that records its seed. Evaluate on "
+                f"--split test, or copy the run's {RECIPE} into {model_dir}."
+            )
         return {}
     recipe = _run_recipe(model_dir, "train")
     k = data_args.train_samples_per_class or recipe.get("train_samples_per_class")
@@ -210,9 +230,11 @@ def _run_recipe(model_dir: str, split: str) -> dict:
     """The resolved recipe of the run that wrote `model_dir`; a one-line error naming `split` when it has none."""
     path = Path(model_dir) / RECIPE
     if not path.is_file():
-        raise ValueError(f"Cannot know the run's {split} split: the data has no validation split of its own, so the "
-                         f"run carved it from train, and {model_dir} has no {RECIPE} that records how. Evaluate on "
-                         f"--split test, or copy the run's {RECIPE} into {model_dir}.")  # fmt: skip
+        raise ValueError(
+            f"Cannot know the run's {split} split: the data has no validation split of its own, so the "
+            f"run carved it from train, and {model_dir} has no {RECIPE} that records how. Evaluate on "
+            f"--split test, or copy the run's {RECIPE} into {model_dir}."
+        )
     recipe = read_yaml(path)
     if not isinstance(recipe, dict):
         raise DamagedFileError(f"{path} does not hold a recipe's fields. {RESTORE_ADVICE}")

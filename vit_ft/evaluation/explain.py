@@ -93,8 +93,13 @@ def _spread(length: int, count: int) -> list[int]:
 
 
 def write_attention_grid(
-    model_dir: str | Path, dataset: Dataset, path: str | Path, device: torch.device, count: int = 8,
-    method: str = DEFAULT_METHOD, scanned: int = 256,
+    model_dir: str | Path,
+    dataset: Dataset,
+    path: str | Path,
+    device: torch.device,
+    count: int = 8,
+    method: str = DEFAULT_METHOD,
+    scanned: int = 256,
 ) -> Path | None:
     """
     Writes `path`: `count` images of `dataset` (transformed examples: `pixel_values`, `labels`) with their maps by
@@ -113,8 +118,9 @@ def write_attention_grid(
     pixel_values = torch.stack([pixels for pixels, _ in kept]).to(device)  # (scanned, 3, H, W)
     labels = torch.tensor([label for _, label in kept])
     with torch.inference_mode():
-        predicted = torch.cat([model(pixel_values=batch).logits.argmax(-1).cpu()
-                               for batch in pixel_values.split(_BATCH)])  # fmt: skip
+        predicted = torch.cat(
+            [model(pixel_values=batch).logits.argmax(-1).cpu() for batch in pixel_values.split(_BATCH)]
+        )
     wrong = (predicted != labels).nonzero()[:, 0].tolist()
     wrong = [wrong[index] for index in _spread(len(wrong), count // 2)]
     right = (predicted == labels).nonzero()[:, 0].tolist()

@@ -54,8 +54,10 @@ def deletion_curve(
     grid = (pixel_values.shape[-2] // patch_size, pixel_values.shape[-1] // patch_size)
     patches = grid[0] * grid[1]
     if order.shape != (len(pixel_values), patches):
-        raise ValueError(f"order of shape {tuple(order.shape)}: expected one rank per patch of each image, "
-                         f"({len(pixel_values)}, {patches}).")  # fmt: skip
+        raise ValueError(
+            f"order of shape {tuple(order.shape)}: expected one rank per patch of each image, "
+            f"({len(pixel_values)}, {patches})."
+        )
     steps = steps or min(patches, MAX_STEPS)
     fill = pixel_values.mean(dim=(-2, -1), keepdim=True)  # (batch, channels, 1, 1): each image's mean colour
     rank = order.to(pixel_values.device).argsort(dim=1)  # (batch, patches): the step at which each patch goes
@@ -112,9 +114,16 @@ def faithfulness(
     transform = ExampleTransform(build_eval_transform(processor), strict=data_args.strict_images)
     scored = with_corruption(data[split], transform, *data_args.corruption)
     curves, skipped = _curves(model, scored, methods, steps, seed, batch_size)
-    results = {"model": str(model_dir), "split": split, "examples": len(curves[RANDOM]), "skipped_images": skipped,
-               "steps": curves[RANDOM].shape[1] - 1, "seed": seed, "fill": "image mean",
-               "explained": "predicted class"}  # fmt: skip
+    results = {
+        "model": str(model_dir),
+        "split": split,
+        "examples": len(curves[RANDOM]),
+        "skipped_images": skipped,
+        "steps": curves[RANDOM].shape[1] - 1,
+        "seed": seed,
+        "fill": "image mean",
+        "explained": "predicted class",
+    }
     if carving:
         results["carved_from_train"] = carving
     results["deletion_auc"] = {name: area_under_curve(curve).mean().item() for name, curve in curves.items()}

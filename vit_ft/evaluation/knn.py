@@ -102,8 +102,9 @@ def knn_evaluate(
     data, label_names = load_image_datasets(data_args, seed)
     for needed in ("train", split):
         if needed not in data:
-            raise ValueError(f"The data has no {needed} split (it has {', '.join(data)}): k-NN needs train and "
-                             f"{split}.")  # fmt: skip
+            raise ValueError(
+                f"The data has no {needed} split (it has {', '.join(data)}): k-NN needs train and {split}."
+            )
     processor = load_processor(model, model_dir, {}, trust_remote_code)
     transform = ExampleTransform(build_eval_transform(processor), strict=data_args.strict_images)
     train = with_corruption(data["train"], transform, *data_args.corruption)
@@ -112,11 +113,17 @@ def knn_evaluate(
     features, labels = encoder_features(model, scored, batch_size)
     predicted = knn_predict(train_features, train_labels, features, len(label_names), k, temperature)
     results = {
-        "model": str(model_dir), "split": split, "k": k, "temperature": temperature,
-        "accuracy": (predicted == labels).float().mean().item(), "examples": len(labels),
-        "train_images": len(train_labels), "train_samples_per_class": data_args.train_samples_per_class,
-        "seed": seed, "train_val_split": data_args.train_val_split,
-    }  # fmt: skip
+        "model": str(model_dir),
+        "split": split,
+        "k": k,
+        "temperature": temperature,
+        "accuracy": (predicted == labels).float().mean().item(),
+        "examples": len(labels),
+        "train_images": len(train_labels),
+        "train_samples_per_class": data_args.train_samples_per_class,
+        "seed": seed,
+        "train_val_split": data_args.train_val_split,
+    }
     write_json(output_file, results)
     logger.info(f"Wrote {output_file}")
     return results

@@ -90,8 +90,12 @@ def plot_explanation(
 
 
 def plot_attention_grid(
-    images: list[np.ndarray], heats: list[np.ndarray], true_names: list[str], predicted_names: list[str],
-    method: str, path: str | Path,
+    images: list[np.ndarray],
+    heats: list[np.ndarray],
+    true_names: list[str],
+    predicted_names: list[str],
+    method: str,
+    path: str | Path,
 ) -> Path:
     """A column per image: the image above its heat-map overlay, titled with its true and predicted labels."""
     columns = len(images)

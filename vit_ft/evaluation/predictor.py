@@ -64,6 +64,8 @@ def load_predictor(
     if onnx_file is None and not is_export(model_dir):
         return TorchPredictor(model_dir, base_model, trust_remote_code)
     if base_model is not None:
-        raise ValueError(f"base_model is for LoRA adapters in PyTorch, and {model_dir} is served from ONNX files "
-                         "(an export, or --onnx_file): leave it out.")  # fmt: skip
+        raise ValueError(
+            f"base_model is for LoRA adapters in PyTorch, and {model_dir} is served from ONNX files "
+            "(an export, or --onnx_file): leave it out."
+        )
     return OnnxClassifier(model_dir, *([onnx_file] if onnx_file else []))

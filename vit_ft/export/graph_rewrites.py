@@ -32,8 +32,9 @@ def rewrite_for_inference(model: ir.Model) -> ir.Model:
     """`model` (torch's export, in onnx_ir) with attention on (batch, tokens, width) and only read tokens computed."""
     passes = ir.passes.PassManager(
         [RewritePass(_RULES), CommonSubexpressionEliminationPass(), RemoveUnusedNodesPass()],
-        steps=MAX_PASSES, early_stop=True,
-    )  # fmt: skip
+        steps=MAX_PASSES,
+        early_stop=True,
+    )
     return passes(model).model
 
 
@@ -222,12 +223,14 @@ class SelectionBeforeAttention(_SelectionMovesUp):
         return op.Attention(self._select(op, query, tokens), key, value, **result.producer().attributes)
 
 
-_RULES = pattern.RewriteRuleSet([
-    AttentionOnTokens.rule(),
-    SelectTokensOnce.rule(),
-    SelectionBeforeLayerNorm.rule(),
-    SelectionBeforeLinear.rule(),
-    SelectionBeforeAttention.rule(),
-    *(SelectionBeforeElementwise.rule(op_type) for op_type in ("Gelu", "Relu", "Erf", "Sigmoid", "Tanh")),
-    *(SelectionBeforeBroadcast.rule(op_type) for op_type in ("Add", "Mul", "Sub", "Div")),
-])  # fmt: skip
+_RULES = pattern.RewriteRuleSet(
+    [
+        AttentionOnTokens.rule(),
+        SelectTokensOnce.rule(),
+        SelectionBeforeLayerNorm.rule(),
+        SelectionBeforeLinear.rule(),
+        SelectionBeforeAttention.rule(),
+        *(SelectionBeforeElementwise.rule(op_type) for op_type in ("Gelu", "Relu", "Erf", "Sigmoid", "Tanh")),
+        *(SelectionBeforeBroadcast.rule(op_type) for op_type in ("Add", "Mul", "Sub", "Div")),
+    ]
+)

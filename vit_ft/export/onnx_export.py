@@ -96,8 +96,9 @@ def export_onnx(
     # A damaged preprocessor_config.json stops here, before any write.
     processor = load_processor(model, model_dir, trust_remote_code=trust_remote_code)
     with _temporary_folder_beside(folder) as temporary:
-        paths = write_onnx_models(model, temporary / ONNX_FOLDER, quantize, opset, graph_rewrites,
-                                  source_digest=weights_digest(model_dir))  # fmt: skip
+        paths = write_onnx_models(
+            model, temporary / ONNX_FOLDER, quantize, opset, graph_rewrites, source_digest=weights_digest(model_dir)
+        )
         model.config.to_json_file(temporary / MODEL_CONFIG)  # the labels, and what the model is; no remote code to run
         processor.save_pretrained(temporary)
         if (Path(model_dir) / RECIPE).is_file():  # the run's data settings: `vit-ft evaluate --split validation`
@@ -114,8 +115,10 @@ def check_export_options(quantize: str | None, opset: int) -> None:
     if quantize not in (None, *QUANTIZATIONS):
         raise ValueError(f"quantize={quantize!r} is not supported: give {' or '.join(QUANTIZATIONS)}, or none.")
     if opset not in OPSETS:
-        raise ValueError(f"--opset {opset}: torch's exporter cannot write this model in opset {opset}: choose an "
-                         f"opset from {OPSETS[0]} to {OPSETS[-1]}, e.g. {DEFAULT_OPSET}.")  # fmt: skip
+        raise ValueError(
+            f"--opset {opset}: torch's exporter cannot write this model in opset {opset}: choose an "
+            f"opset from {OPSETS[0]} to {OPSETS[-1]}, e.g. {DEFAULT_OPSET}."
+        )
 
 
 def check_output_folder(folder: Path, overwrite: bool) -> None:
@@ -134,11 +137,15 @@ def check_output_folder(folder: Path, overwrite: bool) -> None:
     foreign = [name for name in names if not any(fnmatch.fnmatchcase(name, pattern) for pattern in EXPORT_PATTERNS)]
     if foreign or not is_export(folder):
         what = "a model or a training run" if run_files(folder) else "files that are not an export"
-        raise FileExistsError(f"--output {folder} holds {what} ({shown}): `vit-ft export` never writes into a model's "
-                              "or another folder's files; give a new or empty folder.")  # fmt: skip
+        raise FileExistsError(
+            f"--output {folder} holds {what} ({shown}): `vit-ft export` never writes into a model's "
+            "or another folder's files; give a new or empty folder."
+        )
     if not overwrite:
-        raise FileExistsError(f"--output {folder} already holds an export ({shown}): pass --overwrite to replace it "
-                              "as a whole, or give another folder.")  # fmt: skip
+        raise FileExistsError(
+            f"--output {folder} already holds an export ({shown}): pass --overwrite to replace it "
+            "as a whole, or give another folder."
+        )
 
 
 @contextlib.contextmanager
@@ -199,6 +206,7 @@ def write_onnx_models(
     import_extra("onnxscript")  # torch's exporter needs it; say which extra is missing before the model is traced
     onnx_ir = import_extra("onnx_ir")  # onnxscript's own representation of a graph, installed with it
     from .graph_rewrites import rewrite_for_inference  # onnxscript's rewriter: only once the extra is known there
+
     model = model.float().eval()
     onnx_folder.mkdir(parents=True, exist_ok=True)
     path = onnx_folder / ONNX_MODEL
@@ -210,15 +218,23 @@ def write_onnx_models(
     # own weights, which the quantizer makes int8.
     with torch.no_grad():
         program = torch.onnx.export(
-            LogitsOnly(model).eval(), (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=opset, dynamo=True, verbose=False,
-        )  # fmt: skip
+            LogitsOnly(model).eval(),
+            (example,),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
         expected = model(pixel_values=example).logits
     written = program.model.opset_imports.get("")
     if written != opset:
-        raise ValueError(f"--opset {opset}: torch's exporter cannot write this model in opset {opset} (it fell back "
-                         f"to {written}): choose an opset from {OPSETS[0]} to {OPSETS[-1]}, e.g. "
-                         f"{DEFAULT_OPSET}.")  # fmt: skip
+        raise ValueError(
+            f"--opset {opset}: torch's exporter cannot write this model in opset {opset} (it fell back "
+            f"to {written}): choose an opset from {OPSETS[0]} to {OPSETS[-1]}, e.g. "
+            f"{DEFAULT_OPSET}."
+        )
     # The Python stack and module path torch's exporter puts on every node: about 1 kB a node, a tenth of an int8
     # vit_tiny, and of no use to a runtime.
     exported = onnx_ir.passes.common.ClearMetadataAndDocStringPass()(program.model).model
@@ -237,5 +253,7 @@ def _check_parity(path: Path, pixel_values: torch.Tensor, expected: torch.Tensor
     (logits,) = open_session(path).run([OUTPUT_NAME], {INPUT_NAME: pixel_values.numpy()})
     difference = (torch.from_numpy(logits) - expected).abs().max().item()
     if difference > PARITY_TOLERANCE:
-        raise ValueError(f"{path} gives logits {difference:.2e} away from PyTorch's (more than {PARITY_TOLERANCE}): "
-                         "the export is wrong; report it with the model's config.json.")  # fmt: skip
+        raise ValueError(
+            f"{path} gives logits {difference:.2e} away from PyTorch's (more than {PARITY_TOLERANCE}): "
+            "the export is wrong; report it with the model's config.json."
+        )

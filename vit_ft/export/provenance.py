@@ -43,6 +43,8 @@ def check_exported_from(session, path: Path, folder: Path) -> None:
     if recorded == weights_digest(folder):
         return
     which = "other weights" if recorded else "weights it does not record"
-    raise ValueError(f"{path} was exported from {which}, not from the weights in {folder}: serve the weights "
-                     f"(leave --onnx_file out), or export them again with `vit-ft export --model {folder} --output "
-                     f"EXPORT_DIR` (or `vit-ft push --model {folder} --repo_id REPO --with_onnx`).")  # fmt: skip
+    raise ValueError(
+        f"{path} was exported from {which}, not from the weights in {folder}: serve the weights "
+        f"(leave --onnx_file out), or export them again with `vit-ft export --model {folder} --output "
+        f"EXPORT_DIR` (or `vit-ft push --model {folder} --repo_id REPO --with_onnx`)."
+    )

@@ -32,8 +32,10 @@ def open_session(path: str | Path):
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own types (InvalidProtobuf, Fail, NoSuchFile)
         reason = str(error).strip().splitlines()[0]
-        raise OSError(f"ONNX Runtime cannot load {path} ({reason}): the file is damaged or not an ONNX model; "
-                      "export it again with `vit-ft export`.") from error  # fmt: skip
+        raise OSError(
+            f"ONNX Runtime cannot load {path} ({reason}): the file is damaged or not an ONNX model; "
+            "export it again with `vit-ft export`."
+        ) from error
 
 
 class OnnxClassifier:
@@ -48,8 +50,10 @@ class OnnxClassifier:
         path = onnx_file_path(folder, file)
         for name in (MODEL_CONFIG, PROCESSOR_CONFIG):
             if not (folder / name).is_file():
-                raise FileNotFoundError(f"{folder} has {ONNX_FOLDER}/{path.name} but no {name}: export it again with "
-                                        "`vit-ft export`, which writes both.")  # fmt: skip
+                raise FileNotFoundError(
+                    f"{folder} has {ONNX_FOLDER}/{path.name} but no {name}: export it again with "
+                    "`vit-ft export`, which writes both."
+                )
         self.source = str(folder)
         self.id2label, self.problem_type = read_config(folder / MODEL_CONFIG)
         self.preprocessing = ProcessorSizes.from_json(folder / PROCESSOR_CONFIG)
@@ -70,13 +74,17 @@ def _check_input_size(session, size: tuple[int, int], path: Path) -> None:
     """Raises a ValueError when the model's input (height, width) is not the preprocessor's output `size`."""
     inputs = {item.name: item.shape for item in session.get_inputs()}
     if INPUT_NAME not in inputs:
-        raise ValueError(f"{path} has no input named {INPUT_NAME} (it has {', '.join(inputs)}): export the model "
-                         "with `vit-ft export`.")  # fmt: skip
+        raise ValueError(
+            f"{path} has no input named {INPUT_NAME} (it has {', '.join(inputs)}): export the model "
+            "with `vit-ft export`."
+        )
     expected = tuple(inputs[INPUT_NAME][2:])
     if expected != size:
-        raise ValueError(f"{path} takes {expected[0]}x{expected[1]} images but its {PROCESSOR_CONFIG} makes "
-                         f"{size[0]}x{size[1]}: export the model and its preprocessor together with `vit-ft "
-                         "export`.")  # fmt: skip
+        raise ValueError(
+            f"{path} takes {expected[0]}x{expected[1]} images but its {PROCESSOR_CONFIG} makes "
+            f"{size[0]}x{size[1]}: export the model and its preprocessor together with `vit-ft "
+            "export`."
+        )
 
 
 _EXPORT_AGAIN = "export the model again with `vit-ft export`"
@@ -111,13 +119,14 @@ def read_config(config_file: Path) -> tuple[dict[int, str], str | None]:
     labels = config.get("id2label")
     if not isinstance(labels, dict) or not labels:
         found = "no id2label" if labels is None else f"id2label as a {type(labels).__name__}"
-        raise ValueError(f"{config_file} has {found}, not the labels by index (\"0\": name, ...): {_EXPORT_AGAIN}.")
+        raise ValueError(f'{config_file} has {found}, not the labels by index ("0": name, ...): {_EXPORT_AGAIN}.')
     indices = [str(index) for index in range(len(labels))]
     if sorted(labels) != sorted(indices):
         keys = sorted(labels)
         shown = ", ".join(keys[:5]) + (", ..." if len(keys) > 5 else "")
-        raise ValueError(f"{config_file} has id2label keys {shown}, not the indices 0 to {len(labels) - 1}: "
-                         f"{_EXPORT_AGAIN}.")  # fmt: skip
+        raise ValueError(
+            f"{config_file} has id2label keys {shown}, not the indices 0 to {len(labels) - 1}: {_EXPORT_AGAIN}."
+        )
     return {int(index): name for index, name in labels.items()}, config.get("problem_type")  # JSON keys are strings
 
 
@@ -125,13 +134,17 @@ def _check_output_width(session, num_labels: int, size: tuple[int, int], path: P
     """Raises a ValueError when the model's logits are not `num_labels` wide, the labels of its config.json."""
     outputs = {item.name: item.shape for item in session.get_outputs()}
     if OUTPUT_NAME not in outputs:
-        raise ValueError(f"{path} has no output named {OUTPUT_NAME} (it has {', '.join(outputs)}): export the model "
-                         "with `vit-ft export`.")  # fmt: skip
+        raise ValueError(
+            f"{path} has no output named {OUTPUT_NAME} (it has {', '.join(outputs)}): export the model "
+            "with `vit-ft export`."
+        )
     width = outputs[OUTPUT_NAME][-1]
     if not isinstance(width, int):  # a symbolic dimension: the width of one image's logits
         channels = next(item.shape[1] for item in session.get_inputs() if item.name == INPUT_NAME)
         pixels = np.zeros((1, channels if isinstance(channels, int) else 3, *size), dtype=np.float32)
         width = session.run([OUTPUT_NAME], {INPUT_NAME: pixels})[0].shape[-1]
     if width != num_labels:
-        raise ValueError(f"{path} gives {width} logits per image but its {MODEL_CONFIG} has {num_labels} labels: "
-                         "export the model and its config together with `vit-ft export`.")  # fmt: skip
+        raise ValueError(
+            f"{path} gives {width} logits per image but its {MODEL_CONFIG} has {num_labels} labels: "
+            "export the model and its config together with `vit-ft export`."
+        )

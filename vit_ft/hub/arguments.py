@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-REPO_ID_RULE = ("A repo id is `name` or `namespace/name`: letters, digits, '-', '_' and '.', at most 96 characters, "
-                "without '--' or '..', e.g. `my-user/vit-digits`.")  # fmt: skip
+REPO_ID_RULE = (
+    "A repo id is `name` or `namespace/name`: letters, digits, '-', '_' and '.', at most 96 characters, "
+    "without '--' or '..', e.g. `my-user/vit-digits`."
+)
 
 
 def is_repo_id(name: str) -> bool:

@@ -54,24 +54,70 @@ TRANSFORMERS_JS_TEMPLATE = TEMPLATES / "transformers_js_usage.mjs.j2"
 BUILT_IN_DATASETS = {"digits": "scikit-learn digits (8x8)", "lfw_faces": "scikit-image LFW faces subset (25x25)"}
 # The recipe fields a reader needs to judge a run; the whole recipe is in the repo next to the card.
 KEY_HYPERPARAMETERS = (
-    "preset", "model_name_or_path", "model_overrides", "freeze_backbone", "dataset_name", "dataset_config_name",
-    "train_dir", "max_train_samples", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-    "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "optim",
-    "layer_decay", "label_smoothing_factor", "mixup_alpha", "cutmix_alpha", "auto_augment", "random_erasing",
-    "random_resized_crop_min_scale", "horizontal_flip", "ema_decay", "bf16", "fp16", "seed",
-)  # fmt: skip
+    "preset",
+    "model_name_or_path",
+    "model_overrides",
+    "freeze_backbone",
+    "dataset_name",
+    "dataset_config_name",
+    "train_dir",
+    "max_train_samples",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+    "optim",
+    "layer_decay",
+    "label_smoothing_factor",
+    "mixup_alpha",
+    "cutmix_alpha",
+    "auto_augment",
+    "random_erasing",
+    "random_resized_crop_min_scale",
+    "horizontal_flip",
+    "ema_decay",
+    "bf16",
+    "fp16",
+    "seed",
+)
 # The fields of LoRA, distillation and low-quality data, shown when the field that turns the method on is set: a
 # resolved recipe holds every field, at its default when the method is off.
 METHOD_HYPERPARAMETERS = {
-    "peft_method": ("peft_method", "lora_r", "lora_alpha", "lora_dropout", "lora_target", "lora_bias", "use_dora",
-                    "use_rslora"),
-    "teacher_model_name_or_path": ("teacher_model_name_or_path", "distillation_type", "distillation_alpha",
-                                   "distillation_temperature", "teacher_dtype", "teacher_label_matching",
-                                   "student_from_teacher", "student_layers"),
+    "peft_method": (
+        "peft_method",
+        "lora_r",
+        "lora_alpha",
+        "lora_dropout",
+        "lora_target",
+        "lora_bias",
+        "use_dora",
+        "use_rslora",
+    ),
+    "teacher_model_name_or_path": (
+        "teacher_model_name_or_path",
+        "distillation_type",
+        "distillation_alpha",
+        "distillation_temperature",
+        "teacher_dtype",
+        "teacher_label_matching",
+        "student_from_teacher",
+        "student_layers",
+    ),
     "image_corruptions": ("image_corruptions", "corruption_severity", "corruption_seed"),
-    "mask_ratio": ("mask_ratio", "decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",
-                   "decoder_intermediate_size", "norm_pix_loss", "validation_share"),
-}  # fmt: skip
+    "mask_ratio": (
+        "mask_ratio",
+        "decoder_hidden_size",
+        "decoder_num_hidden_layers",
+        "decoder_num_attention_heads",
+        "decoder_intermediate_size",
+        "norm_pix_loss",
+        "validation_share",
+    ),
+}
 _PLOTS = {
     TRAINING_CURVES: "Training curves",
     CONFUSION_MATRIX: "Confusion matrix (test split)",
@@ -153,17 +199,23 @@ def build_model_card(model_dir: str | Path, repo_id: str, license: str | None = 
     """
     run = read_run(model_dir)
     if run.adapter is not None and run.adapter.get("peft_type") != "LORA":
-        raise ValueError(f"{model_dir}/{ADAPTER_CONFIG} holds a {run.adapter.get('peft_type')} adapter: vit-ft writes "
-                         "cards for LoRA adapters only.")  # fmt: skip
+        raise ValueError(
+            f"{model_dir}/{ADAPTER_CONFIG} holds a {run.adapter.get('peft_type')} adapter: vit-ft writes "
+            "cards for LoRA adapters only."
+        )
     recipe = CardRecipe.from_recipe(run.recipe)
     license = license or recipe.license
     if not license:
-        logger.warning(f"{model_dir}: no license given, so the card states none. Set `license` in the recipe or "
-                       "pass --license (a Hub license id, e.g. apache-2.0).")  # fmt: skip
+        logger.warning(
+            f"{model_dir}: no license given, so the card states none. Set `license` in the recipe or "
+            "pass --license (a Hub license id, e.g. apache-2.0)."
+        )
     if run.adapter is not None and _hub_id(run.base_model) is None:
-        logger.warning(f"{model_dir}: the adapter's base model, {run.base_model!r}, is not a Hub id, so loading the "
-                       "adapter from the Hub needs the base given by hand (the card says so). Push the base model "
-                       "too, and train the adapter from its Hub id, for an adapter that loads by itself.")  # fmt: skip
+        logger.warning(
+            f"{model_dir}: the adapter's base model, {run.base_model!r}, is not a Hub id, so loading the "
+            "adapter from the Hub needs the base given by hand (the card says so). Push the base model "
+            "too, and train the adapter from its Hub id, for an adapter that loads by itself."
+        )
     name = repo_id.split("/")[-1]
     metadata = _metadata(run, recipe, name, license)
     variables = _template_variables(run, recipe, repo_id, name)
@@ -349,12 +401,20 @@ def _eval_results(run: RunRecord, recipe: CardRecipe) -> list[EvalResult]:
     eval_results = []
     for split, scores in run.splits.items():
         for metric in _metrics([scores]):
-            eval_results.append(EvalResult(
-                task_type="image-classification", task_name="Image Classification", dataset_type=dataset[0],
-                dataset_name=dataset[1], dataset_config=recipe.dataset_config_name, dataset_split=split,
-                metric_type=metric.hub_type, metric_name=f"{metric.name} ({split})", metric_args=metric.hub_args,
-                metric_value=metric.value(scores),
-            ))  # fmt: skip
+            eval_results.append(
+                EvalResult(
+                    task_type="image-classification",
+                    task_name="Image Classification",
+                    dataset_type=dataset[0],
+                    dataset_name=dataset[1],
+                    dataset_config=recipe.dataset_config_name,
+                    dataset_split=split,
+                    metric_type=metric.hub_type,
+                    metric_name=f"{metric.name} ({split})",
+                    metric_args=metric.hub_args,
+                    metric_value=metric.value(scores),
+                )
+            )
     return eval_results
 
 

@@ -61,8 +61,10 @@ def _retry_hint(model_dir: str | Path, command: str) -> Iterator[None]:
     # huggingface_hub raises HTTP errors, connection errors, ValueError for metadata the Hub refuses, and hf_xet
     # its own: all mean the same to the user, who needs the command that tries again.
     except Exception as error:
-        raise PushError(f"Pushing {model_dir} to the Hub failed: {type(error).__name__}: {error}\nThe local files "
-                        f"are all still in {model_dir}. Retry with:\n  {command}") from error  # fmt: skip
+        raise PushError(
+            f"Pushing {model_dir} to the Hub failed: {type(error).__name__}: {error}\nThe local files "
+            f"are all still in {model_dir}. Retry with:\n  {command}"
+        ) from error
 
 
 def push_model(
@@ -85,15 +87,26 @@ def push_model(
     check_model_dir(model_dir)
     read_run(model_dir)  # the files the card is written from: a damaged one fails here, before any request
     if with_onnx and (Path(model_dir) / ADAPTER_CONFIG).is_file():
-        raise ValueError(f"{model_dir} is a LoRA adapter: --with_onnx exports models. Merge it first (vit-ft "
-                         "merge-lora --adapter DIR --output MERGED) and push the merged model with "
-                         "--with_onnx.")  # fmt: skip
+        raise ValueError(
+            f"{model_dir} is a LoRA adapter: --with_onnx exports models. Merge it first (vit-ft "
+            "merge-lora --adapter DIR --output MERGED) and push the merged model with "
+            "--with_onnx."
+        )
     check_repo_id(repo_id, "--repo_id")
     if get_token() is None:
-        raise ValueError("vit-ft push needs a Hub token with write access, and none was found: set the HF_TOKEN "
-                         "environment variable or run `hf auth login`.")  # fmt: skip
-    command = retry_command(model_dir, repo_id, private=private, revision=revision, commit_message=commit_message,
-                            license=license, with_onnx=with_onnx)  # fmt: skip
+        raise ValueError(
+            "vit-ft push needs a Hub token with write access, and none was found: set the HF_TOKEN "
+            "environment variable or run `hf auth login`."
+        )
+    command = retry_command(
+        model_dir,
+        repo_id,
+        private=private,
+        revision=revision,
+        commit_message=commit_message,
+        license=license,
+        with_onnx=with_onnx,
+    )
     if with_onnx:
         add_onnx_models(model_dir)  # before any request: an export that fails leaves the Hub untouched
     api = HfApi()

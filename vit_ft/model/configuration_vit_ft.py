@@ -16,12 +16,23 @@ _SIZES = {
     "huge": dict(hidden_size=1280, num_hidden_layers=32, num_attention_heads=16),
 }
 _VIT_VARIANTS = [
-    ("tiny", 16, 224), ("tiny", 16, 384),
-    ("small", 16, 224), ("small", 16, 384), ("small", 32, 224), ("small", 32, 384),
-    ("base", 16, 224), ("base", 16, 384), ("base", 32, 224), ("base", 32, 384),
-    ("large", 14, 224), ("large", 16, 224), ("large", 16, 384), ("large", 32, 224), ("large", 32, 384),
+    ("tiny", 16, 224),
+    ("tiny", 16, 384),
+    ("small", 16, 224),
+    ("small", 16, 384),
+    ("small", 32, 224),
+    ("small", 32, 384),
+    ("base", 16, 224),
+    ("base", 16, 384),
+    ("base", 32, 224),
+    ("base", 32, 384),
+    ("large", 14, 224),
+    ("large", 16, 224),
+    ("large", 16, 384),
+    ("large", 32, 224),
+    ("large", 32, 384),
     ("huge", 14, 224),
-]  # fmt: skip
+]
 _DEIT_VARIANTS = [("tiny", 224), ("small", 224), ("base", 224), ("base", 384)]
 
 
@@ -36,8 +47,14 @@ def _build_presets() -> dict[str, dict]:
         )
     # Registers (Darcet et al. 2024, "Vision Transformers Need Registers"), as timm's `*_reg4_gap_256` models build
     # them: no class token, positions on patches only, mean pooling.
-    registers = dict(patch_size=16, image_size=256, class_token=False, num_register_tokens=4,
-                     prefix_position_embeddings=False, pooling="mean")  # fmt: skip
+    registers = dict(
+        patch_size=16,
+        image_size=256,
+        class_token=False,
+        num_register_tokens=4,
+        prefix_position_embeddings=False,
+        pooling="mean",
+    )
     presets["vit_medium_patch16_reg4_gap_256"] = dict(
         hidden_size=512, num_hidden_layers=12, num_attention_heads=8, layer_scale_init_value=1e-5, **registers
     )
@@ -224,14 +241,20 @@ class ViTConfig(PretrainedConfig):
             raise ValueError(f"mask_ratio={self.mask_ratio} must be between 0 and 1 (exclusive); MAE uses 0.75.")
         width, heads = self.decoder_hidden_size, self.decoder_num_attention_heads
         if width > self.hidden_size:
-            raise ValueError(f"decoder_hidden_size={width} is wider than the encoder (hidden_size={self.hidden_size}):"
-                             f" the limit is the encoder's width, {self.hidden_size} (MAE: 512 for ViT-B's 768).")
+            raise ValueError(
+                f"decoder_hidden_size={width} is wider than the encoder (hidden_size={self.hidden_size}):"
+                f" the limit is the encoder's width, {self.hidden_size} (MAE: 512 for ViT-B's 768)."
+            )
         if width < 4 or width % 4 or heads < 1 or width % heads:
-            raise ValueError(f"decoder_hidden_size={width} must be a positive multiple of 4 (sine-cosine positions) "
-                             f"and of decoder_num_attention_heads={heads}.")
+            raise ValueError(
+                f"decoder_hidden_size={width} must be a positive multiple of 4 (sine-cosine positions) "
+                f"and of decoder_num_attention_heads={heads}."
+            )
         if self.decoder_num_hidden_layers < 1 or self.decoder_intermediate_size < 1:
-            raise ValueError(f"decoder_num_hidden_layers={self.decoder_num_hidden_layers} and "
-                             f"decoder_intermediate_size={self.decoder_intermediate_size} must be at least 1.")
+            raise ValueError(
+                f"decoder_num_hidden_layers={self.decoder_num_hidden_layers} and "
+                f"decoder_intermediate_size={self.decoder_intermediate_size} must be at least 1."
+            )
 
     @property
     def num_prefix_tokens(self) -> int:

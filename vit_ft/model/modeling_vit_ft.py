@@ -202,8 +202,11 @@ class ViTEmbeddings(nn.Module):
         if visible_patches is not None:
             index = visible_patches.unsqueeze(-1).expand(-1, -1, embeddings.shape[-1])
             embeddings = torch.gather(embeddings, 1, index)  # (batch, kept, hidden)
-        prefix = [t.expand(batch, -1, -1) for t in (self.cls_token, self.distillation_token, self.register_tokens)
-                  if t is not None]  # fmt: skip
+        prefix = [
+            t.expand(batch, -1, -1)
+            for t in (self.cls_token, self.distillation_token, self.register_tokens)
+            if t is not None
+        ]
         if prefix:
             prefix = torch.cat(prefix, dim=1)
             if prefix_positions is not None:
@@ -332,8 +335,12 @@ class ViTPreTrainedModel(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, ViTEmbeddings):
-            for token in (module.cls_token, module.distillation_token, module.register_tokens,
-                          module.position_embeddings):  # fmt: skip
+            for token in (
+                module.cls_token,
+                module.distillation_token,
+                module.register_tokens,
+                module.position_embeddings,
+            ):
                 if token is not None:
                     init.trunc_normal_(token, mean=0.0, std=std)
         elif isinstance(module, ViTLayerScale):
@@ -619,8 +626,10 @@ class ViTForMaskedAutoencoding(ViTPreTrainedModel):
         if noise is None:
             noise = torch.rand(pixel_values.shape[0], patches, device=pixel_values.device)
         if noise.shape != (pixel_values.shape[0], patches):
-            raise ValueError(f"noise of shape {tuple(noise.shape)} does not fit {patches} patches: pass "
-                             f"({pixel_values.shape[0]}, {patches}).")  # fmt: skip
+            raise ValueError(
+                f"noise of shape {tuple(noise.shape)} does not fit {patches} patches: pass "
+                f"({pixel_values.shape[0]}, {patches})."
+            )
         visible, mask, ids_restore = random_masking(noise, config.mask_ratio)
         outputs = self.vit(pixel_values, visible_patches=visible, **kwargs)
         latent = outputs.last_hidden_state

@@ -26,8 +26,11 @@ def run_files(output_dir: str | Path) -> list[str]:
 def checkpoint_folders(output_dir: str | Path) -> list[Path]:
     """The checkpoint-<step> folders in `output_dir`, as the Trainer finds them to resume (get_last_checkpoint)."""
     start = f"{CHECKPOINT_PREFIX}-"
-    return [path for path in Path(output_dir).glob(CHECKPOINT_PATTERN)
-            if path.is_dir() and path.name[len(start) :].isdigit()]  # fmt: skip
+    return [
+        path
+        for path in Path(output_dir).glob(CHECKPOINT_PATTERN)
+        if path.is_dir() and path.name[len(start) :].isdigit()
+    ]
 
 
 def remove_run(output_dir: str | Path) -> None:
@@ -58,16 +61,20 @@ def claim_output_dir(
         yield
         return
     if overwrite and resume_from_checkpoint:
-        raise ValueError("overwrite_output_dir with resume_from_checkpoint would remove the checkpoints the run "
-                         "resumes from: set only one of them.")  # fmt: skip
+        raise ValueError(
+            "overwrite_output_dir with resume_from_checkpoint would remove the checkpoints the run "
+            "resumes from: set only one of them."
+        )
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(folder / LOCK)
     try:
         lock.acquire(timeout=0)  # one try: a run in progress stops this one at once
     except Timeout:
-        raise OSError(f"output_dir {folder} is in use by a run that has not ended (it holds {folder / LOCK}): wait "
-                      "for that run to end, or choose another output_dir.") from None  # fmt: skip
+        raise OSError(
+            f"output_dir {folder} is in use by a run that has not ended (it holds {folder / LOCK}): wait "
+            "for that run to end, or choose another output_dir."
+        ) from None
     try:
         found = run_files(folder)
         if found and not resume_from_checkpoint:

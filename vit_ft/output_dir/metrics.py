@@ -79,8 +79,11 @@ class TrainingFacts:
 
     def as_results(self) -> dict[str, float | int | str]:
         """The set fields by their results keys."""
-        return {item.metadata["key"]: getattr(self, item.name) for item in fields(self)
-                if getattr(self, item.name) is not None}  # fmt: skip
+        return {
+            item.metadata["key"]: getattr(self, item.name)
+            for item in fields(self)
+            if getattr(self, item.name) is not None
+        }
 
     @classmethod
     def from_results(cls, results: dict) -> "TrainingFacts | None":
@@ -109,12 +112,22 @@ class RobustnessReport:
     def from_json(cls, report: dict, plot: str | None = None) -> "RobustnessReport":
         if "severities" in report:
             severities = tuple(report["severities"])
-            corruptions = {name: {int(severity): SplitMetrics.from_metrics(metrics)
-                                  for severity, metrics in by_severity.items()}
-                           for name, by_severity in report["corruptions"].items()}  # fmt: skip
+            corruptions = {
+                name: {int(severity): SplitMetrics.from_metrics(metrics) for severity, metrics in by_severity.items()}
+                for name, by_severity in report["corruptions"].items()
+            }
         else:
             severities = (report["severity"],)
-            corruptions = {name: {report["severity"]: SplitMetrics.from_metrics(metrics)}
-                           for name, metrics in report["corruptions"].items()}  # fmt: skip
-        return cls(report["split"], report["examples"], severities, SplitMetrics.from_metrics(report["clean"]),
-                   corruptions, plot, report.get("model_file"))  # fmt: skip
+            corruptions = {
+                name: {report["severity"]: SplitMetrics.from_metrics(metrics)}
+                for name, metrics in report["corruptions"].items()
+            }
+        return cls(
+            report["split"],
+            report["examples"],
+            severities,
+            SplitMetrics.from_metrics(report["clean"]),
+            corruptions,
+            plot,
+            report.get("model_file"),
+        )

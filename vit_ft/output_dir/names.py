@@ -123,20 +123,46 @@ def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
 # What a run leaves: a folder with any of these holds a run. README.md is not one of them: a folder of other things
 # may have one, and a run always leaves more than its card.
 RUN_PATTERNS = (
-    MODEL_CONFIG, MODEL_WEIGHTS, MODEL_WEIGHTS_INDEX, MODEL_WEIGHT_SHARDS, PROCESSOR_CONFIG, *REMOTE_CODE,
-    TRAINING_ARGS, ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_RECORD, RECIPE, ALL_RESULTS, results_file("*"),
-    robustness_file("*"), robustness_plot("*"), eval_file("*"), *PLOTS, TRAIN_SUBSET, knn_file("*"),
+    MODEL_CONFIG,
+    MODEL_WEIGHTS,
+    MODEL_WEIGHTS_INDEX,
+    MODEL_WEIGHT_SHARDS,
+    PROCESSOR_CONFIG,
+    *REMOTE_CODE,
+    TRAINING_ARGS,
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    ADAPTER_RECORD,
+    RECIPE,
+    ALL_RESULTS,
+    results_file("*"),
+    robustness_file("*"),
+    robustness_plot("*"),
+    eval_file("*"),
+    *PLOTS,
+    TRAIN_SUBSET,
+    knn_file("*"),
     faithfulness_file("*"),
-)  # fmt: skip
+)
 # Removed with a run, once the folder holds one. ONNX_FOLDER too: ONNX files of the run's model (`vit-ft push
 # --with_onnx`) would be another model's once the run is replaced; so would its set-aside checkpoints.
 REMOVED_WITH_A_RUN = (
-    *RUN_PATTERNS, CARD, TENSORBOARD_LOGS, ONNX_FOLDER, f"{TEMPORARY_PREFIX}*",
+    *RUN_PATTERNS,
+    CARD,
+    TENSORBOARD_LOGS,
+    ONNX_FOLDER,
+    f"{TEMPORARY_PREFIX}*",
     f"{SET_ASIDE_PREFIX}{CHECKPOINT_PATTERN}",
-)  # fmt: skip
+)
 # What a `vit-ft export` folder holds: the export, and `vit-ft evaluate`'s results on it. A folder of only these is an
 # export, which `vit-ft export --overwrite` replaces as a whole.
 EXPORT_PATTERNS = (
-    MODEL_CONFIG, PROCESSOR_CONFIG, ONNX_FOLDER, RECIPE, eval_file("*"), robustness_file("*"), robustness_plot("*"),
+    MODEL_CONFIG,
+    PROCESSOR_CONFIG,
+    ONNX_FOLDER,
+    RECIPE,
+    eval_file("*"),
+    robustness_file("*"),
+    robustness_plot("*"),
     f"{TEMPORARY_PREFIX}*",
-)  # fmt: skip
+)

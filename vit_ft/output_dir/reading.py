@@ -13,8 +13,10 @@ class DamagedFileError(ValueError):
     """A file is empty, truncated or not of the kind its name says; the message names it and what to do."""
 
 
-RESTORE_ADVICE = ("Restore it from a copy, write it again (train, download, convert or merge the model again), or use "
-                  "another checkpoint.")  # fmt: skip
+RESTORE_ADVICE = (
+    "Restore it from a copy, write it again (train, download, convert or merge the model again), or use "
+    "another checkpoint."
+)
 
 
 def read_json(path: str | Path, advice: str = RESTORE_ADVICE) -> dict | None:

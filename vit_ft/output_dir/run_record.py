@@ -53,8 +53,10 @@ class RunRecord:
 def check_model_dir(model_dir: str | Path) -> None:
     """Raises a ValueError unless `model_dir` holds a model (config.json) or a LoRA adapter (adapter_config.json)."""
     if not (Path(model_dir) / MODEL_CONFIG).is_file() and not (Path(model_dir) / ADAPTER_CONFIG).is_file():
-        raise ValueError(f"{model_dir} holds neither {MODEL_CONFIG} (a model) nor {ADAPTER_CONFIG} (a LoRA "
-                         "adapter): give the output_dir of a `vit-ft train` run.")  # fmt: skip
+        raise ValueError(
+            f"{model_dir} holds neither {MODEL_CONFIG} (a model) nor {ADAPTER_CONFIG} (a LoRA "
+            "adapter): give the output_dir of a `vit-ft train` run."
+        )
 
 
 def read_run(model_dir: str | Path) -> RunRecord:

@@ -58,17 +58,23 @@ def check_result_file(
     """
     is_result = _is_result(output_file, fields)
     if output_file.exists() and not is_result:
-        raise FileExistsError(f"{output_file} exists and is not a result of vit-ft {command} (it lacks "
-                              f"{', '.join(fields)}): it is never overwritten. Choose another --output.")  # fmt: skip
+        raise FileExistsError(
+            f"{output_file} exists and is not a result of vit-ft {command} (it lacks "
+            f"{', '.join(fields)}): it is never overwritten. Choose another --output."
+        )
     if plot_file is not None and plot_file.exists() and not is_result:
-        raise FileExistsError(f"{plot_file} exists beside no vit-ft {command} result, so it is another's file: it is "
-                              "never overwritten. Choose another --output.")  # fmt: skip
+        raise FileExistsError(
+            f"{plot_file} exists beside no vit-ft {command} result, so it is another's file: it is "
+            "never overwritten. Choose another --output."
+        )
     if overwrite:
         return
     for path in (output_file, plot_file):
         if path is not None and path.exists():
-            raise FileExistsError(f"{path} holds the results of an earlier vit-ft {command}: pass --overwrite to "
-                                  "replace them, or --output to write elsewhere.")  # fmt: skip
+            raise FileExistsError(
+                f"{path} holds the results of an earlier vit-ft {command}: pass --overwrite to "
+                "replace them, or --output to write elsewhere."
+            )
 
 
 def _is_result(path: Path, fields: tuple[str, ...]) -> bool:

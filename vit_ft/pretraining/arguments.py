@@ -13,42 +13,52 @@ class PretrainingDataArguments:
 
     dataset_name: str | None = field(
         default=None,
-        metadata={"help": "A Hub dataset id (its image column only is read), or a built-in data set, its training "
-                          "split with the labels dropped (offline): `digits` (scikit-learn's 8x8 digits) or "
-                          "`lfw_faces` (scikit-image's 25x25 faces and non-faces)."},
-    )  # fmt: skip
+        metadata={
+            "help": "A Hub dataset id (its image column only is read), or a built-in data set, its training "
+            "split with the labels dropped (offline): `digits` (scikit-learn's 8x8 digits) or "
+            "`lfw_faces` (scikit-image's 25x25 faces and non-faces)."
+        },
+    )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
     train_dir: str | None = field(
         default=None,
-        metadata={"help": "Folder of images to pretrain on: flat, or nested (sub-folders are read, their names "
-                          "ignored)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Folder of images to pretrain on: flat, or nested (sub-folders are read, their names ignored)."
+        },
+    )
     image_column_name: str | None = field(
         default=None, metadata={"help": "Column holding the images; detected among image, img, pixel_values, ..."}
     )
     validation_share: float = field(
         default=0.05,
-        metadata={"help": "Share of the images held out for the evaluation loss and reconstructions.png (at least "
-                          "one image)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Share of the images held out for the evaluation loss and reconstructions.png (at least "
+            "one image)."
+        },
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Keep only this many images (a random subset), before the held-out share."}
     )
     strict_images: bool = field(
         default=False,
-        metadata={"help": "Make an image that cannot be decoded fatal. By default it is left out of its batch, named "
-                          "in a warning and counted."},
-    )  # fmt: skip
+        metadata={
+            "help": "Make an image that cannot be decoded fatal. By default it is left out of its batch, named "
+            "in a warning and counted."
+        },
+    )
 
     def __post_init__(self):
         if bool(self.dataset_name) == bool(self.train_dir):
-            raise ValueError("Set one of dataset_name (a Hub id, `digits` or `lfw_faces`) and train_dir (a folder of "
-                             "images) to pretrain on.")  # fmt: skip
+            raise ValueError(
+                "Set one of dataset_name (a Hub id, `digits` or `lfw_faces`) and train_dir (a folder of "
+                "images) to pretrain on."
+            )
         if not 0 < self.validation_share < 1:
             raise ValueError(f"validation_share={self.validation_share} must be above 0 and below 1, e.g. 0.05.")
         if self.max_train_samples is not None and self.max_train_samples < 1:
-            raise ValueError(f"max_train_samples={self.max_train_samples} must be at least 1, or unset to keep every "
-                             "image.")  # fmt: skip
+            raise ValueError(
+                f"max_train_samples={self.max_train_samples} must be at least 1, or unset to keep every image."
+            )
 
 
 @dataclass
@@ -90,6 +100,12 @@ class MaskedAutoencodingArguments:
     @property
     def config_fields(self) -> dict:
         """The model config fields these arguments set."""
-        names = ("mask_ratio", "decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",
-                 "decoder_intermediate_size", "norm_pix_loss")  # fmt: skip
+        names = (
+            "mask_ratio",
+            "decoder_hidden_size",
+            "decoder_num_hidden_layers",
+            "decoder_num_attention_heads",
+            "decoder_intermediate_size",
+            "norm_pix_loss",
+        )
         return {name: getattr(self, name) for name in names}

@@ -28,8 +28,10 @@ def _image_files(folder: str) -> list[str]:
             return files
         except Exception:  # PIL raises many types for broken files
             continue
-    raise ValueError(f"train_dir={folder!r} holds no decodable image ({len(files)} files with image suffixes, none "
-                     "opens): put image files (PNG, JPEG, ...) in it or in its sub-folders.")  # fmt: skip
+    raise ValueError(
+        f"train_dir={folder!r} holds no decodable image ({len(files)} files with image suffixes, none "
+        "opens): put image files (PNG, JPEG, ...) in it or in its sub-folders."
+    )
 
 
 def _raw_images(args: PretrainingDataArguments, cache_dir: str | None, token: str | None) -> Dataset:
@@ -55,10 +57,13 @@ def load_unlabelled_images(
     if args.max_train_samples is not None:
         images = images.shuffle(seed=seed).select(range(min(args.max_train_samples, len(images))))
     if len(images) < 2:
-        raise ValueError(f"The pretraining data holds {len(images)} image(s): it needs at least 2, one to train on "
-                         "and one held out.")  # fmt: skip
+        raise ValueError(
+            f"The pretraining data holds {len(images)} image(s): it needs at least 2, one to train on "
+            "and one held out."
+        )
     held_out = max(1, round(len(images) * args.validation_share))
     parts = images.train_test_split(test_size=held_out, seed=seed)
     data = DatasetDict(train=parts["train"], validation=parts["test"]).cast_column("image", Image(decode=False))
-    return DatasetDict({split: dataset.add_column("example_id", list(range(len(dataset))))
-                        for split, dataset in data.items()})  # fmt: skip
+    return DatasetDict(
+        {split: dataset.add_column("example_id", list(range(len(dataset)))) for split, dataset in data.items()}
+    )

@@ -23,13 +23,15 @@ def parse_layer_indices(student_layers: str, num_layers: int | None = None) -> l
     try:
         layers = [int(part) for part in re.split(r"[,\s]+", str(student_layers).strip()) if part]
     except ValueError as error:
-        raise ValueError(f"student_layers={student_layers!r}: give comma-separated layer indices, e.g. "
-                         "0,4,8,11.") from error  # fmt: skip
+        raise ValueError(
+            f"student_layers={student_layers!r}: give comma-separated layer indices, e.g. 0,4,8,11."
+        ) from error
     below = num_layers if num_layers is not None else float("inf")
     if not layers or layers != sorted(set(layers)) or layers[0] < 0 or layers[-1] >= below:
         where = f"each from 0 to {num_layers - 1} (the teacher has {num_layers})" if num_layers else "from 0"
-        raise ValueError(f"student_layers={student_layers!r}: give distinct teacher layers in increasing order, "
-                         f"{where}.")  # fmt: skip
+        raise ValueError(
+            f"student_layers={student_layers!r}: give distinct teacher layers in increasing order, {where}."
+        )
     return layers
 
 
@@ -39,14 +41,18 @@ class ViTTrainingArguments(TrainingArguments):
 
     layer_decay: float | None = field(
         default=None,
-        metadata={"help": "Layer-wise learning-rate decay (BEiT, Bao et al. 2022): block i of L gets lr * "
-                          "layer_decay^(L - i); the head gets lr. None turns it off."},
-    )  # fmt: skip
+        metadata={
+            "help": "Layer-wise learning-rate decay (BEiT, Bao et al. 2022): block i of L gets lr * "
+            "layer_decay^(L - i); the head gets lr. None turns it off."
+        },
+    )
     ema_decay: float | None = field(
         default=None,
-        metadata={"help": "Keep an exponential moving average of the weights with this decay (e.g. 0.999); the "
-                          "average is what is evaluated and saved."},
-    )  # fmt: skip
+        metadata={
+            "help": "Keep an exponential moving average of the weights with this decay (e.g. 0.999); the "
+            "average is what is evaluated and saved."
+        },
+    )
     freeze_backbone: bool = field(
         default=False, metadata={"help": "Train the classifier head(s) only (a linear probe)."}
     )
@@ -59,9 +65,11 @@ class ViTTrainingArguments(TrainingArguments):
     # transformers 5 dropped its own field of this name.
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Remove the previous run's model, adapter, results, plots, card, recipe and checkpoints "
-                          "from output_dir first. Without it, a run into a folder that holds another run is refused."},
-    )  # fmt: skip
+        metadata={
+            "help": "Remove the previous run's model, adapter, results, plots, card, recipe and checkpoints "
+            "from output_dir first. Without it, a run into a folder that holds another run is refused."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -70,8 +78,10 @@ class ViTTrainingArguments(TrainingArguments):
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay={self.ema_decay} must be between 0 and 1, e.g. 0.999; unset turns it off.")
         if self.ema_decay is not None and self.load_best_model_at_end:
-            raise ValueError("ema_decay with load_best_model_at_end is not supported: checkpoints hold the trained "
-                             "weights, the EMA sits beside them. Turn one of them off.")  # fmt: skip
+            raise ValueError(
+                "ema_decay with load_best_model_at_end is not supported: checkpoints hold the trained "
+                "weights, the EMA sits beside them. Turn one of them off."
+            )
         if self.push_to_hub:
             self._check_push_to_hub()
 
@@ -83,22 +93,29 @@ class ViTTrainingArguments(TrainingArguments):
         if self.hub_model_id is not None:
             check_repo_id(self.hub_model_id, "hub_model_id")
         elif not is_repo_id(name := Path(self.output_dir).absolute().name):  # the Trainer's default repo name
-            raise ValueError(f"push_to_hub: true without hub_model_id names the repo after output_dir, {name!r}, "
-                             f"which is not a valid Hub repo id: set hub_model_id. {REPO_ID_RULE}")  # fmt: skip
+            raise ValueError(
+                f"push_to_hub: true without hub_model_id names the repo after output_dir, {name!r}, "
+                f"which is not a valid Hub repo id: set hub_model_id. {REPO_ID_RULE}"
+            )
         # get_token: HF_TOKEN, or the token `hf auth login` saved.
         if self.hub_token is None and get_token() is None:
-            raise ValueError("push_to_hub: true needs a Hub token with write access, and none was found: set the "
-                             "HF_TOKEN environment variable, run `hf auth login`, or set hub_token. Or set "
-                             "push_to_hub: false and push the output directory later with `vit-ft push`.")  # fmt: skip
+            raise ValueError(
+                "push_to_hub: true needs a Hub token with write access, and none was found: set the "
+                "HF_TOKEN environment variable, run `hf auth login`, or set hub_token. Or set "
+                "push_to_hub: false and push the output directory later with `vit-ft push`."
+            )
 
     def check_trains(self) -> None:
         """Raises unless the run's length is positive: called for runs that have training data."""
         if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"max_steps={self.max_steps}: give a positive number of steps, or -1 to train for "
-                             "num_train_epochs.")  # fmt: skip
+            raise ValueError(
+                f"max_steps={self.max_steps}: give a positive number of steps, or -1 to train for num_train_epochs."
+            )
         if self.max_steps == -1 and self.num_train_epochs <= 0:
-            raise ValueError(f"num_train_epochs={self.num_train_epochs:g}: give a positive number of epochs (or a "
-                             "positive max_steps).")  # fmt: skip
+            raise ValueError(
+                f"num_train_epochs={self.num_train_epochs:g}: give a positive number of epochs (or a "
+                "positive max_steps)."
+            )
 
 
 @dataclass
@@ -113,9 +130,11 @@ class LoraArguments:
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch's input."})
     lora_target: str = field(
         default="qv",
-        metadata={"help": "`qv` (q_proj, v_proj), `attention` (q/k/v/o_proj), `all-linear` (attention and MLP), or "
-                          "a comma-separated list of module names, e.g. `q_proj,v_proj,fc1`."},
-    )  # fmt: skip
+        metadata={
+            "help": "`qv` (q_proj, v_proj), `attention` (q/k/v/o_proj), `all-linear` (attention and MLP), or "
+            "a comma-separated list of module names, e.g. `q_proj,v_proj,fc1`."
+        },
+    )
     use_dora: bool = field(default=False, metadata={"help": "Weight-decomposed LoRA (DoRA, Liu et al. 2024)."})
     use_rslora: bool = field(
         default=False, metadata={"help": "Rank-stabilised LoRA: scale by alpha / sqrt(r) (Kalajdzievski 2023)."}
@@ -147,14 +166,18 @@ class DistillationArguments:
 
     teacher_model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Distil from this teacher: a vit_ft model, a transformers ViT/DeiT checkpoint, a "
-                          "timm-converted directory or a LoRA adapter (merged). Its labels must be the data's."},
-    )  # fmt: skip
+        metadata={
+            "help": "Distil from this teacher: a vit_ft model, a transformers ViT/DeiT checkpoint, a "
+            "timm-converted directory or a LoRA adapter (merged). Its labels must be the data's."
+        },
+    )
     distillation_type: str = field(
         default="soft",
-        metadata={"help": "`soft`: KL divergence to the teacher's softened probabilities (Hinton et al. 2015); "
-                          "`hard`: cross-entropy on the teacher's top class (DeiT)."},
-    )  # fmt: skip
+        metadata={
+            "help": "`soft`: KL divergence to the teacher's softened probabilities (Hinton et al. 2015); "
+            "`hard`: cross-entropy on the teacher's top class (DeiT)."
+        },
+    )
     distillation_alpha: float = field(
         default=0.5, metadata={"help": "Weight of the teacher's loss; the labels' loss gets 1 - alpha."}
     )
@@ -175,9 +198,11 @@ class DistillationArguments:
     )
     student_from_teacher: bool = field(
         default=False,
-        metadata={"help": "The student is a depth-pruned copy of the teacher (its student_layers, embeddings, final "
-                          "norm and heads), not model_name_or_path or preset."},
-    )  # fmt: skip
+        metadata={
+            "help": "The student is a depth-pruned copy of the teacher (its student_layers, embeddings, final "
+            "norm and heads), not model_name_or_path or preset."
+        },
+    )
     student_layers: str | None = field(
         default=None, metadata={"help": "Teacher layers the student keeps, e.g. `0,4,8,11` (student_from_teacher)."}
     )

@@ -47,9 +47,11 @@ class DivergenceCallback(TrainerCallback):
         names = [name for name, parameter in model.named_parameters() if not torch.isfinite(_local(parameter)).all()]
         which = f" ({len(names)} tensors, the first {names[0]})" if names else ""
         start = f"resumed from {self.resumed_from}" if self.resumed_from else "started without a checkpoint"
-        return (f"training diverged: the weights hold NaN or inf after step {step}{which}, in the run {start}; "
-                f"nothing of step {step} was saved, and the model in output_dir was not overwritten. Resume from an "
-                "earlier checkpoint, or lower the learning rate.")  # fmt: skip
+        return (
+            f"training diverged: the weights hold NaN or inf after step {step}{which}, in the run {start}; "
+            f"nothing of step {step} was saved, and the model in output_dir was not overwritten. Resume from an "
+            "earlier checkpoint, or lower the learning rate."
+        )
 
 
 def _local(parameter: torch.Tensor) -> torch.Tensor:

@@ -58,9 +58,12 @@ class ViTTrainer(Trainer):
         if self.optimizer is None:
             model = self.model if model is None else model
             groups = parameter_groups(
-                model, self.args.learning_rate, self.args.weight_decay, self.args.layer_decay,
+                model,
+                self.args.learning_rate,
+                self.args.weight_decay,
+                self.args.layer_decay,
                 self.model.config.num_hidden_layers,
-            )  # fmt: skip
+            )
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
@@ -75,9 +78,14 @@ class ViTTrainer(Trainer):
         outputs = model(pixel_values=inputs["pixel_values"])
         settings = self.distillation
         terms = distillation_loss(
-            outputs, inputs["labels"], self.teacher(inputs["pixel_values"]), settings.distillation_type,
-            settings.distillation_alpha, settings.distillation_temperature, self.model.config.problem_type,
-        )  # fmt: skip
+            outputs,
+            inputs["labels"],
+            self.teacher(inputs["pixel_values"]),
+            settings.distillation_type,
+            settings.distillation_alpha,
+            settings.distillation_temperature,
+            self.model.config.problem_type,
+        )
         for name in ("label_loss", "distillation_loss"):
             self._loss_terms[name].append(terms[name])
         return (terms["loss"], outputs) if return_outputs else terms["loss"]
