@@ -112,8 +112,8 @@ def test_explain_faithfulness_writes_each_methods_deletion_curve(digits_model, c
     [
         (
             ["--faithfulness", "--dataset_name", "digits", "a.png"],
-            "vit-ft explain: --faithfulness scores a data set, not image files (a.png, ...): name it with --dataset_name "
-            "or --train_dir/--test_dir, as for vit-ft evaluate.",
+            "vit-ft explain: --faithfulness scores a data set, not image files (a.png, ...): name it with "
+            "--dataset_name or --train_dir/--test_dir, as for vit-ft evaluate.",
         ),
         (
             ["--faithfulness", "--dataset_name", "digits", "--method", "rollout,saliency"],
@@ -122,8 +122,8 @@ def test_explain_faithfulness_writes_each_methods_deletion_curve(digits_model, c
         ),
         (
             ["--output", "maps"],
-            "vit-ft explain: give image files and --output FOLDER for their heat maps, or --faithfulness and a data set "
-            "for deletion curves.",
+            "vit-ft explain: give image files and --output FOLDER for their heat maps, or --faithfulness and a data "
+            "set for deletion curves.",
         ),
     ],
 )
