@@ -12,6 +12,7 @@ from PIL import Image
 
 from tests.conftest import import_blocker
 from tests.demo.browser import (
+    ANSWER_SECONDS,
     browser_page,
     free_port,
     screenshot,
@@ -64,7 +65,8 @@ def test_the_demo_answers_in_a_browser_and_stops_on_ctrl_c(digits_model, digit_i
     with served(command, tmp_path, server_environment(REPO)) as (process, url, log):
         assert f"vit-ft demo: serving {digits_model} at {url} (Ctrl-C stops it)" in log.read_text()
         with browser_page(url) as page:
-            assert page.get_by_text("Test images of the run").is_visible()
+            # Gradio draws the examples after the upload box: wait for them, as a visitor would.
+            page.get_by_text("Test images of the run").wait_for(state="visible", timeout=ANSWER_SECONDS * 1000)
             upload(page, digit_images[3])
             wait_for_picture(page, PICTURE_WIDTH)
             clean = wait_for_scores(page)
