@@ -16,20 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from vit_ft.data.arguments import DataArguments  # noqa: E402
-from vit_ft.data.datasets import load_image_datasets  # noqa: E402
+from vit_ft.data.datasets import first_of_each_class, load_image_datasets  # noqa: E402
 from vit_ft.data.transforms import decode_image  # noqa: E402
-
-
-def one_of_each_class(labels: list[int], count: int) -> list[int]:
-    """Rows of the first image of each class in turn (0, 1, 2, ... then again), `count` in all or every row."""
-    by_class: dict[int, list[int]] = {}
-    for row, label in enumerate(labels):
-        by_class.setdefault(label, []).append(row)
-    queues = [rows for _, rows in sorted(by_class.items())]
-    rows = []
-    while len(rows) < count and any(queues):
-        rows.extend(queue.pop(0) for queue in queues if queue)
-    return rows[:count]
 
 
 def main() -> None:
@@ -47,7 +35,7 @@ def main() -> None:
     split = data[args.split]
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    for row in one_of_each_class(split["label"], args.count):
+    for row in first_of_each_class(split["label"], args.count):
         path = output / f"{names[split[row]['label']]}_{args.split}{row}.png"
         decode_image(split[row]["image"]).save(path)
         print(path)

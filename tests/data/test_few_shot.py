@@ -5,7 +5,13 @@ from collections import Counter
 import pytest
 
 from vit_ft.data.arguments import DataArguments
-from vit_ft.data.datasets import SOURCE_ROW, load_image_datasets, samples_per_class, train_subset_record
+from vit_ft.data.datasets import (
+    SOURCE_ROW,
+    first_of_each_class,
+    load_image_datasets,
+    samples_per_class,
+    train_subset_record,
+)
 
 
 def _load(k: int | None, seed: int = 0):
@@ -64,3 +70,10 @@ def test_k_with_max_train_samples_and_a_bad_k_are_refused_in_one_line():
         DataArguments(dataset_name="digits", train_samples_per_class=5, max_train_samples=100)
     with pytest.raises(ValueError, match="train_samples_per_class=0 must be at least 1"):
         DataArguments(dataset_name="digits", train_samples_per_class=0)
+
+
+def test_first_of_each_class_takes_each_class_in_turn_then_their_second_images():
+    labels = [2, 0, 0, 1, 2, 1, 0]
+    assert first_of_each_class(labels, 3) == [1, 3, 0]  # the first 0, 1 and 2, by class
+    assert first_of_each_class(labels, 5) == [1, 3, 0, 2, 5]  # then each class's second
+    assert sorted(first_of_each_class(labels, 100)) == list(range(len(labels)))  # every row, each once

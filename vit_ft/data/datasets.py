@@ -254,6 +254,19 @@ def load_image_datasets(
     return data, names
 
 
+def first_of_each_class(labels: list[int], count: int) -> list[int]:
+    """Rows of each class's first image in turn (class 0, 1, 2, ..., then each class's second), `count` in all or
+    every row: a few images that show every class, for examples and samples."""
+    by_class: dict[int, list[int]] = {}
+    for row, label in enumerate(labels):
+        by_class.setdefault(label, []).append(row)
+    queues = [rows for _, rows in sorted(by_class.items())]
+    rows = []
+    while len(rows) < count and any(queues):
+        rows.extend(queue.pop(0) for queue in queues if queue)
+    return rows[:count]
+
+
 def samples_per_class(labels: list[int], k: int, seed: int, names: list[str]) -> list[int]:
     """
     The rows of a stratified few-shot subset of a split whose labels are `labels`: `k` rows of each class of `names`,

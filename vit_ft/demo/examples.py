@@ -7,7 +7,7 @@ set is not downloaded to show a few examples; such a demo starts without them.
 import logging
 from pathlib import Path
 
-from ..data.datasets import BUILT_IN_DATASETS
+from ..data.datasets import BUILT_IN_DATASETS, first_of_each_class
 from ..data.transforms import decode_image
 from ..output_dir import RECIPE, read_yaml
 
@@ -28,7 +28,8 @@ def write_examples(model_dir: str, folder: Path, count: int = MAX_EXAMPLES) -> l
     if recipe.get("dataset_name") in BUILT_IN_DATASETS:
         test = BUILT_IN_DATASETS[recipe["dataset_name"]]()["test"]
         names = test.features["label"].names
-        images = [(names[label], test[row]["image"]) for label, row in _first_row_of_each_class(test["label"])]
+        rows = first_of_each_class(test["label"], len(names))
+        images = [(names[test[row]["label"]], test[row]["image"]) for row in rows]
     elif recipe.get("test_dir") and Path(recipe["test_dir"]).is_dir():
         images = _first_file_of_each_class(Path(recipe["test_dir"]))
     else:
@@ -45,14 +46,6 @@ def write_examples(model_dir: str, folder: Path, count: int = MAX_EXAMPLES) -> l
         image.save(path)
         written.append(path)
     return written
-
-
-def _first_row_of_each_class(labels: list[int]) -> list[tuple[int, int]]:
-    """(label, row) of each class's first row, by label."""
-    first: dict[int, int] = {}
-    for row, label in enumerate(labels):
-        first.setdefault(label, row)
-    return sorted(first.items())
 
 
 def _first_file_of_each_class(test_dir: Path) -> list[tuple[str, dict]]:
