@@ -9,7 +9,7 @@ import torch
 import transformers
 from safetensors.torch import load_file
 
-from vit_ft.data.datasets import load_digits_dataset
+from vit_ft.data.readers import load_digits_dataset
 from vit_ft.output_dir import MODEL_WEIGHTS, TRAIN_SUBSET
 from vit_ft.recipe import read_recipe
 from vit_ft.train import build_trainer

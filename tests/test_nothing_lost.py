@@ -153,7 +153,7 @@ def _four_label_model(workdir: Path) -> str:
 
 
 def _digit_png(workdir: Path) -> Path:
-    from vit_ft.data.datasets import load_digits_dataset
+    from vit_ft.data.readers import load_digits_dataset
 
     path = workdir / "digit.png"
     load_digits_dataset()["test"][0]["image"].save(path)

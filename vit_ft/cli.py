@@ -179,6 +179,20 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(results, indent=2))
 
 
+def _shard(args: argparse.Namespace) -> None:
+    from .data.datasets import load_image_datasets
+    from .data.sharding import write_shards
+
+    data_args = DataArguments(**{field.name: getattr(args, field.name) for field in fields(DataArguments)})
+    if data_args.is_streamed or data_args.has_shards:
+        raise ValueError("vit-ft shard reads a whole source: give dataset_name or train_dir/validation_dir/test_dir.")
+    data, names = load_image_datasets(data_args, args.seed)
+    record = write_shards(data, names, args.output_dir, args.format, args.shard_size, args.seed)
+    for split, pattern in record["splits"].items():
+        count = sum(n for name, n in record["examples"].items() if name.startswith(f"{split}-"))
+        print(f"{split}: {count} examples -> {args.output_dir}/{pattern}")
+
+
 def _knn(args: argparse.Namespace) -> None:
     from .evaluation.knn import knn_evaluate
 
@@ -373,6 +387,18 @@ def build_parser() -> argparse.ArgumentParser:
         "dataset made a name the model repeats unique, as ImageNet's crane/crane2), name or index (by position).",
     )
     evaluate.set_defaults(handler=_evaluate)
+
+    shard = commands.add_parser(
+        "shard",
+        help="Write a data set (image folders, a Hub dataset, a built-in one) into webdataset or parquet shards.",
+        parents=[data_options],
+    )
+    shard.add_argument("--output_dir", required=True, help="A new folder for the shards and their shards.json.")
+    shard.add_argument("--format", choices=["webdataset", "parquet"], default="webdataset", help="Shard format.")
+    shard.add_argument("--shard_size", type=int, default=10_000, help="Examples per shard (the last holds the rest).")
+    shard.add_argument("--seed", type=int, default=0, help="Seed of the order the examples are written in.")
+    # The source's splits as they are: no validation split is carved from train unless asked.
+    shard.set_defaults(handler=_shard, train_val_split=0.0)
 
     knn = commands.add_parser(
         "knn",

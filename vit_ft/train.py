@@ -15,6 +15,8 @@ from .checkpoints.loading import build_model, freeze_backbone, parameter_counts
 from .data.corruptions import corrupted_transform, with_corruption
 from .data.datasets import load_image_datasets, train_subset_record
 from .data.epochs import EpochDataset
+from .data.readers import StreamedSplit
+from .data.streams import TrainStream
 from .data.transforms import (
     ExampleTransform,
     build_eval_transform,
@@ -129,9 +131,12 @@ def build_trainer(recipe: Recipe) -> tuple[ViTTrainer, dict, list[str]]:
 
     strict = data_args.strict_images
     train_transform = ExampleTransform(build_train_transform(processor, recipe.augmentation), strict, seed=args.seed)
-    if "train" in data:
+    train_transform = corrupted_transform(train_transform, *data_args.corruption)
+    if isinstance(data.get("train"), StreamedSplit):
+        data["train"] = train_stream(data["train"], train_transform, recipe)
+    elif "train" in data:
         # Read by (epoch, row) keys, which take the epoch to the augmentations in every dataloader worker.
-        data["train"] = EpochDataset(data["train"], corrupted_transform(train_transform, *data_args.corruption))
+        data["train"] = EpochDataset(data["train"], train_transform)
     for split in ("validation", "test"):
         if split in data:
             eval_transform = ExampleTransform(build_eval_transform(processor), strict)
@@ -164,6 +169,28 @@ def build_trainer(recipe: Recipe) -> tuple[ViTTrainer, dict, list[str]]:
         if recipe.lora.enabled:
             write_adapter_record(args.output_dir, model, recipe.model.model_overrides)
     return trainer, data, label_names
+
+
+def train_stream(split: StreamedSplit, transform, recipe: Recipe) -> TrainStream:
+    """This process's part of a streamed train split; an epoch needs a declared example count, or max_steps."""
+    args, data_args = recipe.training, recipe.data
+    examples = data_args.train_examples or split.examples
+    if examples is None and args.max_steps <= 0:
+        raise ValueError(
+            f"The streamed train split ({split.shard_names[0]}, ...) declares no example count, so an epoch has no "
+            "length: set train_examples (the split's example count) or max_steps."
+        )
+    split.examples = examples
+    return TrainStream(
+        split,
+        transform,
+        args.per_device_train_batch_size,
+        args.seed,
+        data_args.shuffle_shards,
+        args.process_index,
+        args.world_size,
+        data_args.strict_images,
+    )
 
 
 def run_training(recipe: Recipe) -> dict:

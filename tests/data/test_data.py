@@ -13,14 +13,8 @@ from sklearn.model_selection import train_test_split
 
 from vit_ft.data import MissingExtraError
 from vit_ft.data.arguments import DataArguments
-from vit_ft.data.datasets import (
-    BUILT_IN_DATASETS,
-    _built_in_hint,
-    _encode_labels,
-    load_digits_dataset,
-    load_image_datasets,
-    load_lfw_faces_dataset,
-)
+from vit_ft.data.datasets import _encode_labels, load_image_datasets
+from vit_ft.data.readers import BUILT_IN_DATASETS, _built_in_hint, load_digits_dataset, load_lfw_faces_dataset
 from vit_ft.data.transforms import decode_image, to_rgb
 from vit_ft.hub.card import BUILT_IN_DATASETS as CARD_NAMES
 

@@ -42,7 +42,7 @@ def test_the_subset_comes_from_the_pool_left_after_the_validation_carve():
 
 
 def test_source_rows_name_the_images_of_the_datas_own_train_split():
-    from vit_ft.data.datasets import load_digits_dataset
+    from vit_ft.data.readers import load_digits_dataset
 
     data, names = _load(3)
     raw = load_digits_dataset()["train"]

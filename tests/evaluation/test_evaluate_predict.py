@@ -20,7 +20,8 @@ from vit_ft import ViTForImageClassification
 from vit_ft.cli import main
 from vit_ft.data.arguments import CORRUPTIONS, DataArguments
 from vit_ft.data.corruptions import corrupt, corrupted_transform, with_corruption
-from vit_ft.data.datasets import load_digits_dataset, load_image_datasets
+from vit_ft.data.datasets import load_image_datasets
+from vit_ft.data.readers import load_digits_dataset
 from vit_ft.data.seeding import example_seed
 from vit_ft.data.transforms import ExampleTransform, build_eval_transform, decode_image
 from vit_ft.evaluation.evaluate import evaluate_model

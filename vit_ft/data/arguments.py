@@ -42,6 +42,40 @@ class DataArguments:
     train_dir: str | None = field(default=None, metadata={"help": "Image folder (one folder per class) to train on."})
     validation_dir: str | None = field(default=None, metadata={"help": "Image folder to evaluate on."})
     test_dir: str | None = field(default=None, metadata={"help": "Image folder to test on."})
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream the train split of dataset_name (a Hub dataset) instead of downloading it: for data "
+            "larger than the disk. Needs train_examples or max_steps."
+        },
+    )
+    train_shards: str | None = field(
+        default=None,
+        metadata={
+            "help": "Webdataset (.tar) or parquet shards to stream the train split from: a path or URL (hf://, s3://, "
+            "gs://) with brace ranges, e.g. data/train-{000000..000099}.tar. `vit-ft shard` writes them."
+        },
+    )
+    validation_shards: str | None = field(
+        default=None, metadata={"help": "Shards of the validation split (read whole into the datasets cache)."}
+    )
+    test_shards: str | None = field(
+        default=None, metadata={"help": "Shards of the test split (read whole into the datasets cache)."}
+    )
+    train_examples: int | None = field(
+        default=None,
+        metadata={
+            "help": "How many examples a streamed train split holds: an epoch's length. Not needed with max_steps, "
+            "or where the shards' shards.json (vit-ft shard) or the Hub dataset's card says it."
+        },
+    )
+    shuffle_shards: int = field(
+        default=4,
+        metadata={
+            "help": "How many shards a streamed train split shuffles together: each reader holds that many shards "
+            "in memory (undecoded) and draws their examples in a seeded order."
+        },
+    )
     image_column_name: str | None = field(
         default=None, metadata={"help": "Column holding the images; detected among image, img, pixel_values, ..."}
     )
@@ -84,10 +118,12 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        if not (self.dataset_name or self.train_dir or self.validation_dir or self.test_dir):
+        if not (self.dataset_name or self.train_dir or self.validation_dir or self.test_dir or self.has_shards):
             raise ValueError(
-                "No data: set dataset_name (a Hub id, `digits` or `lfw_faces`) or train_dir/validation_dir/test_dir."
+                "No data: set dataset_name (a Hub id, `digits` or `lfw_faces`), train_dir/validation_dir/test_dir "
+                "or train_shards/validation_shards/test_shards."
             )
+        self._check_streaming()
         if not 0 <= self.train_val_split < 1:
             raise ValueError(f"train_val_split={self.train_val_split} must be at least 0 and below 1, e.g. 0.15.")
         for name in ("max_train_samples", "max_eval_samples", "train_samples_per_class"):
@@ -106,10 +142,39 @@ class DataArguments:
                 f"{self.corruption_severity}: {error}"
             ) from error
 
+    def _check_streaming(self) -> None:
+        sources = [name for name in ("dataset_name", "train_dir", "validation_dir", "test_dir") if getattr(self, name)]
+        if self.has_shards and sources:
+            raise ValueError(
+                f"train_shards/validation_shards/test_shards and {', '.join(sources)} both name the data: set one."
+            )
+        if self.streaming and not self.dataset_name:
+            raise ValueError("streaming: true streams a Hub dataset: set dataset_name (shards stream on their own).")
+        if self.is_streamed:
+            chosen = [name for name in ("max_train_samples", "train_samples_per_class") if getattr(self, name)]
+            if chosen:
+                raise ValueError(
+                    f"{', '.join(chosen)} picks rows of a whole train split; a streamed one has no rows to pick "
+                    "from: unset it, or load the data without streaming."
+                )
+        if self.shuffle_shards < 1:
+            raise ValueError(f"shuffle_shards={self.shuffle_shards} must be at least 1.")
+        if self.train_examples is not None and self.train_examples < 1:
+            raise ValueError(f"train_examples={self.train_examples} must be at least 1, or unset.")
+
+    @property
+    def has_shards(self) -> bool:
+        return bool(self.train_shards or self.validation_shards or self.test_shards)
+
+    @property
+    def is_streamed(self) -> bool:
+        """Whether the train split streams (a streamed Hub dataset or train_shards) rather than being read whole."""
+        return self.streaming or bool(self.train_shards)
+
     @property
     def has_training_data(self) -> bool:
         """Whether the data has a train split to train on (a Hub dataset or a built-in one is assumed to have one)."""
-        return bool(self.dataset_name or self.train_dir)
+        return bool(self.dataset_name or self.train_dir or self.train_shards)
 
     @property
     def corruption(self) -> tuple[str | None, int, int]:

@@ -1,174 +1,28 @@
 """Image classification datasets for `vit-ft train`/`evaluate`: the Hub, image folders or a built-in data set
 (`BUILT_IN_DATASETS`: digits, LFW faces)."""
 
-import difflib
 import logging
-import os
-from pathlib import Path
 
-import httpx2
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_dataset
-from datasets.exceptions import DatasetNotFoundError
-from huggingface_hub import HfApi, constants
-from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, HFValidationError, RepositoryNotFoundError
+from datasets import ClassLabel, Dataset, DatasetDict, Image
 
-from . import MissingExtraError
 from .arguments import DataArguments
+from .readers import StreamedSplit, reader_for
 
 logger = logging.getLogger(__name__)
 
-IMAGE_COLUMNS = ("image", "img", "images", "pixel_values", "picture", "jpg", "png", "webp")
-LABEL_COLUMNS = ("label", "labels", "fine_label", "class", "target", "category", "coarse_label")
+IMAGE_COLUMNS = ("image", "img", "images", "pixel_values", "picture", "jpg", "jpeg", "png", "webp")
+# `cls` is webdataset's class id.
+LABEL_COLUMNS = ("label", "labels", "fine_label", "class", "target", "category", "coarse_label", "cls")
 VALIDATION_SPLITS = ("validation", "valid", "val", "eval", "dev")
 # With train_samples_per_class, the train split's row number in the data's own train split (before the validation
 # split is carved): how train_subset.json names the images a few-shot run trained on.
 SOURCE_ROW = "source_row"
-# How long the one lookup of a Hub dataset may wait: datasets alone retries an unreachable Hub for about 30 s.
-HUB_TIMEOUT = 5.0
 
 
-def load_digits_dataset() -> DatasetDict:
-    """
-    scikit-learn's 1,797 8x8 digits as a `DatasetDict` with `train` (1,437) and `test` (360), split exactly as
-    `train_test_split(images, target, test_size=0.2, random_state=0, stratify=target)`. Pixels 0..16 become 8-bit
-    grayscale images (value * 255 / 16), stored as PNG like any image dataset.
-    """
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = np.round(digits.images * (255 / 16)).astype(np.uint8)  # (1797, 8, 8)
-    return _split_built_in(images, digits.target, [str(d) for d in range(10)])
-
-
-def load_lfw_faces_dataset() -> DatasetDict:
-    """
-    scikit-image's `lfw_subset` (200 grey 25x25 crops of Labeled Faces in the Wild, shipped inside its wheel: 100
-    faces, then 100 patches of the same photos' backgrounds) as a `DatasetDict` with `train` (160) and `test` (40),
-    labels `face` and `non-face`, split as `load_digits_dataset`: 20% stratified, `random_state=0`. Its grey values
-    0..1 become 8-bit images (value * 255). Needs scikit-image: a one-line MissingExtraError without it.
-    """
-    try:
-        from skimage.data import lfw_subset
-    except ImportError as error:
-        raise MissingExtraError(
-            "dataset_name='lfw_faces' needs scikit-image, which is not installed: pip install "
-            "scikit-image (or pip install 'vit-ft[small-data]')."
-        ) from error
-    images = np.round(lfw_subset() * 255).astype(np.uint8)  # (200, 25, 25); the docstring says uint8, it is 0..1
-    # lfw_subset's docstring: "100 first images are faces and subsequent 100 are non-faces".
-    labels = np.repeat([0, 1], 100)
-    return _split_built_in(images, labels, ["face", "non-face"])
-
-
-def _split_built_in(images: np.ndarray, labels: np.ndarray, names: list[str]) -> DatasetDict:
-    """`train` and `test` of grey `images` (N, H, W) uint8: 20% stratified test, `random_state=0`, stored as PNG."""
-    from sklearn.model_selection import train_test_split
-
-    train_x, test_x, train_y, test_y = train_test_split(images, labels, test_size=0.2, random_state=0, stratify=labels)
-    features = Features({"image": Image(), "label": ClassLabel(names=names)})
-
-    def build(x, y) -> Dataset:
-        return Dataset.from_dict({"image": list(x), "label": y.tolist()}, features=features)
-
-    return DatasetDict(train=build(train_x, train_y), test=build(test_x, test_y))
-
-
-# The data sets that `dataset_name` names without the Hub: each ships inside an installed package's wheel, nothing is
-# downloaded.
-BUILT_IN_DATASETS = {"digits": load_digits_dataset, "lfw_faces": load_lfw_faces_dataset}
-
-
-def _load_raw(args: DataArguments, cache_dir: str | None = None, token: str | None = None) -> DatasetDict:
-    if args.dataset_name in BUILT_IN_DATASETS:
-        return BUILT_IN_DATASETS[args.dataset_name]()
-    if args.dataset_name:
-        return _load_named_dataset(args.dataset_name, args.dataset_config_name, cache_dir, token)
-    folders = {"train": args.train_dir, "validation": args.validation_dir, "test": args.test_dir}
-    folders = {split: folder for split, folder in folders.items() if folder}
-    if not folders:
-        raise ValueError(
-            "No data: set dataset_name (a Hub id, `digits` or `lfw_faces`) or train_dir/validation_dir/test_dir."
-        )
-    for split, folder in folders.items():
-        if not Path(folder).is_dir():
-            raise FileNotFoundError(
-                f"{split}_dir={folder!r} is not a directory: give the folder that holds one "
-                "sub-folder of images per class."
-            )
-        if not any(path.is_file() for path in Path(folder).rglob("*")):
-            raise ValueError(
-                f"{split}_dir={folder!r} holds no files: the {split} split would be empty. Put one "
-                "sub-folder of images per class in it, or unset it."
-            )
-    _check_two_classes(folders)
-    return load_dataset(
-        "imagefolder", data_files={split: f"{folder}/**" for split, folder in folders.items()}, cache_dir=cache_dir
-    )
-
-
-def _load_named_dataset(name: str, config_name: str | None, cache_dir: str | None, token: str | None) -> DatasetDict:
-    """
-    A Hub dataset (or a local dataset folder or script, which `load_dataset` also takes). The Hub is asked once, with
-    a short timeout, before `load_dataset`: a mistyped name or an unreachable Hub is then one line at once, with the
-    built-in name it may have meant, rather than datasets' retries.
-    """
-    hint = _built_in_hint(name)
-    if not os.path.exists(name) and not constants.is_offline_mode():
-        _check_hub_dataset(name, token, hint)
-    try:
-        return load_dataset(name, config_name, cache_dir=cache_dir, token=token)
-    except (DatasetNotFoundError, ConnectionError) as error:
-        reason = str(error).strip().splitlines()[0]
-        raise OSError(
-            f"dataset_name={name!r} could not be loaded ({reason}): check the name, or the network and "
-            f"HF_HUB_OFFLINE.{hint}"
-        ) from error
-
-
-def _built_in_hint(name: str) -> str:
-    close = difflib.get_close_matches(name, BUILT_IN_DATASETS, n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r} (built in, offline)?" if close else ""
-
-
-def _check_hub_dataset(name: str, token: str | None, hint: str) -> None:
-    """Raises a one-line OSError unless the Hub answers that it has dataset `name` (or that it is gated)."""
-    where = f"dataset_name={name!r} is not a built-in dataset ({', '.join(BUILT_IN_DATASETS)}) nor a local folder"
-    try:
-        HfApi().dataset_info(name, token=token, timeout=HUB_TIMEOUT)
-    except GatedRepoError:
-        return  # it exists: the download says what access it needs
-    except (RepositoryNotFoundError, HFValidationError):
-        raise OSError(
-            f"{where}, and the Hub ({constants.ENDPOINT}) has no such dataset: check the name (org/name), "
-            f"or log in (`hf auth login`) if it is private.{hint}"
-        ) from None
-    except (httpx2.TransportError, HfHubHTTPError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise OSError(
-            f"{where}, so it was looked up on the Hub ({constants.ENDPOINT}), which could not be reached "
-            f"({reason}). Check the network connection and HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use the "
-            f"datasets cache.{hint}"
-        ) from error
-
-
-def _check_two_classes(folders: dict[str, str]) -> None:
-    """
-    Refuses image folders whose files sit in one class sub-folder in all: datasets' imagefolder then drops the labels
-    altogether (it labels by sub-folder only when there are two or more), and no classifier can be trained.
-    """
-    classes = {
-        child.name
-        for folder in folders.values()
-        for child in Path(folder).iterdir()
-        if child.is_dir() and any(path.is_file() for path in child.rglob("*"))
-    }
-    if len(classes) == 1:
-        named = ", ".join(f"{split}_dir={folder!r}" for split, folder in folders.items())
-        raise ValueError(
-            f"{named}: one class only, {classes.pop()!r}; a classifier needs at least two classes, one "
-            "sub-folder of images per class."
-        )
+def _load_raw(args: DataArguments, cache_dir: str | None = None, token: str | None = None) -> dict:
+    """The splits of the source `args` names, as its reader gives them (see `vit_ft.data.readers`)."""
+    return reader_for(args, cache_dir, token).load()
 
 
 def _detect_column(dataset: Dataset, given: str | None, candidates: tuple[str, ...], argument: str) -> str:
@@ -212,20 +66,9 @@ def load_image_datasets(
     Returns it with the label names.
     """
     raw = _load_raw(args, cache_dir, token)
-    splits = _split_names(raw)
-    if not splits:
-        raise ValueError(f"The dataset has splits {list(raw)}; vit-ft needs train, validation or test.")
-    first = raw[next(iter(splits.values()))]
-    image_column = _detect_column(first, args.image_column_name, IMAGE_COLUMNS, "image_column_name")
-    label_column = _detect_column(first, args.label_column_name, LABEL_COLUMNS, "label_column_name")
-    data = DatasetDict(
-        {ours: raw[theirs].select_columns([image_column, label_column]) for ours, theirs in splits.items()}
-    )
-    renames = {old: new for old, new in ((image_column, "image"), (label_column, "label")) if old != new}
-    if renames:
-        data = data.rename_columns(renames)
-    _check_not_empty(data, "in the data")
-    data = _drop_unlabelled(data)
+    if isinstance(raw.get("train"), StreamedSplit):
+        return _load_with_streamed_train(raw, args)
+    data = _image_and_label_columns(DatasetDict(raw), args)
     data, names = _encode_labels(data)
     _check_labels(data, names)
     few_shot = args.train_samples_per_class is not None and "train" in data
@@ -251,6 +94,52 @@ def load_image_datasets(
     data = DatasetDict(
         {split: dataset.add_column("example_id", list(range(len(dataset)))) for split, dataset in data.items()}
     )
+    return data, names
+
+
+def _image_and_label_columns(raw: DatasetDict, args: DataArguments) -> DatasetDict:
+    """Train, validation and test of `raw`, with their `image` and `label` columns only, unlabelled ones left out."""
+    splits = _split_names(raw)
+    if not splits:
+        raise ValueError(f"The dataset has splits {list(raw)}; vit-ft needs train, validation or test.")
+    data = DatasetDict({ours: _two_columns(raw[theirs], args) for ours, theirs in splits.items()})
+    _check_not_empty(data, "in the data")
+    return _drop_unlabelled(data)
+
+
+def _two_columns(dataset, args: DataArguments):
+    """`dataset` (map-style or streamed) with its image and label columns only, named `image` and `label`."""
+    image_column = _detect_column(dataset, args.image_column_name, IMAGE_COLUMNS, "image_column_name")
+    label_column = _detect_column(dataset, args.label_column_name, LABEL_COLUMNS, "label_column_name")
+    dataset = dataset.select_columns([image_column, label_column])
+    renames = {old: new for old, new in ((image_column, "image"), (label_column, "label")) if old != new}
+    return dataset.rename_columns(renames) if renames else dataset
+
+
+def _load_with_streamed_train(raw: dict, args: DataArguments) -> tuple[DatasetDict, list[str]]:
+    """
+    `load_image_datasets` for a source whose train split streams: the `StreamedSplit` with its columns `image`
+    (undecoded) and `label`, beside map-style validation and test splits read as usual (no validation split is carved
+    from a stream, and the train split's rows cannot be picked).
+    """
+    stream = raw.pop("train")
+    dataset = _two_columns(stream.dataset, args).cast_column("image", Image(decode=False))
+    feature = dataset.features["label"]
+    names = list(feature.names) if isinstance(feature, ClassLabel) else stream.label_names
+    if not names:
+        raise ValueError(
+            f"The streamed train split ({stream.shard_names[0]}, ...) has class ids without names: write the shards "
+            "with vit-ft shard, whose shards.json names the classes, or stream a dataset whose label is a ClassLabel."
+        )
+    data = _image_and_label_columns(DatasetDict(raw), args) if raw else DatasetDict()
+    labels = ClassLabel(names=names)
+    data = DatasetDict({split: dataset.cast_column("label", labels) for split, dataset in data.items()})
+    _check_labels(data, names)
+    data = data.cast_column("image", Image(decode=False))
+    data = DatasetDict(
+        {split: dataset.add_column("example_id", list(range(len(dataset)))) for split, dataset in data.items()}
+    )
+    data["train"] = StreamedSplit(dataset, stream.shard_names, stream.examples, names)
     return data, names
 
 

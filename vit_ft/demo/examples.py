@@ -7,7 +7,8 @@ set is not downloaded to show a few examples; such a demo starts without them.
 import logging
 from pathlib import Path
 
-from ..data.datasets import BUILT_IN_DATASETS, first_of_each_class
+from ..data.datasets import first_of_each_class
+from ..data.readers import BUILT_IN_DATASETS
 from ..data.transforms import decode_image
 from ..output_dir import RECIPE, read_yaml
 

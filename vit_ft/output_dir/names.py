@@ -37,6 +37,8 @@ RECONSTRUCTIONS = "reconstructions.png"  # `vit-ft pretrain`: held-out images, m
 PLOTS = (TRAINING_CURVES, CONFUSION_MATRIX, ATTENTION_MAPS, RECONSTRUCTIONS)
 CARD = "README.md"
 EMA_WEIGHTS = "ema.safetensors"  # in each checkpoint folder
+# In each checkpoint folder of a streamed run: every process's position in the train stream, which resuming starts at.
+STREAM_POSITIONS = "vit_ft_stream_positions.json"
 # vit-ft's record of the sha256 of each file in a checkpoint folder, written after the Trainer saved it: resuming
 # checks it, which finds damage that leaves a file well formed (random bytes inside a tensor).
 CHECKSUMS = "vit_ft_checksums.json"

@@ -8,7 +8,8 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, Image
 from PIL import Image as PILImage
 
-from ..data.datasets import BUILT_IN_DATASETS, IMAGE_COLUMNS, _detect_column, _load_named_dataset
+from ..data.datasets import IMAGE_COLUMNS, _detect_column
+from ..data.readers import BUILT_IN_DATASETS, load_named_dataset
 from .arguments import PretrainingDataArguments
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def _raw_images(args: PretrainingDataArguments, cache_dir: str | None, token: st
         return Dataset.from_dict({"image": _image_files(args.train_dir)}).cast_column("image", Image(decode=False))
     if args.dataset_name in BUILT_IN_DATASETS:
         return BUILT_IN_DATASETS[args.dataset_name]()["train"].remove_columns("label")  # the test split stays unseen
-    raw = _load_named_dataset(args.dataset_name, args.dataset_config_name, cache_dir, token)
+    raw = load_named_dataset(args.dataset_name, args.dataset_config_name, cache_dir, token)
     split = "train" if "train" in raw else next(iter(raw))
     column = _detect_column(raw[split], args.image_column_name, IMAGE_COLUMNS, "image_column_name")
     return raw[split].select_columns([column]).rename_columns({column: "image"} if column != "image" else {})

@@ -5,10 +5,13 @@ import contextlib
 from collections import defaultdict
 
 import torch
+from accelerate.data_loader import prepare_data_loader
 from torch.distributed.fsdp import FSDPModule
+from torch.utils.data import DataLoader
 from transformers import Trainer
 
 from ..data.epochs import EpochDataset, EpochSampler
+from ..data.streams import TrainStream
 from ..data.transforms import SKIPPED_IMAGES
 from ..hub.card import write_model_card
 from ..output_dir import SplitMetrics, save_results
@@ -16,6 +19,7 @@ from .arguments import DistillationArguments
 from .distillation import Teacher, distillation_loss
 from .mixing import BatchMixer
 from .optimization import EMACallback, parameter_groups
+from .stream_positions import StreamPositionCallback, read_stream_position
 
 
 class ViTTrainer(Trainer):
@@ -27,7 +31,9 @@ class ViTTrainer(Trainer):
 
     Counts the images `collate_images` left out as undecodable: `skipped_training_images()` over the training
     steps, `<prefix>_skipped_images` in every evaluation's and prediction's metrics; summed over processes. Reads
-    an `EpochDataset` train split by `(epoch, row)` keys (see `vit_ft.data.epochs`).
+    an `EpochDataset` train split by `(epoch, row)` keys (see `vit_ft.data.epochs`). A `TrainStream` train split
+    (see `vit_ft.data.streams`) is read by each process on its own, its position saved in each checkpoint and resumed
+    from there.
     """
 
     def __init__(
@@ -51,6 +57,8 @@ class ViTTrainer(Trainer):
         self._skipped_images: dict[str, int | torch.Tensor] = {"train": 0, "eval": 0}  # on this process
         if ema is not None:
             self.add_callback(ema)
+        if isinstance(self.train_dataset, TrainStream):
+            self.add_callback(StreamPositionCallback())
         # Label smoothing lives in `batch_mixer`'s targets: the Trainer's own smoother expects class ids.
         self.label_smoother = None
         self.demo_space: str | None = None  # the Space of the model's demo, pushed after it (`with_demo: true`)
@@ -92,6 +100,8 @@ class ViTTrainer(Trainer):
         return (terms["loss"], outputs) if return_outputs else terms["loss"]
 
     def get_train_dataloader(self):
+        if isinstance(self.train_dataset, TrainStream):
+            return self._stream_dataloader(self.train_dataset)
         dataloader = super().get_train_dataloader()
         if isinstance(self.train_dataset, EpochDataset):
             # accelerate's public sampler swap: the Trainer's set_epoch still reaches the shuffling sampler, through
@@ -100,6 +110,43 @@ class ViTTrainer(Trainer):
             # The EpochSampler makes the loader's per-iterator draw from the global stream, once per epoch; the torch
             # DataLoader inside accelerate's wrapper draws from a generator of its own.
             dataloader.base_dataloader.generator = torch.Generator().manual_seed(self.args.seed)
+        return dataloader
+
+    def _stream_dataloader(self, stream: TrainStream):
+        """
+        The loader of a train stream. The stream already holds only this process's shards, so accelerate must neither
+        split its batches among the processes (its default for iterable data: `IterableDatasetShard`) nor send them
+        from the first process (`dispatch_batches`); it puts them on the device, and torchdata's StatefulDataLoader
+        keeps each worker's position for the checkpoints.
+        """
+        args = self.args
+        loader = DataLoader(
+            stream,
+            batch_size=stream.batch_size,
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
+            prefetch_factor=args.dataloader_prefetch_factor,
+        )
+        return prepare_data_loader(
+            loader,
+            args.device,
+            num_processes=1,
+            process_index=0,
+            put_on_device=True,
+            dispatch_batches=False,
+            use_stateful_dataloader=True,
+        )
+
+    def get_resumed_dataloader(self, dataloader, num_batches: int):
+        if not isinstance(self.train_dataset, TrainStream):
+            return super().get_resumed_dataloader(dataloader, num_batches)
+        # Each worker starts where the checkpoint left it: nothing before is read again.
+        args = self.args
+        dataloader.load_state_dict(
+            read_stream_position(args.resume_from_checkpoint, args.world_size, args.process_index)
+        )
         return dataloader
 
     def training_step(self, model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
