@@ -1,7 +1,8 @@
 """Runs `vit-ft train` under `accelerate launch`, recording what each rank does (used by test_multiprocess.py).
 
 Each rank appends JSON lines to $VIT_FT_PROBE_DIR/rank<N>.jsonl: the dataset rows it fetched (with the dataset size,
-which tells train from eval), every save_pretrained call and the size of every evaluation it scored.
+which tells train from eval), each example a train stream yields (its id and epoch), every save_pretrained call and the
+size of every evaluation it scored.
 """
 
 import json
@@ -14,6 +15,7 @@ from transformers import PreTrainedModel
 
 from vit_ft.cli import main
 from vit_ft.data.epochs import EpochDataset
+from vit_ft.data.streams import TrainStream
 from vit_ft.evaluation import metrics as classification_metrics
 
 RANK = int(os.environ.get("RANK", "0"))
@@ -40,6 +42,14 @@ def recorded_train_fetch(self, keys):
     return fetch_train(self, keys)
 
 
+stream_example = TrainStream._example
+
+
+def recorded_stream_example(self, row, epoch):
+    record(event="stream", id=int(row["example_id"]), epoch=epoch)
+    return stream_example(self, row, epoch)
+
+
 save = PreTrainedModel.save_pretrained
 
 
@@ -59,6 +69,7 @@ def recorded_score(self, prediction):
 
 datasets.Dataset.__getitems__ = recorded_fetch
 EpochDataset.__getitems__ = recorded_train_fetch
+TrainStream._example = recorded_stream_example
 PreTrainedModel.save_pretrained = recorded_save
 classification_metrics.ClassificationMetrics.__call__ = recorded_score
 

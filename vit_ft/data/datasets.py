@@ -107,11 +107,16 @@ def _image_and_label_columns(raw: DatasetDict, args: DataArguments) -> DatasetDi
     return _drop_unlabelled(data)
 
 
-def _two_columns(dataset, args: DataArguments):
-    """`dataset` (map-style or streamed) with its image and label columns only, named `image` and `label`."""
+def _two_columns(dataset, args: DataArguments, undecoded: bool = False):
+    """
+    `dataset` (map-style or streamed) with its image and label columns only, named `image` and `label`; its images
+    left undecoded with `undecoded`.
+    """
     image_column = _detect_column(dataset, args.image_column_name, IMAGE_COLUMNS, "image_column_name")
     label_column = _detect_column(dataset, args.label_column_name, LABEL_COLUMNS, "label_column_name")
     dataset = dataset.select_columns([image_column, label_column])
+    if undecoded:  # before the rename: a streamed webdataset image renamed first loses its file name
+        dataset = dataset.cast_column(image_column, Image(decode=False))
     renames = {old: new for old, new in ((image_column, "image"), (label_column, "label")) if old != new}
     return dataset.rename_columns(renames) if renames else dataset
 
@@ -123,7 +128,7 @@ def _load_with_streamed_train(raw: dict, args: DataArguments) -> tuple[DatasetDi
     from a stream, and the train split's rows cannot be picked).
     """
     stream = raw.pop("train")
-    dataset = _two_columns(stream.dataset, args).cast_column("image", Image(decode=False))
+    dataset = _two_columns(stream.dataset, args, undecoded=True)
     feature = dataset.features["label"]
     names = list(feature.names) if isinstance(feature, ClassLabel) else stream.label_names
     if not names:

@@ -1,0 +1,190 @@
+"""Shards written by `vit-ft shard` and read back as a stream: round trip, coverage per epoch, resume, damage."""
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from vit_ft.cli import main
+from vit_ft.data.arguments import DataArguments
+from vit_ft.data.datasets import load_image_datasets
+from vit_ft.data.readers import expand_shards
+from vit_ft.data.sharding import image_bytes
+from vit_ft.data.streams import DamagedShardError, TrainStream
+
+SHARD_SIZE = 300  # digits' 1,437 training images: 5 shards, the last of 237
+
+
+def _ids(batch: dict) -> dict:
+    """A stand-in transform: the example's id and label, no image work."""
+    return {"id": batch["example_id"], "label": batch["label"], "epoch": batch["epoch"]}
+
+
+def write_digits_shards(folder: Path, shard_format: str = "webdataset") -> dict:
+    main(["shard", "--dataset_name", "digits", "--output_dir", str(folder), "--format", shard_format,
+          "--shard_size", str(SHARD_SIZE)])  # fmt: skip
+    return json.loads((folder / "shards.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("shards") / "digits"
+    write_digits_shards(folder)
+    return folder
+
+
+def _streamed(folder: Path, suffix: str = "tar", **fields):
+    pattern = f"{folder}/train-{{000000..000004}}.{suffix}"
+    data, names = load_image_datasets(DataArguments(train_shards=pattern, **fields))
+    return data["train"], names
+
+
+@pytest.mark.parametrize("shard_format,suffix", [("webdataset", "tar"), ("parquet", "parquet")])
+def test_shards_round_trip_the_images_and_labels(tmp_path, shard_format, suffix):
+    record = write_digits_shards(tmp_path / "shards", shard_format)
+    assert record["splits"] == {
+        "train": f"train-{{000000..000004}}.{suffix}",
+        "test": f"test-{{000000..000001}}.{suffix}",
+    }
+    assert [record["examples"][f"train-{i:06d}.{suffix}"] for i in range(5)] == [300, 300, 300, 300, 237]
+    source, names = load_image_datasets(DataArguments(dataset_name="digits", train_val_split=0))
+    split, streamed_names = _streamed(tmp_path / "shards", suffix)
+    assert streamed_names == names and split.examples == len(source["train"]) == 1437
+    back = {}
+    for example in split.dataset:
+        row = int(Path(example["image"]["path"]).stem)  # each image is named by its row in the source split
+        back[row] = (example["image"]["bytes"], example["label"])
+    assert len(back) == 1437
+    for row, example in enumerate(source["train"]):
+        assert back[row] == (image_bytes(example["image"]), example["label"])
+    # The test split is read whole, map-style, with the same class names.
+    pattern = f"{tmp_path}/shards/test-{{000000..000001}}.{suffix}"
+    data, _ = load_image_datasets(DataArguments(test_shards=pattern))
+    assert sorted(data["test"]["label"]) == sorted(source["test"]["label"])
+
+
+def test_shard_refuses_a_folder_that_holds_files(tmp_path, shards):
+    with pytest.raises(SystemExit, match="is not empty"):
+        main(["shard", "--dataset_name", "digits", "--output_dir", str(shards)])
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_every_example_once_per_epoch_across_processes_with_equal_batches(shards, world_size):
+    """5 shards (an odd count) over 1, 2 and 3 processes: whole shards dealt out, the rest striped."""
+    split, _ = _streamed(shards)
+    batch = 16
+    seen_by_rank = []
+    for rank in range(world_size):
+        stream = TrainStream(split, _ids, batch, seed=0, rank=rank, world_size=world_size)
+        ids = [example["id"] for example in stream]
+        assert len(ids) == len(stream)  # whole batches, the same on every process: nothing waits in a collective
+        seen_by_rank.append(ids)
+    assert len({len(ids) for ids in seen_by_rank}) == 1
+    seen = Counter(id_ for ids in seen_by_rank for id_ in ids)
+    assert len(seen) == 1437  # every example of the epoch
+    padding = sum(seen.values()) - 1437
+    assert padding < world_size * batch  # at most a batch's padding per process, as DistributedSampler pads
+    assert max(seen.values()) == (2 if padding else 1)
+
+
+def test_epochs_draw_new_orders_and_max_steps_runs_pass_after_pass(shards):
+    split, _ = _streamed(shards)
+    stream = TrainStream(split, _ids, 16, seed=0, shuffle_shards=2)
+    first = [example["id"] for example in stream]
+    stream.set_epoch(1)
+    second = [example["id"] for example in stream]
+    assert set(first) == set(second) and len(set(first)) == 1437 and first != second
+    split.examples = None  # no declared count: a run of max_steps goes on from one pass to the next
+    endless = TrainStream(split, _ids, 16, seed=0, shuffle_shards=2)
+    with pytest.raises(TypeError):
+        len(endless)
+    examples = iter(endless)
+    passes = [next(examples) for _ in range(1437 * 2 + 5)]
+    assert Counter(example["id"] for example in passes[:1437]) == Counter(set(first))
+    assert {example["epoch"] for example in passes} == {0, 1, 2}  # the pass seeds the augmentation
+
+
+def test_a_few_shards_mix_in_the_shuffle(shards):
+    split, _ = _streamed(shards)
+    ids = [example["id"] for example in TrainStream(split, _ids, 16, seed=0, shuffle_shards=4)]
+    shard_of = [id_ >> 32 for id_ in ids[:100]]
+    assert len(set(shard_of)) == 4  # the first 100 examples come from the 4 shards read together
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_continues_the_stream_without_reading_it_again(shards, workers, monkeypatch):
+    split, _ = _streamed(shards)
+
+    def loader():
+        stream = TrainStream(split, _ids, 16, seed=0, shuffle_shards=2, rank=1, world_size=2)
+        return StatefulDataLoader(stream, batch_size=16, num_workers=workers, collate_fn=lambda examples: examples)
+
+    whole = [example["id"] for batch in loader() for example in batch]
+    stopped = loader()
+    batches = iter(stopped)
+    before = [example["id"] for _ in range(30) for example in next(batches)]
+    state = json.loads(json.dumps(stopped.state_dict()))  # as the checkpoint holds it
+    del batches
+
+    reads = []
+    read_shard = TrainStream._read_shard
+    monkeypatch.setattr(TrainStream, "_read_shard", lambda self, shard: reads.append(shard) or read_shard(self, shard))
+    resumed = loader()
+    resumed.load_state_dict(state)
+    after = iter(resumed)
+    first = next(after)
+    if workers == 0:  # shard reads are seen in this process only without workers
+        assert len(reads) <= 2  # one group of shuffle_shards shards read again, not the 30 batches before
+    rest = [example["id"] for example in first] + [example["id"] for batch in after for example in batch]
+    assert before + rest == whole
+
+
+def test_a_damaged_shard_is_named_and_skipped_or_fatal_with_strict_images(tmp_path, shards, caplog):
+    folder = tmp_path / "damaged"
+    folder.mkdir()
+    for file in shards.iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    damaged = folder / "train-000002.tar"
+    damaged.write_bytes(damaged.read_bytes()[:60_000])  # cut mid-file, as an interrupted copy
+    split, _ = _streamed(folder)
+    with caplog.at_level(logging.WARNING):
+        ids = [example["id"] for example in TrainStream(split, _ids, 16, seed=0)]
+    assert len(ids) == 1440  # the epoch keeps its length: the stream starts over where the shard fell short
+    assert any(f"Shard {damaged} is damaged" in record.getMessage() for record in caplog.records)
+    strict, _ = _streamed(folder)
+    with pytest.raises(DamagedShardError, match=f"Shard {damaged} is damaged.*take it out of train_shards"):
+        list(TrainStream(strict, _ids, 16, seed=0, strict=True))
+
+
+def test_shard_patterns_and_stream_fields_are_checked_in_one_line(tmp_path, shards):
+    assert len(expand_shards(f"{shards}/train-{{000000..000004}}.tar")) == 5
+    with pytest.raises(FileNotFoundError, match=r"2 of its 7 shard\(s\) do not exist, first .*train-000005.tar"):
+        expand_shards(f"{shards}/train-{{000000..000006}}.tar")
+    with pytest.raises(ValueError, match="both name the data"):
+        DataArguments(dataset_name="digits", train_shards=f"{shards}/train-000000.tar")
+    with pytest.raises(ValueError, match="streaming: true streams a Hub dataset"):
+        DataArguments(train_dir=str(tmp_path), streaming=True)
+    with pytest.raises(ValueError, match="max_train_samples picks rows"):
+        DataArguments(train_shards=f"{shards}/train-000000.tar", max_train_samples=10)
+
+
+def test_a_stream_without_an_example_count_needs_max_steps(tmp_path, shards):
+    (tmp_path / "bare").mkdir()
+    for index in range(5):  # without shards.json nothing declares the count
+        name = f"train-{index:06d}.tar"
+        (tmp_path / "bare" / name).write_bytes((shards / name).read_bytes())
+    (tmp_path / "bare" / "shards.json").write_text(json.dumps({"label_names": [str(d) for d in range(10)]}))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "preset: vit_tiny_patch16_224\n"
+        "model_overrides: {image_size: 16, patch_size: 4, hidden_size: 32, num_hidden_layers: 1, "
+        "num_attention_heads: 2, intermediate_size: 37}\n"
+        f"train_shards: {tmp_path}/bare/train-{{000000..000004}}.tar\n"
+        f"output_dir: {tmp_path / 'out'}\nuse_cpu: true\nreport_to: none\n"
+    )
+    flags = ["train", str(recipe)]
+    with pytest.raises(SystemExit, match="declares no example count.*set train_examples .* or max_steps"):
+        main(flags)
