@@ -1,4 +1,4 @@
-"""The streamed shard pipeline against the map-style one on the same images, and the time a streamed run takes to resume.
+"""The streamed shard pipeline against the map-style one on the same images, and how long a streamed run resumes.
 
 Both pipelines are `vit-ft train`'s own: `vit_ft.train.build_trainer` builds a trainer from a recipe whose data is the
 image folder (`train_dir`, map-style) or the webdataset shards `vit-ft shard` wrote from that folder

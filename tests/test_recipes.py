@@ -59,7 +59,7 @@ def test_training_recipe_parses_and_builds(recipe):
     # GPU recipes ask for bf16, which TrainingArguments refuses on a machine without a GPU.
     parsed = read_recipe(recipe, ["--use_cpu", "true", "--bf16", "false"])
     model_args, data_args, args = parsed.model, parsed.data, parsed.training
-    assert args.output_dir and (data_args.dataset_name or data_args.train_dir)
+    assert args.output_dir and (data_args.dataset_name or data_args.train_dir or data_args.train_shards)
     overrides = model_args.model_overrides
     with torch.device("meta"):
         if model_args.preset:

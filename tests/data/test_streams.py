@@ -188,3 +188,17 @@ def test_a_stream_without_an_example_count_needs_max_steps(tmp_path, shards):
     flags = ["train", str(recipe)]
     with pytest.raises(SystemExit, match="declares no example count.*set train_examples .* or max_steps"):
         main(flags)
+
+
+def test_a_dataset_folder_streams_its_train_split_as_a_hub_dataset_does(tmp_path):
+    """`streaming: true` on a dataset name: here a local folder of parquet files, which `load_dataset` reads as it
+    reads a Hub repository's."""
+    write_digits_shards(tmp_path / "repo", "parquet")
+    data, names = load_image_datasets(DataArguments(dataset_name=str(tmp_path / "repo"), streaming=True))
+    split = data["train"]
+    assert names == [str(digit) for digit in range(10)] and split.dataset.n_shards == 5
+    assert split.examples is None  # a folder has no card that counts its examples: train_examples or max_steps
+    assert len(data["test"]) == 360  # read whole
+    split.examples = 1437
+    ids = [example["id"] for example in TrainStream(split, _ids, 16, seed=0)]
+    assert len(set(ids)) == 1437
