@@ -1,11 +1,14 @@
 """Shards written by `vit-ft shard` and read back as a stream: round trip, coverage per epoch, resume, damage."""
 
+import io
 import json
 import logging
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import webdataset
+from PIL import Image
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from vit_ft.cli import main
@@ -14,6 +17,8 @@ from vit_ft.data.datasets import load_image_datasets
 from vit_ft.data.readers import expand_shards
 from vit_ft.data.sharding import image_bytes
 from vit_ft.data.streams import DamagedShardError, TrainStream
+from vit_ft.recipe import read_recipe
+from vit_ft.train import run_training
 
 SHARD_SIZE = 300  # digits' 1,437 training images: 5 shards, the last of 237
 
@@ -202,3 +207,42 @@ def test_a_dataset_folder_streams_its_train_split_as_a_hub_dataset_does(tmp_path
     split.examples = 1437
     ids = [example["id"] for example in TrainStream(split, _ids, 16, seed=0)]
     assert len(set(ids)) == 1437
+
+
+def test_an_image_folder_round_trips_through_parquet_shards(tmp_path):
+    for index in range(6):
+        folder = tmp_path / "images" / ("cat" if index % 2 else "dog")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (5 + index, 7), (index * 40, 0, 0)).save(folder / f"{index}.jpg")
+    main(["shard", "--train_dir", str(tmp_path / "images"), "--output_dir", str(tmp_path / "shards"),
+          "--format", "parquet", "--shard_size", "4"])  # fmt: skip
+    source, names = load_image_datasets(DataArguments(train_dir=str(tmp_path / "images"), train_val_split=0))
+    data, streamed_names = load_image_datasets(
+        DataArguments(train_shards=f"{tmp_path}/shards/train-{{000000..000001}}.parquet")
+    )
+    back = {int(Path(e["image"]["path"]).stem): (e["image"]["bytes"], e["label"]) for e in data["train"].dataset}
+    assert streamed_names == names == ["cat", "dog"] and data["train"].examples == 6
+    assert back == {row: (image_bytes(e["image"]), e["label"]) for row, e in enumerate(source["train"])}
+
+
+def test_a_streamed_run_skips_and_counts_a_bad_image_under_corruptions_and_mixup(tmp_path):
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    good = io.BytesIO()
+    Image.new("L", (8, 8), 128).save(good, format="PNG")
+    with webdataset.TarWriter(str(folder / "train-000000.tar")) as tar:
+        for index in range(40):
+            content = b"not an image" if index == 7 else good.getvalue()
+            tar.write({"__key__": f"{index:08d}", "png": content, "cls": index % 2})
+    (folder / "shards.json").write_text(json.dumps({"label_names": ["a", "b"], "examples": {"train-000000.tar": 40}}))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "preset: vit_tiny_patch16_224\n"
+        "model_overrides: {image_size: 16, patch_size: 4, hidden_size: 32, num_hidden_layers: 1, "
+        "num_attention_heads: 2, intermediate_size: 37}\n"
+        f"train_shards: {folder}/train-000000.tar\nimage_corruptions: gaussian_noise,jpeg\n"
+        "mixup_alpha: 0.5\ncutmix_alpha: 0.5\nper_device_train_batch_size: 8\nnum_train_epochs: 1\n"
+        f"output_dir: {tmp_path / 'out'}\nuse_cpu: true\nreport_to: none\nsave_strategy: 'no'\n"
+    )
+    results = run_training(read_recipe(recipe))
+    assert results["train_skipped_images"] == 1 and results["epoch"] == 1
