@@ -180,6 +180,11 @@ def train_stream(split: StreamedSplit, transform, recipe: Recipe) -> TrainStream
             f"The streamed train split ({split.shard_names[0]}, ...) declares no example count, so an epoch has no "
             "length: set train_examples (the split's example count) or max_steps."
         )
+    if args.dataloader_persistent_workers:
+        raise ValueError(
+            "dataloader_persistent_workers with a streamed train split: workers that persist keep the epoch they "
+            "started in, and would read every epoch in its order. Unset it (streams start their workers each epoch)."
+        )
     split.examples = examples
     return TrainStream(
         split,

@@ -193,6 +193,9 @@ def test_a_stream_without_an_example_count_needs_max_steps(tmp_path, shards):
     flags = ["train", str(recipe)]
     with pytest.raises(SystemExit, match="declares no example count.*set train_examples .* or max_steps"):
         main(flags)
+    flags += ["--max_steps", "2", "--dataloader_num_workers", "1", "--dataloader_persistent_workers", "true"]
+    with pytest.raises(SystemExit, match="dataloader_persistent_workers with a streamed train split"):
+        main(flags)
 
 
 def test_a_dataset_folder_streams_its_train_split_as_a_hub_dataset_does(tmp_path):
