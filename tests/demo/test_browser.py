@@ -101,7 +101,9 @@ def test_the_demo_answers_in_a_browser_and_stops_on_ctrl_c(digits_model, digit_i
             assert len(page.locator(".gallery-item").all()) == 10  # one per digit
             assert wait_for_scores(page, other_than=after_the_refusal)
         process.send_signal(signal.SIGINT)  # Ctrl-C
-        assert process.wait(30) == 0
+        # Closing lets the queue's job in flight (the last click's heat map) finish: on a busy machine that alone
+        # has taken over 30 s.
+        assert process.wait(120) == 0
         output = log.read_text()
         assert "vit-ft demo: stopped" in output and "Traceback" not in output
 
