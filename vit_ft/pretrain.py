@@ -20,6 +20,7 @@ from .checkpoints.loading import default_processor, load_processor
 from .checkpoints.pretrained import load_checkpoint
 from .data.arguments import AugmentationArguments
 from .data.epochs import EpochDataset
+from .data.readers import StreamedSplit
 from .data.transforms import ExampleTransform, build_eval_transform, build_train_transform, collate_images
 from .evaluation.plots import plot_training_curves
 from .hub.arguments import HubArguments
@@ -31,7 +32,7 @@ from .pretraining.arguments import MaskedAutoencodingArguments, PretrainingDataA
 from .pretraining.data import load_unlabelled_images
 from .pretraining.reconstructions import plot_reconstructions
 from .recipe import read_recipe, save_resolved_recipe
-from .train import resolve_local_paths, train_and_save
+from .train import resolve_local_paths, train_and_save, train_stream
 from .training.arguments import ViTTrainingArguments
 from .training.trainer import ViTTrainer
 
@@ -139,7 +140,11 @@ def build_pretrainer(recipe: PretrainingRecipe) -> tuple[ViTTrainer, dict]:
     data = load_unlabelled_images(recipe.data, args.seed, recipe.model.cache_dir, recipe.model.token)
     strict = recipe.data.strict_images
     augment = build_train_transform(processor, mae_augmentation(method))
-    data["train"] = EpochDataset(data["train"], ExampleTransform(augment, strict, seed=args.seed))
+    train_transform = ExampleTransform(augment, strict, seed=args.seed)
+    if isinstance(data["train"], StreamedSplit):
+        data["train"] = train_stream(data["train"], train_transform, recipe)
+    else:
+        data["train"] = EpochDataset(data["train"], train_transform)
     data["validation"] = data["validation"].with_transform(ExampleTransform(build_eval_transform(processor), strict))
     args.prediction_loss_only = True  # the model's loss is the only evaluation
     trainer = ViTTrainer(

@@ -249,3 +249,26 @@ def test_a_streamed_run_skips_and_counts_a_bad_image_under_corruptions_and_mixup
     )
     results = run_training(read_recipe(recipe))
     assert results["train_skipped_images"] == 1 and results["epoch"] == 1
+
+
+def test_pretraining_streams_its_images_from_shards(tmp_path):
+    main(["shard", "--dataset_name", "digits", "--train_val_split", "0.1", "--output_dir", str(tmp_path / "shards"),
+          "--shard_size", "300"])  # fmt: skip
+    recipe = tmp_path / "mae.yaml"
+    recipe.write_text(
+        "preset: vit_tiny_patch16_224\n"
+        "model_overrides: {image_size: 16, patch_size: 2, hidden_size: 32, num_hidden_layers: 1, "
+        "num_attention_heads: 2, intermediate_size: 37}\n"
+        "decoder_hidden_size: 32\ndecoder_num_hidden_layers: 1\ndecoder_num_attention_heads: 2\n"
+        "decoder_intermediate_size: 37\n"
+        f"train_shards: {tmp_path}/shards/train-{{000000..000004}}.tar\n"
+        f"validation_shards: {tmp_path}/shards/validation-{{000000..000000}}.tar\n"
+        "per_device_train_batch_size: 64\nnum_train_epochs: 1\nsave_strategy: 'no'\n"
+        f"output_dir: {tmp_path / 'mae'}\nuse_cpu: true\nreport_to: none\n"
+    )
+    main(["pretrain", str(recipe)])
+    results = json.loads((tmp_path / "mae" / "all_results.json").read_text())
+    assert results["epoch"] == 1 and results["train_skipped_images"] == 0 and results["eval_loss"] > 0
+    steps = results["train_steps_per_second"] * results["train_runtime"]
+    assert round(steps) == 21  # ceil(1,293 / 64): the epoch shards.json declares
+    assert (tmp_path / "mae" / "reconstructions.png").is_file()

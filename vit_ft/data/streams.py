@@ -176,7 +176,8 @@ class TrainStream(torch.utils.data.IterableDataset):
             # `iter` rather than `for example in part`: in a dataloader worker, iterating a datasets IterableDataset
             # splits it across the workers again, and one shard would go to one worker only.
             for batch in part.iter(batch_size=READ_BATCH):
-                yield from ({"image": image, "label": label} for image, label in zip(batch["image"], batch["label"]))
+                columns = [name for name in ("image", "label") if name in batch]  # unlabelled images: no label
+                yield from (dict(zip(columns, values)) for values in zip(*(batch[name] for name in columns)))
         except Exception as error:  # tarfile, pyarrow and fsspec raise many types for a cut or corrupt file
             reason = " ".join(str(error).split()) or type(error).__name__
             message = f"Shard {name} is damaged ({reason})"

@@ -26,6 +26,23 @@ class PretrainingDataArguments:
             "help": "Folder of images to pretrain on: flat, or nested (sub-folders are read, their names ignored)."
         },
     )
+    train_shards: str | None = field(
+        default=None,
+        metadata={
+            "help": "Webdataset (.tar) or parquet shards to stream the images from (their labels are not read), "
+            "e.g. data/train-{000000..000099}.tar: for image sets larger than the disk. Needs validation_shards."
+        },
+    )
+    validation_shards: str | None = field(
+        default=None, metadata={"help": "With train_shards: the held-out images' shards (read whole)."}
+    )
+    train_examples: int | None = field(
+        default=None,
+        metadata={"help": "With train_shards: the images they hold (an epoch), unless shards.json or max_steps says."},
+    )
+    shuffle_shards: int = field(
+        default=4, metadata={"help": "With train_shards: how many shards each reader shuffles together in memory."}
+    )
     image_column_name: str | None = field(
         default=None, metadata={"help": "Column holding the images; detected among image, img, pixel_values, ..."}
     )
@@ -48,11 +65,18 @@ class PretrainingDataArguments:
     )
 
     def __post_init__(self):
-        if bool(self.dataset_name) == bool(self.train_dir):
+        if sum(map(bool, (self.dataset_name, self.train_dir, self.train_shards))) != 1:
             raise ValueError(
-                "Set one of dataset_name (a Hub id, `digits` or `lfw_faces`) and train_dir (a folder of "
-                "images) to pretrain on."
+                "Set one of dataset_name (a Hub id, `digits` or `lfw_faces`), train_dir (a folder of images) and "
+                "train_shards (shards to stream) to pretrain on."
             )
+        if bool(self.train_shards) != bool(self.validation_shards):
+            raise ValueError(
+                "train_shards and validation_shards go together: a stream has no share to hold out, so the "
+                "held-out images come from their own shards (vit-ft shard --train_val_split writes them)."
+            )
+        if self.shuffle_shards < 1:
+            raise ValueError(f"shuffle_shards={self.shuffle_shards} must be at least 1.")
         if not 0 < self.validation_share < 1:
             raise ValueError(f"validation_share={self.validation_share} must be above 0 and below 1, e.g. 0.05.")
         if self.max_train_samples is not None and self.max_train_samples < 1:

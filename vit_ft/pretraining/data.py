@@ -9,7 +9,7 @@ from datasets import Dataset, DatasetDict, Image
 from PIL import Image as PILImage
 
 from ..data.datasets import IMAGE_COLUMNS, _detect_column
-from ..data.readers import BUILT_IN_DATASETS, load_named_dataset
+from ..data.readers import BUILT_IN_DATASETS, ShardReader, StreamedSplit, load_named_dataset
 from .arguments import PretrainingDataArguments
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ def load_unlabelled_images(
     `train` and `validation` (a `validation_share` of the images, at least one, held out for the evaluation loss and
     the reconstructions), each with columns `image` (undecoded) and `example_id` (the row number in the split).
     """
+    if args.train_shards:
+        return _streamed_images(args, cache_dir)
     images = _raw_images(args, cache_dir, token)
     if args.max_train_samples is not None:
         images = images.shuffle(seed=seed).select(range(min(args.max_train_samples, len(images))))
@@ -68,3 +70,24 @@ def load_unlabelled_images(
     return DatasetDict(
         {split: dataset.add_column("example_id", list(range(len(dataset)))) for split, dataset in data.items()}
     )
+
+
+def _streamed_images(args: PretrainingDataArguments, cache_dir: str | None) -> dict:
+    """
+    `train`: a `StreamedSplit` of the train shards' images (column `image`, undecoded); `validation`: the held-out
+    shards' images read whole, with `example_id`.
+    """
+    splits = ShardReader({"train": args.train_shards, "validation": args.validation_shards}, cache_dir).load()
+    stream = splits["train"]
+    column = _detect_column(stream.dataset, args.image_column_name, IMAGE_COLUMNS, "image_column_name")
+    # Undecoded before the rename: a streamed webdataset image renamed first loses its file name.
+    train = stream.dataset.select_columns([column]).cast_column(column, Image(decode=False))
+    train = train.rename_columns({column: "image"}) if column != "image" else train
+    held_out = splits["validation"]
+    column = _detect_column(held_out, args.image_column_name, IMAGE_COLUMNS, "image_column_name")
+    held_out = held_out.select_columns([column]).rename_columns({column: "image"} if column != "image" else {})
+    held_out = held_out.cast_column("image", Image(decode=False))
+    return {
+        "train": StreamedSplit(train, stream.shard_names, args.train_examples or stream.examples),
+        "validation": held_out.add_column("example_id", list(range(len(held_out)))),
+    }
