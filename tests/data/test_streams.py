@@ -272,3 +272,21 @@ def test_pretraining_streams_its_images_from_shards(tmp_path):
     steps = results["train_steps_per_second"] * results["train_runtime"]
     assert round(steps) == 21  # ceil(1,293 / 64): the epoch shards.json declares
     assert (tmp_path / "mae" / "reconstructions.png").is_file()
+
+
+def test_a_streamed_resume_with_other_dataloader_workers_is_one_line(tmp_path, shards):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "preset: vit_tiny_patch16_224\n"
+        "model_overrides: {image_size: 16, patch_size: 4, hidden_size: 32, num_hidden_layers: 1, "
+        "num_attention_heads: 2, intermediate_size: 37}\n"
+        f"train_shards: {shards}/train-{{000000..000004}}.tar\nper_device_train_batch_size: 64\n"
+        "max_steps: 6\nsave_strategy: steps\nsave_steps: 3\n"
+        f"output_dir: {tmp_path / 'out'}\nuse_cpu: true\nreport_to: none\n"
+    )
+    main(["train", str(recipe), "--max_steps", "3"])
+    flags = ["train", str(recipe), "--resume_from_checkpoint", "latest", "--dataloader_num_workers", "1"]
+    with pytest.raises(SystemExit, match="saved with dataloader_num_workers=0 and this run has 1.*Set dataloader_num"):
+        main(flags)
+    main(flags[:-2] + ["--dataloader_num_workers", "0"])  # as it was saved: it resumes
+    assert json.loads((tmp_path / "out" / "all_results.json").read_text())["epoch"] > 0

@@ -27,8 +27,11 @@ class StreamPositionCallback(TrainerCallback):
             write_json(checkpoint_dir(args.output_dir, state.global_step) / STREAM_POSITIONS, record)
 
 
-def read_stream_position(checkpoint: str | Path, world_size: int, process_index: int) -> dict:
-    """This process's dataloader state in `checkpoint`, saved by `StreamPositionCallback`."""
+def read_stream_position(checkpoint: str | Path, world_size: int, process_index: int, workers: int) -> dict:
+    """
+    This process's dataloader state in `checkpoint`, saved by `StreamPositionCallback`; it must have been saved by as
+    many processes, each with as many dataloader `workers`.
+    """
     path = Path(checkpoint) / STREAM_POSITIONS
     record = read_json(path)
     if record is None:
@@ -42,4 +45,13 @@ def read_stream_position(checkpoint: str | Path, world_size: int, process_index:
             f"run resumes with the processes it had, each at its place in its own shards. Launch "
             f"{record['world_size']} processes."
         )
-    return record["positions"][process_index]
+    position = record["positions"][process_index]
+    # torchdata keeps each worker's place under _snapshot; a loader without workers keeps its own at the top.
+    saved_workers = position.get("_snapshot", {}).get("_main_snapshot", {}).get("_num_workers", 0)
+    if saved_workers != workers:
+        raise ValueError(
+            f"{checkpoint} was saved with dataloader_num_workers={saved_workers} and this run has {workers}: each "
+            f"worker of a streamed run resumes at its own place in its own shards. Set dataloader_num_workers "
+            f"{saved_workers}."
+        )
+    return position

@@ -145,7 +145,9 @@ class ViTTrainer(Trainer):
         # Each worker starts where the checkpoint left it: nothing before is read again.
         args = self.args
         dataloader.load_state_dict(
-            read_stream_position(args.resume_from_checkpoint, args.world_size, args.process_index)
+            read_stream_position(
+                args.resume_from_checkpoint, args.world_size, args.process_index, args.dataloader_num_workers
+            )
         )
         return dataloader
 
