@@ -391,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     shard = commands.add_parser(
         "shard",
         help="Write a data set (image folders, a Hub dataset, a built-in one) into webdataset or parquet shards.",
-        parents=[data_options],
+        # Its own copy of the data options: set_defaults below changes the parent's actions, which evaluate shares.
+        parents=[HfArgumentParser(DataArguments, add_help=False)],
     )
     shard.add_argument("--output_dir", required=True, help="A new folder for the shards and their shards.json.")
     shard.add_argument("--format", choices=["webdataset", "parquet"], default="webdataset", help="Shard format.")
