@@ -50,7 +50,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 CARD_TEMPLATE = TEMPLATES / "model_card.md.j2"  # the card's layout; this module decides what it shows
 TRANSFORMERS_JS_TEMPLATE = TEMPLATES / "transformers_js_usage.mjs.j2"
 
-# vit_ft.data.datasets.BUILT_IN_DATASETS' names (hub sits beside data, not above it), with a readable name each.
+# vit_ft.data.readers.BUILT_IN_DATASETS' names (hub sits beside data, not above it), with a readable name each.
 BUILT_IN_DATASETS = {"digits": "scikit-learn digits (8x8)", "lfw_faces": "scikit-image LFW faces subset (25x25)"}
 # The recipe fields a reader needs to judge a run; the whole recipe is in the repo next to the card.
 KEY_HYPERPARAMETERS = (
