@@ -3,15 +3,18 @@
 import io
 import json
 import logging
+import sys
 from collections import Counter
 from pathlib import Path
 
+import fsspec
 import pytest
 import webdataset
 from PIL import Image
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from vit_ft.cli import main
+from vit_ft.data import MissingExtraError
 from vit_ft.data.arguments import DataArguments
 from vit_ft.data.datasets import load_image_datasets
 from vit_ft.data.readers import expand_shards
@@ -174,6 +177,36 @@ def test_shard_patterns_and_stream_fields_are_checked_in_one_line(tmp_path, shar
         DataArguments(train_dir=str(tmp_path), streaming=True)
     with pytest.raises(ValueError, match="max_train_samples picks rows"):
         DataArguments(train_shards=f"{shards}/train-000000.tar", max_train_samples=10)
+
+
+def test_shards_stream_from_an_fsspec_url_with_their_record(shards):
+    """fsspec's in-memory filesystem stands where s3:// or hf:// would: the same URL code path, no network."""
+    memory = fsspec.filesystem("memory")
+    for path in shards.iterdir():
+        memory.pipe(f"/digits-bucket/{path.name}", path.read_bytes())
+    try:
+        data, names = load_image_datasets(
+            DataArguments(
+                train_shards="memory://digits-bucket/train-{000000..000004}.tar",
+                test_shards="memory://digits-bucket/test-{000000..000001}.tar",
+            )  # fmt: skip
+        )
+        assert names == [str(digit) for digit in range(10)] and data["train"].examples == 1437  # from shards.json
+        assert len(data["test"]) == 360
+        seen = Counter(example["id"] for example in TrainStream(data["train"], _ids, 16, seed=0))
+        assert len(seen) == 1437
+    finally:
+        memory.rm("/digits-bucket", recursive=True)
+
+
+def test_a_url_whose_filesystem_is_not_installed_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # s3fs cannot be imported, as where it is not installed
+    with pytest.raises(
+        MissingExtraError, match=r"train_shards='s3://b/train-\{0..1\}.tar': .*pip install 'vit-ft\[s3\]'"
+    ):
+        expand_shards("s3://b/train-{0..1}.tar")
+    with pytest.raises(ValueError, match="Protocol not known: zz; shards are local paths or fsspec URLs"):
+        expand_shards("zz://b/train-0.tar")
 
 
 def test_a_stream_without_an_example_count_needs_max_steps(tmp_path, shards):

@@ -226,6 +226,8 @@ def expand_shards(pattern: str, field: str = "train_shards") -> list[str]:
     Local files must exist: a missing one is a one-line error naming it.
     """
     files = list(braceexpand(pattern))
+    for protocol in sorted({file.split("://")[0] for file in files if "://" in file}):
+        _check_filesystem(protocol, pattern, field)
     local = [file for file in files if "://" not in file]
     missing = [file for file in local if not os.path.isfile(file)]
     if missing:
@@ -234,6 +236,22 @@ def expand_shards(pattern: str, field: str = "train_shards") -> list[str]:
             "check the pattern's folder and brace range ({000000..000009} names ten files)."
         )
     return files
+
+
+# The extra that installs each cloud filesystem fsspec does not ship itself.
+FILESYSTEM_EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
+
+
+def _check_filesystem(protocol: str, pattern: str, field: str) -> None:
+    """One line where fsspec cannot read `protocol://` URLs here: an unknown protocol or its package not installed."""
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError as error:
+        extra = FILESYSTEM_EXTRAS.get(protocol)
+        hint = f"pip install 'vit-ft[{extra}]'" if extra else "install the fsspec filesystem package for it"
+        raise MissingExtraError(f"{field}={pattern!r}: {error}: {hint}.") from error
+    except ValueError as error:
+        raise ValueError(f"{field}={pattern!r}: {error}; shards are local paths or fsspec URLs.") from error
 
 
 def shard_format(files: list[str], field: str) -> str:
