@@ -2,7 +2,9 @@
 browser download is not used: `.ci/run` installs chromium with apt)."""
 
 import contextlib
+import ctypes
 import os
+import platform
 import re
 import signal
 import socket
@@ -74,6 +76,20 @@ def browser_page(url: str):
             yield page
         finally:
             browser.close()
+
+
+# tgkill(2)'s number: Python has no call that signals one thread of another process.
+TGKILL = {"x86_64": 234, "aarch64": 131}[platform.machine()]
+
+
+def interrupt_a_server_thread(process: subprocess.Popen) -> None:
+    """
+    Ctrl-C's SIGINT sent to one of `process`'s threads other than the main one: the kernel may deliver a process's
+    signal to any of its threads, and Python handles it in the main thread only.
+    """
+    threads = sorted(int(name) for name in os.listdir(f"/proc/{process.pid}/task") if int(name) != process.pid)
+    assert threads, "the server runs no thread besides its main one"
+    assert ctypes.CDLL(None, use_errno=True).syscall(TGKILL, process.pid, threads[-1], signal.SIGINT) == 0
 
 
 def upload(page, path: str | Path) -> None:

@@ -6,7 +6,7 @@ vit-ft demo --model outputs/digits [--port 7860] [--host 127.0.0.1]
 import importlib
 import socket
 import tempfile
-import threading
+import time
 from pathlib import Path
 
 from ..data import MissingExtraError
@@ -137,7 +137,10 @@ def serve_demo(
         )
         print(f"vit-ft demo: serving {model_source} at {app.local_url} (Ctrl-C stops it)", flush=True)
         try:
-            threading.Event().wait()  # the server runs in its own threads until Ctrl-C
+            # The server runs in its own threads until Ctrl-C. A signal that lands on one of them is handled in this
+            # thread only when it next runs bytecode: a wait without end (Event().wait()) never gets to.
+            while True:
+                time.sleep(0.5)
         except KeyboardInterrupt:
             print("vit-ft demo: stopped", flush=True)
         finally:
