@@ -36,6 +36,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    # A shell script's background job (`bash .ci/run &`) ignores SIGINT, and every program it starts inherits that:
+    # Python would then never raise KeyboardInterrupt. The server takes Ctrl-C as when started from a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def served(command: list[str], workdir: Path, environment: dict) -> Iterator[tuple[subprocess.Popen, str, Path]]:
     """
@@ -44,7 +50,14 @@ def served(command: list[str], workdir: Path, environment: dict) -> Iterator[tup
     """
     log = workdir / f"server_{len(list(workdir.glob('server_*.log')))}.log"
     with open(log, "w") as output:
-        process = subprocess.Popen(command, cwd=workdir, env=environment, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_ctrl_c_as_in_a_terminal,
+        )
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
         while not (url := LOCAL_URL.search(log.read_text())):
