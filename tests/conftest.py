@@ -36,6 +36,26 @@ def import_blocker(package: str) -> str:
 _BLOCK_VIT_FT = import_blocker("vit_ft")
 
 
+def two_process_launch(port: int) -> list[str]:
+    """`accelerate launch` of 2 processes on this machine (gloo on the CPU), meeting on `port`; the program follows."""
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+    ]
+
+
 def tiny_config(**overrides) -> ViTConfig:
     """A few-thousand-parameter config: shapes and numbers check on CPU in milliseconds."""
     return ViTConfig(**{**TINY, "num_labels": 5, **overrides})

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import two_process_launch
 from vit_ft.data.arguments import DataArguments
 from vit_ft.data.datasets import load_image_datasets
 
@@ -24,20 +25,7 @@ def launch(tmp_path: Path, *flags: str) -> dict[int, list[dict]]:
     probe = tmp_path / "probe"
     probe.mkdir()
     command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "29517",
+        *two_process_launch(29517),
         str(ROOT / "tests" / "multiprocess_probe.py"),
         "train",
         str(RECIPE),
@@ -104,20 +92,7 @@ def test_sigterm_to_the_launcher_saves_one_checkpoint_of_both_processes_and_one_
     from vit_ft.checkpoint_integrity import checkpoint_problems
 
     command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "29518",
+        *two_process_launch(29518),
         "-m",
         "vit_ft.cli",
         "train",

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.conftest import two_process_launch
 from tests.data.test_streams import write_digits_shards
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,10 +33,15 @@ def launch(tmp_path: Path, shards: Path, output_dir: Path, *flags: str, port: in
         "seed: 0\nper_device_train_batch_size: 16\nlearning_rate: 0.001\nhorizontal_flip: false\n"
         "eval_strategy: 'no'\nreport_to: none\nuse_cpu: true\ndisable_tqdm: true\nlogging_steps: 15\n"
     )
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               str(port), str(ROOT / "tests" / "multiprocess_probe.py"), "train", str(recipe),
-               "--output_dir", str(output_dir), *flags]  # fmt: skip
+    command = [
+        *two_process_launch(port),
+        str(ROOT / "tests" / "multiprocess_probe.py"),
+        "train",
+        str(recipe),
+        "--output_dir",
+        str(output_dir),
+        *flags,
+    ]
     env = {**os.environ, "VIT_FT_PROBE_DIR": str(probe), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, env=env, cwd=tmp_path, timeout=600, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -85,9 +90,17 @@ def test_a_damaged_shard_with_dataloader_workers_is_named_and_the_run_ends(tmp_p
     damaged = shards / "train-000001.tar"
     damaged.write_bytes(damaged.read_bytes()[:50_000])
     events, stderr = launch(
-        tmp_path, shards, tmp_path / "out", "--num_train_epochs", "1", "--save_strategy", "no",
-        "--dataloader_num_workers", "2", port=29533,
-    )  # fmt: skip
+        tmp_path,
+        shards,
+        tmp_path / "out",
+        "--num_train_epochs",
+        "1",
+        "--save_strategy",
+        "no",
+        "--dataloader_num_workers",
+        "2",
+        port=29533,
+    )
     assert f"Shard {damaged} is damaged" in stderr
     assert len(events[0]) == len(events[1]) == STEPS_PER_EPOCH * 16
     assert (tmp_path / "out" / "model.safetensors").is_file()

@@ -32,8 +32,19 @@ def _ids(batch: dict) -> dict:
 
 
 def write_digits_shards(folder: Path, shard_format: str = "webdataset") -> dict:
-    main(["shard", "--dataset_name", "digits", "--output_dir", str(folder), "--format", shard_format,
-          "--shard_size", str(SHARD_SIZE)])  # fmt: skip
+    main(
+        [
+            "shard",
+            "--dataset_name",
+            "digits",
+            "--output_dir",
+            str(folder),
+            "--format",
+            shard_format,
+            "--shard_size",
+            str(SHARD_SIZE),
+        ]
+    )
     return json.loads((folder / "shards.json").read_text())
 
 
@@ -189,7 +200,7 @@ def test_shards_stream_from_an_fsspec_url_with_their_record(shards):
             DataArguments(
                 train_shards="memory://digits-bucket/train-{000000..000004}.tar",
                 test_shards="memory://digits-bucket/test-{000000..000001}.tar",
-            )  # fmt: skip
+            )
         )
         assert names == [str(digit) for digit in range(10)] and data["train"].examples == 1437  # from shards.json
         assert len(data["test"]) == 360
@@ -250,8 +261,19 @@ def test_an_image_folder_round_trips_through_parquet_shards(tmp_path):
         folder = tmp_path / "images" / ("cat" if index % 2 else "dog")
         folder.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (5 + index, 7), (index * 40, 0, 0)).save(folder / f"{index}.jpg")
-    main(["shard", "--train_dir", str(tmp_path / "images"), "--output_dir", str(tmp_path / "shards"),
-          "--format", "parquet", "--shard_size", "4"])  # fmt: skip
+    main(
+        [
+            "shard",
+            "--train_dir",
+            str(tmp_path / "images"),
+            "--output_dir",
+            str(tmp_path / "shards"),
+            "--format",
+            "parquet",
+            "--shard_size",
+            "4",
+        ]
+    )
     source, names = load_image_datasets(DataArguments(train_dir=str(tmp_path / "images"), train_val_split=0))
     data, streamed_names = load_image_datasets(
         DataArguments(train_shards=f"{tmp_path}/shards/train-{{000000..000001}}.parquet")
@@ -285,8 +307,19 @@ def test_a_streamed_run_skips_and_counts_a_bad_image_under_corruptions_and_mixup
 
 
 def test_pretraining_streams_its_images_from_shards(tmp_path):
-    main(["shard", "--dataset_name", "digits", "--train_val_split", "0.1", "--output_dir", str(tmp_path / "shards"),
-          "--shard_size", "300"])  # fmt: skip
+    main(
+        [
+            "shard",
+            "--dataset_name",
+            "digits",
+            "--train_val_split",
+            "0.1",
+            "--output_dir",
+            str(tmp_path / "shards"),
+            "--shard_size",
+            "300",
+        ]
+    )
     recipe = tmp_path / "mae.yaml"
     recipe.write_text(
         "preset: vit_tiny_patch16_224\n"

@@ -3,13 +3,13 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.conftest import two_process_launch
 from tests.test_cli import vit_ft_cli
 from vit_ft.checkpoints.arguments import ModelArguments
 from vit_ft.checkpoints.loading import build_model
@@ -144,20 +144,7 @@ def test_resume_latest_continues_from_the_newest_checkpoint(tmp_path):
 def test_accelerate_launch_of_two_processes_saves_one_model(tmp_path):
     output = tmp_path / "mae"
     command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "29519",
+        *two_process_launch(29519),
         "-m",
         "vit_ft.cli",
         "pretrain",
